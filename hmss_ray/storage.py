@@ -1,0 +1,141 @@
+"""The one place that turns a URI into a filesystem.
+
+``resolve("s3://bucket/prefix")`` -> ``(pyarrow.fs.S3FileSystem, "bucket/prefix")``;
+``resolve("/data/x")`` or ``resolve("file:///data/x")`` -> ``(LocalFileSystem, "/data/x")``.
+
+The S3 endpoint comes from ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``), or the ``endpoint``
+argument; credentials come from the standard AWS chain (environment, profile, instance role), never
+from a config file. Nothing here logs a credential.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+
+def is_remote(uri: str) -> bool:
+    return urlparse(str(uri)).scheme in ("s3", "s3a")
+
+
+def s3_endpoint(explicit: str | None = None) -> str | None:
+    return explicit or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def resolve(uri: str | os.PathLike, endpoint: str | None = None) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path inside it for ``uri`` (local path, file:// or s3://)."""
+    text = str(uri)
+    parsed = urlparse(text)
+    if parsed.scheme in ("s3", "s3a"):
+        if not parsed.netloc:
+            raise ValueError(f"{text!r}: an s3 URI needs a bucket, as in s3://bucket/prefix")
+        return _s3_filesystem(endpoint), f"{parsed.netloc}{parsed.path}".rstrip("/")
+    if parsed.scheme == "file":
+        return pafs.LocalFileSystem(), str(Path(parsed.path).resolve())
+    if parsed.scheme and len(parsed.scheme) > 1:
+        raise ValueError(f"{text!r}: unsupported scheme {parsed.scheme!r}; use a path or s3://")
+    return pafs.LocalFileSystem(), str(Path(text).expanduser().resolve())
+
+
+def _s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
+    kwargs: dict[str, Any] = {}
+    url = s3_endpoint(endpoint)
+    if url:
+        parsed = urlparse(url)
+        kwargs["endpoint_override"] = parsed.netloc or parsed.path
+        kwargs["scheme"] = parsed.scheme or "https"
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        kwargs["region"] = region
+    return pafs.S3FileSystem(**kwargs)
+
+
+def join(uri: str, *parts: str) -> str:
+    """Join path parts onto a URI or local path with '/'."""
+    base = str(uri).rstrip("/")
+    return "/".join([base, *(p.strip("/") for p in parts)])
+
+
+def exists(uri: str) -> bool:
+    fs, path = resolve(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def makedirs(uri: str) -> None:
+    fs, path = resolve(uri)
+    fs.create_dir(path, recursive=True)
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = resolve(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write atomically where the filesystem allows (local: temp file + rename)."""
+    fs, path = resolve(uri)
+    parent = path.rsplit("/", 1)[0]
+    if parent:
+        fs.create_dir(parent, recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with fs.open_output_stream(tmp) as f:
+            f.write(data)
+        os.replace(tmp, path)
+    else:  # an S3 PUT is atomic: readers see the old object or the new one
+        with fs.open_output_stream(path) as f:
+            f.write(data)
+
+
+def read_json(uri: str) -> Any:
+    return json.loads(read_bytes(uri))
+
+
+def write_json(uri: str, obj: Any) -> None:
+    write_bytes(uri, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode()
+
+
+def write_text(uri: str, text: str) -> None:
+    write_bytes(uri, text.encode())
+
+
+def listdir(uri: str) -> list[str]:
+    """Base names directly under ``uri`` (empty when it does not exist)."""
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return []
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=False))
+    return sorted(info.base_name for info in infos)
+
+
+def delete(uri: str) -> None:
+    fs, path = resolve(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.Directory:
+        fs.delete_dir(path)
+    elif info.type == pafs.FileType.File:
+        fs.delete_file(path)
+
+
+def copy_dir(src: str, dst: str) -> None:
+    """Copy a directory tree between any two URIs (local <-> s3)."""
+    sfs, spath = resolve(src)
+    dfs, dpath = resolve(dst)
+    dfs.create_dir(dpath, recursive=True)  # a local destination must exist before the copy
+    pafs.copy_files(spath, dpath, source_filesystem=sfs, destination_filesystem=dfs)
+
+
+def open_input(uri: str) -> io.BufferedIOBase:
+    fs, path = resolve(uri)
+    return fs.open_input_file(path)
