@@ -60,12 +60,12 @@ def test_bad_values_name_the_key(override, message):
 def test_unknown_key_in_yaml_names_it(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("model:\n  lrg_chanels: 8\n")
-    with pytest.raises(ConfigError, match="unknown config key 'model.lrg_chanels'"):
+    with pytest.raises(ConfigError, match=r"unknown config key 'model\.lrg_chanels'"):
         load_config(path)
 
 
 def test_override_needs_equals_sign():
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         parse_overrides(["loss.lambda_l1"])
 
 

@@ -3,13 +3,25 @@ from hmss_ray.search_report import markdown_table, pareto_front, write_report
 
 
 def _row(tid, ssim, fid, score):
-    return {"trial_id": tid, "params": {"loss.lambda_l1": 5.0}, "ssim": ssim, "fid": fid,
-            "mae_hu": 80.0, "psnr": 25.0, "bone_dice": 0.5, "score": score}
+    return {
+        "trial_id": tid,
+        "params": {"loss.lambda_l1": 5.0},
+        "ssim": ssim,
+        "fid": fid,
+        "mae_hu": 80.0,
+        "psnr": 25.0,
+        "bone_dice": 0.5,
+        "score": score,
+    }
 
 
 def test_pareto_front_keeps_only_non_dominated_trials():
-    rows = [_row("a", 0.9, 50, 1), _row("b", 0.8, 40, 1), _row("c", 0.7, 60, 1),
-            _row("d", 0.9, 50, 1)]
+    rows = [
+        _row("a", 0.9, 50, 1),
+        _row("b", 0.8, 40, 1),
+        _row("c", 0.7, 60, 1),
+        _row("d", 0.9, 50, 1),
+    ]
     # c is beaten by a on both axes; a and d tie, neither dominates the other
     assert pareto_front(rows) == [0, 1, 3]
 

@@ -16,15 +16,25 @@ def test_shipped_spaces_are_valid(path):
 
 def test_shipped_spaces_cover_the_notebook_knobs_and_the_architecture():
     keys = {p.key for path in SPACES for p in load_space(path).params}
-    for key in ("loss.lambda_l1", "loss.lambda_perc", "loss.lambda_gp", "optim.lr_g",
-                "optim.lr_d", "optim.beta1", "loss.real_label", "optim.g_steps_per_d",
-                "model.lrg_channels", "model.lrg_res_blocks", "model.disc_scales",
-                "data.context_slices"):
+    for key in (
+        "loss.lambda_l1",
+        "loss.lambda_perc",
+        "loss.lambda_gp",
+        "optim.lr_g",
+        "optim.lr_d",
+        "optim.beta1",
+        "loss.real_label",
+        "optim.g_steps_per_d",
+        "model.lrg_channels",
+        "model.lrg_res_blocks",
+        "model.disc_scales",
+        "data.context_slices",
+    ):
         assert key in keys
 
 
 def test_unknown_key_is_named():
-    with pytest.raises(ConfigError, match="unknown config key 'loss.lambda_11'"):
+    with pytest.raises(ConfigError, match=r"unknown config key 'loss\.lambda_11'"):
         parse_space({"params": {"loss.lambda_11": {"uniform": [1, 2]}}})
 
 
@@ -43,5 +53,5 @@ def test_bad_distributions_are_errors(spec, message):
 
 
 def test_values_outside_config_validation_are_rejected():
-    with pytest.raises(ConfigError, match="model.disc_scales=4"):
+    with pytest.raises(ConfigError, match=r"model\.disc_scales=4"):
         parse_space({"params": {"model.disc_scales": {"choice": [2, 4]}}})

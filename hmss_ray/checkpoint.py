@@ -1,0 +1,178 @@
+"""Self-contained checkpoints and model-registry entries.
+
+A checkpoint is a directory, so it is also a ``ray.train.Checkpoint``:
+
+```
+generator.safetensors       generator weights (all Serve and evaluation need)
+discriminator.safetensors   discriminator weights (training only)
+optim.pt                    optimiser states, loaded with torch.load(weights_only=True)
+checkpoint.json             config (plain dict), stage, epoch, step, metrics, parent
+```
+
+Weights are safetensors and optimiser state is plain tensors and numbers, so loading a checkpoint
+never runs code. A registry entry ``<registry>/<name>/`` is a checkpoint directory plus
+``config.yaml``, ``metrics.json`` and ``winner.json``; it may live on local disk or ``s3://``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from hmss_ray import storage
+from hmss_ray.config import ExperimentConfig
+
+GENERATOR_FILE = "generator.safetensors"
+DISCRIMINATOR_FILE = "discriminator.safetensors"
+OPTIM_FILE = "optim.pt"
+META_FILE = "checkpoint.json"
+
+
+@dataclass
+class CheckpointMeta:
+    """What a checkpoint says about itself (everything but the tensors)."""
+
+    config: dict[str, Any]
+    stage: str = "lrg"
+    epoch: int = 0
+    step: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    parent: str | None = None
+
+    @property
+    def cfg(self) -> ExperimentConfig:
+        return ExperimentConfig.from_dict(self.config)
+
+
+def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    return getattr(module, "module", module)  # DistributedDataParallel keeps the model in .module
+
+
+def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in _unwrap(module).state_dict().items()}
+
+
+def save_checkpoint(
+    directory: str | Path,
+    *,
+    generator: torch.nn.Module,
+    cfg: ExperimentConfig,
+    discriminator: torch.nn.Module | None = None,
+    optimizers: dict[str, torch.optim.Optimizer] | None = None,
+    stage: str = "lrg",
+    epoch: int = 0,
+    step: int = 0,
+    metrics: dict[str, float] | None = None,
+    parent: str | None = None,
+) -> Path:
+    """Write a checkpoint directory (local) and return its path."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(_cpu_state(generator), str(out / GENERATOR_FILE))
+    if discriminator is not None:
+        save_file(_cpu_state(discriminator), str(out / DISCRIMINATOR_FILE))
+    if optimizers:
+        torch.save({k: opt.state_dict() for k, opt in optimizers.items()}, out / OPTIM_FILE)
+    meta = CheckpointMeta(cfg.to_dict(), stage, epoch, step, dict(metrics or {}), parent)
+    (out / META_FILE).write_text(json.dumps(meta.__dict__, indent=2, sort_keys=True, default=float))
+    return out
+
+
+def read_meta(directory: str | Path) -> CheckpointMeta:
+    data = json.loads((Path(directory) / META_FILE).read_text())
+    return CheckpointMeta(**data)
+
+
+def load_generator(
+    directory: str | Path, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, CheckpointMeta]:
+    """Rebuild the generator from a checkpoint directory alone (config + safetensors)."""
+    from hmss_ray.models.factory import build_generator
+
+    directory = Path(directory)
+    if not (directory / GENERATOR_FILE).exists():
+        raise FileNotFoundError(f"{directory} is not a checkpoint: {GENERATOR_FILE} is missing")
+    meta = read_meta(directory)
+    generator = build_generator(meta.cfg)
+    generator.load_state_dict(load_file(str(directory / GENERATOR_FILE)))
+    return generator.to(device).eval(), meta
+
+
+def load_training_state(
+    directory: str | Path,
+    generator: torch.nn.Module,
+    discriminator: torch.nn.Module | None = None,
+    optimizers: dict[str, torch.optim.Optimizer] | None = None,
+) -> CheckpointMeta:
+    """Load weights (and optimiser states when present) into existing modules, in place."""
+    directory = Path(directory)
+    _unwrap(generator).load_state_dict(load_file(str(directory / GENERATOR_FILE)))
+    if discriminator is not None and (directory / DISCRIMINATOR_FILE).exists():
+        _unwrap(discriminator).load_state_dict(load_file(str(directory / DISCRIMINATOR_FILE)))
+    if optimizers and (directory / OPTIM_FILE).exists():
+        states = torch.load(directory / OPTIM_FILE, map_location="cpu", weights_only=True)
+        for name, opt in optimizers.items():
+            if name in states:
+                opt.load_state_dict(states[name])
+    return read_meta(directory)
+
+
+# --- registry --------------------------------------------------------------------------------
+
+
+def localize(uri: str, cache_root: str | Path | None = None) -> Path:
+    """A local directory holding ``uri``'s files: the path itself, or a cached copy of s3://."""
+    if not storage.is_remote(uri):
+        path = Path(storage.resolve(uri)[1])
+        if not path.exists():
+            raise FileNotFoundError(f"no checkpoint or registry entry at {uri}")
+        return path
+    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    root = Path(cache_root or Path(tempfile.gettempdir()) / "hmss-ray-cache")
+    target = root / key
+    if not (target / META_FILE).exists():
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=root))
+        storage.copy_dir(uri, str(staging))
+        if not (staging / META_FILE).exists():
+            shutil.rmtree(staging, ignore_errors=True)
+            raise FileNotFoundError(f"{uri} holds no {META_FILE}: not a checkpoint")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    return target
+
+
+def write_registry_entry(
+    checkpoint_dir: str | Path,
+    registry_uri: str,
+    name: str,
+    *,
+    metrics: dict[str, Any],
+    winner: dict[str, Any],
+) -> str:
+    """Copy a checkpoint into ``<registry>/<name>/`` with config.yaml, metrics.json, winner.json."""
+    meta = read_meta(checkpoint_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / name
+        shutil.copytree(checkpoint_dir, staged)
+        (staged / "config.yaml").write_text(meta.cfg.to_yaml())
+        (staged / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        (staged / "winner.json").write_text(json.dumps(winner, indent=2, default=str))
+        target = storage.join(registry_uri, name)
+        if storage.exists(target):
+            storage.delete(target)
+        storage.makedirs(registry_uri)
+        storage.copy_dir(str(staged), target)
+    return target
+
+
+def read_registry_json(entry_uri: str, filename: str) -> dict[str, Any]:
+    return storage.read_json(storage.join(entry_uri, filename))

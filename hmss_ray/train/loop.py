@@ -1,0 +1,150 @@
+"""``train_loop_per_worker``: the only code that talks to the Ray Train session.
+
+It rebuilds the typed config from the plain dict Ray hands over, resumes from
+``ray.train.get_checkpoint()`` (or warm-starts from ``train.init_from``), runs the staged schedule
+with the pure step functions of ``hmss_ray.train.steps``, validates on rank 0 every epoch and
+reports metrics with a self-contained checkpoint.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+
+from hmss_ray import checkpoint as ckpt
+from hmss_ray.config import ExperimentConfig
+from hmss_ray.models.factory import build_discriminator, build_generator
+from hmss_ray.train import steps
+from hmss_ray.train.progress import EpochMeter, ProgressLog
+
+
+def _autocast_dtype(cfg: ExperimentConfig, device: torch.device) -> torch.dtype | None:
+    mode = cfg.train.mixed_precision
+    if mode == "off" or device.type != "cuda":
+        return None  # bf16 autocast on CPU is slower than fp32 for convolutions
+    return torch.bfloat16
+
+
+def _optimizers(cfg: ExperimentConfig, g: torch.nn.Module, d: torch.nn.Module) -> dict:
+    o = cfg.optim
+    return {
+        "g": torch.optim.Adam(g.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2)),
+        "d": torch.optim.Adam(d.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2)),
+    }
+
+
+def _restore(cfg, g, d, optimizers) -> tuple[int, int, str | None]:
+    """(next epoch, global step, parent) from the run's checkpoint, or a warm start."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            meta = ckpt.load_training_state(directory, g, d, optimizers)
+        print(f"[hmss] resumed from checkpoint at epoch {meta.epoch}, step {meta.step}")
+        return meta.epoch + 1, meta.step, meta.parent
+    if cfg.train.init_from:
+        directory = ckpt.localize(cfg.train.init_from)
+        ckpt.load_training_state(directory, g, d)  # weights only: fresh optimisers, new lr
+        print(f"[hmss] warm start from {cfg.train.init_from}")
+        return 0, 0, cfg.train.init_from
+    return 0, 0, None
+
+
+def _batches(shard, cfg: ExperimentConfig, device, train: bool) -> Iterator[dict]:
+    kwargs: dict[str, Any] = {"batch_size": cfg.train.batch_size, "device": device}
+    if train:
+        kwargs.update(local_shuffle_buffer_size=cfg.train.shuffle_buffer, drop_last=True)
+    yield from shard.iter_torch_batches(dtypes=torch.float32, **kwargs)
+
+
+def _validate(g, cfg: ExperimentConfig, device) -> dict[str, float]:
+    shard = ray.train.get_dataset_shard("val")
+    batches = _batches(shard, cfg, device, train=False)
+    if cfg.train.val_max_slices:
+        batches = _take_slices(batches, cfg.train.val_max_slices)
+    return steps.validate(g, batches, cfg)
+
+
+def _take_slices(batches: Iterator[dict], limit: int) -> Iterator[dict]:
+    seen = 0
+    for batch in batches:
+        if seen >= limit:
+            return
+        yield batch
+        seen += len(batch["mr"])
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Entry point Ray runs on every worker. ``loop_config["experiment"]`` is the config dict."""
+    cfg = ExperimentConfig.from_dict(loop_config["experiment"])
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(cfg.train.seed + rank)
+
+    g, d = build_generator(cfg), build_discriminator(cfg)
+    optimizers = _optimizers(cfg, g, d)
+    start_epoch, step, parent = _restore(cfg, g, d, optimizers)
+    start_step = step
+    # find_unused_parameters: the staged schedule freezes whole sub-networks
+    ddp = {"find_unused_parameters": True}
+    g = ray.train.torch.prepare_model(g, parallel_strategy_kwargs=ddp)
+    d = ray.train.torch.prepare_model(d, parallel_strategy_kwargs=ddp)
+    amp = _autocast_dtype(cfg, device)
+    log = ProgressLog(loop_config.get("log_dir"), enabled=rank == 0)
+
+    total_epochs = sum(cfg.train.stage_epochs)
+    shard = ray.train.get_dataset_shard("train")
+    for epoch in range(start_epoch, total_epochs):
+        stage = steps.stage_for_epoch(epoch, cfg.train.stage_epochs)
+        steps.set_stage(g, stage)
+        meter = EpochMeter(epoch, stage, world_size=context.get_world_size())
+        g.train(), d.train()
+        for batch in meter.timed(_batches(shard, cfg, device, train=True)):
+            losses = steps.train_step(
+                g, d, optimizers["g"], optimizers["d"], batch, cfg, stage, step, amp
+            )
+            step += 1
+            meter.update(len(batch["mr"]), losses)
+            if rank == 0 and step % cfg.train.log_every == 0:
+                log.step(step, meter)
+            if cfg.train.steps_per_epoch and meter.steps >= cfg.train.steps_per_epoch:
+                break
+        metrics = {**meter.summary(), "epoch": epoch, "step": step, "stage": stage}
+        metrics["start_step"] = start_step  # > 0 when this run resumed from a checkpoint
+        if rank == 0:
+            g.eval()
+            with torch.no_grad():
+                metrics.update(_validate(g, cfg, device))
+            log.epoch(step, metrics)
+        _report(metrics, rank, g, d, optimizers, cfg, parent)
+    log.close()
+
+
+def _report(metrics, rank, g, d, optimizers, cfg, parent) -> None:
+    """Every worker reports (it is a barrier); rank 0 attaches the checkpoint."""
+    if rank != 0:
+        ray.train.report(metrics, checkpoint=None)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = ckpt.save_checkpoint(
+            Path(tmp),
+            generator=g,
+            discriminator=d,
+            optimizers=optimizers,
+            cfg=cfg,
+            stage=metrics["stage"],
+            epoch=metrics["epoch"],
+            step=metrics["step"],
+            metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+            parent=parent,
+        )
+        checkpoint = ray.train.Checkpoint.from_directory(str(directory))
+        ray.train.report(
+            metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{metrics['epoch']:04d}"
+        )

@@ -1,0 +1,67 @@
+"""Build the ``TorchTrainer``: scaling, storage, checkpoint and failure policy from config."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ray
+import ray.train
+from ray.train.torch import TorchTrainer
+
+from hmss_ray import storage
+from hmss_ray.config import ExperimentConfig
+from hmss_ray.data.stream import build_datasets
+from hmss_ray.train.loop import train_loop_per_worker
+
+
+def default_run_name(cfg: ExperimentConfig) -> str:
+    return f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_config(
+    cfg: ExperimentConfig, storage_uri: str, name: str, callbacks: list | None = None
+) -> ray.train.RunConfig:
+    """Checkpoints to ``storage_uri/name`` (local or s3://); keep the best k by the score."""
+    fs, path = storage.resolve(storage_uri)
+    return ray.train.RunConfig(
+        name=name,
+        storage_path=path,
+        storage_filesystem=fs,
+        checkpoint_config=ray.train.CheckpointConfig(
+            num_to_keep=cfg.train.keep_checkpoints,
+            checkpoint_score_attribute="score",
+            checkpoint_score_order="min",
+        ),
+        failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+        callbacks=callbacks,
+    )
+
+
+def build_trainer(
+    cfg: ExperimentConfig,
+    data_uri: str,
+    storage_uri: str,
+    name: str,
+    callbacks: list | None = None,
+) -> TorchTrainer:
+    """A TorchTrainer for one training run of ``cfg`` on the shards at ``data_uri``."""
+    t = cfg.train
+    resources: dict[str, float] = {"CPU": t.cpus_per_worker}
+    if t.use_gpu:
+        resources["GPU"] = t.gpus_per_worker
+    loop_config: dict[str, Any] = {
+        "experiment": cfg.to_dict(),
+        "log_dir": storage.join(storage_uri, name, "tensorboard"),
+    }
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources
+        ),
+        # validation is not split: rank 0 scores the whole validation set
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        datasets=build_datasets(data_uri, cfg),
+        run_config=run_config(cfg, storage_uri, name, callbacks),
+    )

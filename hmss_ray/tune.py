@@ -1,0 +1,214 @@
+"""``python -m hmss_ray.tune``: Ray Tune + Optuna over the cascade; the winner goes to the registry.
+
+Example:
+    python -m hmss_ray.tune --config configs/demo.yaml --space tune_spaces/demo.yaml \\
+        --data data/shards --storage outputs/tune --registry outputs/registry
+
+On a cluster:
+    ray job submit --working-dir . -- python -m hmss_ray.tune --config configs/brain.yaml \\
+        --space tune_spaces/losses.yaml --data s3://bucket/shards --storage s3://bucket/tune
+
+Each trial is one full Ray Train run (the Train V2 "driver function" pattern). The objective is
+``score = w_ssim * (1 - SSIM) + w_fid * FID / fid_ref`` (weights in ``tune``), minimised, with ASHA
+stopping weak trials early. Re-running the same command resumes an interrupted search; finished
+trials are not rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from hmss_ray import checkpoint as ckpt
+from hmss_ray import search_report, storage
+from hmss_ray.cluster import init_ray
+from hmss_ray.config import ConfigError, ExperimentConfig, describe, load_config
+from hmss_ray.data.shards import read_manifest
+from hmss_ray.train.trainer import build_trainer
+from hmss_ray.tune_space import SearchSpace, load_space, validate_space
+
+
+def to_ray_space(space: SearchSpace) -> dict[str, Any]:
+    makers = {
+        "uniform": lambda v: tune.uniform(v[0], v[1]),
+        "loguniform": lambda v: tune.loguniform(v[0], v[1]),
+        "int": lambda v: tune.randint(v[0], v[1] + 1),  # inclusive upper bound in our YAML
+        "choice": lambda v: tune.choice(list(v)),
+    }
+    return {p.key: makers[p.kind](p.values) for p in space.params}
+
+
+def train_driver(params: dict[str, Any], base: dict, data_uri: str, storage_uri: str) -> None:
+    """One trial: build the trial's config and fit a TorchTrainer that reports back to Tune."""
+    cfg = ExperimentConfig.from_dict(base).replace(params)
+    trial_id = tune.get_context().get_trial_id()
+    # the same Train run name on restore, so an interrupted trial resumes its own checkpoints
+    trainer = build_trainer(
+        cfg, data_uri, storage_uri, name=f"trial-{trial_id}", callbacks=[TuneReportCallback()]
+    )
+    trainer.fit()
+
+
+def _searcher(cfg: ExperimentConfig):
+    import optuna
+
+    t = cfg.tune
+    sampler = (
+        optuna.samplers.TPESampler(seed=t.seed, n_startup_trials=max(2, t.num_samples // 3))
+        if t.sampler == "tpe"
+        else optuna.samplers.RandomSampler(seed=t.seed)
+    )
+    if t.multi_objective:
+        return OptunaSearch(metric=["ssim", "fid"], mode=["max", "min"], sampler=sampler)
+    return OptunaSearch(metric="score", mode="min", sampler=sampler)
+
+
+def build_tuner(
+    cfg: ExperimentConfig, space: SearchSpace, data_uri: str, storage_uri: str, name: str
+) -> tune.Tuner:
+    fs, path = storage.resolve(storage_uri)
+    trainable = _trainable(cfg, data_uri, storage.join(storage_uri, name, "train_runs"))
+    if tune.Tuner.can_restore(f"{path}/{name}", storage_filesystem=fs):
+        print(f"[hmss] resuming search {name} from {storage_uri}")
+        return tune.Tuner.restore(
+            f"{path}/{name}", trainable=trainable, resume_errored=True, storage_filesystem=fs
+        )
+    t = cfg.tune
+    scheduler = ASHAScheduler(
+        metric="score",
+        mode="min",
+        time_attr="training_iteration",
+        max_t=max(sum(cfg.train.stage_epochs), 1),
+        grace_period=t.asha_grace_period,
+        reduction_factor=t.asha_reduction_factor,
+    )
+    return tune.Tuner(
+        trainable,
+        param_space=to_ray_space(space),
+        tune_config=tune.TuneConfig(
+            search_alg=_searcher(cfg),
+            scheduler=scheduler,
+            num_samples=t.num_samples,
+            max_concurrent_trials=t.max_concurrent_trials,
+        ),
+        run_config=tune.RunConfig(name=name, storage_path=path, storage_filesystem=fs),
+    )
+
+
+def _trainable(cfg: ExperimentConfig, data_uri: str, train_storage: str):
+    fn = tune.with_parameters(
+        train_driver, base=cfg.to_dict(), data_uri=data_uri, storage_uri=train_storage
+    )
+    # the driver only waits on its TorchTrainer, whose workers ask for their own resources
+    return tune.with_resources(fn, {"CPU": 0})
+
+
+def run_search(
+    cfg: ExperimentConfig,
+    space: SearchSpace,
+    data_uri: str,
+    storage_uri: str,
+    name: str,
+    registry_uri: str,
+    entry_name: str,
+) -> dict[str, Any]:
+    """Run (or resume) the search, write the results table, plot and registry entry."""
+    validate_space(space, cfg)
+    tuner = build_tuner(cfg, space, data_uri, storage_uri, name)
+    grid = tuner.fit()
+    rows = search_report.trial_rows(grid, [p.key for p in space.params], storage_uri)
+    if not rows:
+        raise RuntimeError(f"search {name}: no trial reported a validation score")
+    out_uri = storage.join(storage_uri, name, "report")
+    written = search_report.write_report(rows, out_uri, cfg)
+    winner = min(rows, key=lambda r: r["score"])
+    manifest = read_manifest(data_uri)
+    entry = ckpt.write_registry_entry(
+        ckpt.localize(winner["checkpoint_path"]),
+        registry_uri,
+        entry_name,
+        metrics={k: v for k, v in winner.items() if k not in ("params", "checkpoint_path")},
+        winner={
+            "trial_id": winner["trial_id"],
+            "objective": search_report.objective_text(cfg),
+            "score": winner["score"],
+            "params": winner["params"],
+            "space": space.to_dict(),
+            "parent": cfg.train.init_from,
+            "search": storage.join(storage_uri, name),
+            "data": data_uri,
+            "data_manifest_hash": manifest.get("data_hash"),
+        },
+    )
+    return {"winner": winner, "registry_entry": entry, "report": written, "rows": rows}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m hmss_ray.tune",
+        description="Ray Tune + Optuna search over the HMSS cascade; winner to the registry.",
+        epilog="example: python -m hmss_ray.tune --config configs/demo.yaml --space "
+        "tune_spaces/demo.yaml --data data/shards --storage outputs/tune",
+    )
+    parser.add_argument("--config", help="experiment YAML")
+    parser.add_argument("--space", required=True, help="search space YAML (tune_spaces/)")
+    parser.add_argument("--data", required=True, help="shard root (path or s3://)")
+    parser.add_argument("--storage", default="outputs/tune", help="search state root (path, s3://)")
+    parser.add_argument("--name", help="search name (default: tune.name); same name resumes")
+    parser.add_argument("--registry", help="model registry root (default: tune.registry)")
+    parser.add_argument("--entry", help="registry entry name (default: the search name)")
+    parser.add_argument("--init-from", help="warm-start every trial from this registry entry")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted config override, repeatable",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        overrides = list(args.set) + (
+            [f"train.init_from={args.init_from}"] if args.init_from else []
+        )
+        cfg = load_config(args.config, overrides)
+        space = load_space(args.space)
+        validate_space(space, cfg)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    name = args.name or cfg.tune.name
+    print(describe(cfg))
+    print(f"[hmss] search space {space.name}: " + ", ".join(p.key for p in space.params))
+    init_ray()
+    result = run_search(
+        cfg,
+        space,
+        args.data,
+        args.storage,
+        name,
+        args.registry or cfg.tune.registry,
+        args.entry or name,
+    )
+    print(search_report.markdown_table(result["rows"]))
+    print(f"[hmss] report: {result['report']}")
+    print(
+        f"[hmss] winner {result['winner']['trial_id']} (score {result['winner']['score']:.4f}) "
+        f"-> {result['registry_entry']}"
+    )
+    ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+import numpy as np
+
+from hmss_ray.config import AugmentConfig
+from hmss_ray.data.augment import augment_batch, build_augmentation
+
+GEOMETRY_ONLY = AugmentConfig(
+    flip_prob=0.5, rotate_prob=1.0, bias_field_prob=0, gamma_prob=0, noise_prob=0
+)
+
+
+def _batch(n=4, size=32):
+    rng = np.random.default_rng(0)
+    img = rng.uniform(-1, 1, (n, 1, size, size)).astype(np.float32)
+    img[:, :, 8:20, 10:14] = 1.0  # an asymmetric block so flips and rotations show
+    mask = (img > 0).astype(np.float32)
+    return {"mr": img.copy(), "ct": img.copy(), "mask": mask, "case_id": np.array(["x"] * n)}
+
+
+def test_geometry_is_identical_for_mr_ct_and_mask():
+    batch = _batch()
+    out = augment_batch(batch, build_augmentation(GEOMETRY_ONLY, seed=1))
+    np.testing.assert_allclose(out["mr"], out["ct"], atol=1e-6)  # same input -> same output
+    assert not np.allclose(out["mr"], batch["mr"])  # and it did move
+    assert set(np.unique(out["mask"])) <= {0.0, 1.0}
+    assert out["case_id"].tolist() == ["x"] * 4
+
+
+def test_intensity_changes_touch_only_the_mr():
+    cfg = AugmentConfig(
+        flip_prob=0, rotate_prob=0, bias_field_prob=1, gamma_prob=1, noise_prob=1, noise_std=0.05
+    )
+    batch = _batch()
+    out = augment_batch(batch, build_augmentation(cfg, seed=2))
+    np.testing.assert_array_equal(out["ct"], batch["ct"])
+    assert not np.allclose(out["mr"], batch["mr"])
+    assert out["mr"].min() >= -1 and out["mr"].max() <= 1
+
+
+def test_seeded_augmentation_is_reproducible():
+    a = augment_batch(_batch(), build_augmentation(AugmentConfig(), seed=3))
+    b = augment_batch(_batch(), build_augmentation(AugmentConfig(), seed=3))
+    np.testing.assert_array_equal(a["mr"], b["mr"])

@@ -1,0 +1,554 @@
+"""Every deployment file loads and says what its consumer needs.
+
+The cluster launcher YAML goes through Ray's own validator; the KubeRay manifests are checked for
+the fields the operator acts on; the Serve configs through Ray Serve's own schema; the Dockerfile
+statically (no docker here). Ray's version must agree across pyproject.toml, the image and every
+manifest, and no file may carry a credential. Nothing here starts Ray or touches a network.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pytest brings tomli on 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # infra/ is not an installed package: import it from the checkout
+    sys.path.insert(0, str(ROOT))
+
+from infra import capacity, render  # noqa: E402
+
+INFRA = ROOT / "infra"
+CLUSTER_YAML = INFRA / "aws" / "cluster.yaml"
+DOCKERFILE = INFRA / "docker" / "Dockerfile"
+KUBERAY = INFRA / "kuberay"
+SERVE_CPU = ROOT / "serve" / "hmss.yaml"
+SERVE_GPU = ROOT / "serve" / "hmss-gpu.yaml"
+SERVE_CONFIGS = (SERVE_CPU, SERVE_GPU)
+IMAGE_TAG = re.compile(r":(?P<package>[0-9][\w.]*)-ray(?P<ray>\d+\.\d+\.\d+)-py311-gpu$")
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def pyproject() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def pinned_ray_version() -> str:
+    pins = [
+        m.group(1)
+        for dep in pyproject()["dependencies"]
+        if (m := re.fullmatch(r"ray(?:\[[\w,\s-]+\])?\s*==\s*([\w.]+)", dep.strip()))
+    ]
+    assert len(pins) == 1, "pyproject.toml must pin Ray exactly once, as ray[...]==X.Y.Z"
+    return pins[0]
+
+
+def image_versions(image: str) -> tuple[str, str] | None:
+    """(package version, Ray version) from an hmss-ray image reference, or None."""
+    m = IMAGE_TAG.search(image)
+    return (m.group("package"), m.group("ray")) if m else None
+
+
+# --- cluster launcher ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster() -> dict[str, Any]:
+    return load(CLUSTER_YAML)
+
+
+def worker_types(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in cfg["available_node_types"].items() if k != cfg["head_node_type"]}
+
+
+def ray_validate(cfg: dict[str, Any]) -> None:
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(copy.deepcopy(cfg)))
+
+
+def test_cluster_yaml_passes_rays_own_validator(cluster):
+    ray_validate(cluster)
+
+
+def _negative_gpus(cfg):
+    next(iter(worker_types(cfg).values()))["resources"]["GPU"] = -1
+
+
+def _unknown_key(cfg):
+    cfg["max_wrokers"] = 3
+
+
+def _min_above_global_max(cfg):
+    for node in worker_types(cfg).values():
+        node["min_workers"] = cfg["max_workers"]
+
+
+@pytest.mark.parametrize("breaks", [_negative_gpus, _unknown_key, _min_above_global_max])
+def test_rays_validator_rejects_broken_variants(cluster, breaks):
+    # Proves the validator above is live: the same call fails on a config broken on purpose.
+    import jsonschema
+
+    bad = copy.deepcopy(cluster)
+    breaks(bad)
+    with pytest.raises((jsonschema.ValidationError, ValueError)):
+        ray_validate(bad)
+
+
+def test_head_node_takes_no_training(cluster):
+    head = cluster["available_node_types"][cluster["head_node_type"]]
+    assert head["resources"].get("CPU") == 0, "the head must advertise CPU: 0"
+    assert head["resources"].get("GPU", 0) == 0
+    assert head.get("max_workers", 0) == 0
+
+
+def test_gpu_worker_types_scale_from_zero_under_a_ceiling(cluster):
+    workers = worker_types(cluster)
+    gpus = {name: node["resources"].get("GPU", 0) for name, node in workers.items()}
+    assert {1, 8} <= set(gpus.values()), f"want a 1-GPU and an 8-GPU type, got {gpus}"
+    for name, node in workers.items():
+        assert node["min_workers"] == 0, f"{name} must scale from zero"
+        assert 1 <= node["max_workers"] <= cluster["max_workers"], name
+        assert gpus[name] >= 1, f"{name} has no GPU resources"
+    assert cluster["upscaling_speed"] > 0
+    assert 0 < cluster["idle_timeout_minutes"] <= 60
+
+
+def test_cluster_runs_the_project_image_and_installs_the_package(cluster):
+    assert image_versions(cluster["docker"]["image"]), cluster["docker"]["image"]
+    assert cluster["file_mounts"] == {"~/hmss-ray": "."}
+    assert any("pip install" in c and "~/hmss-ray" in c for c in cluster["setup_commands"])
+
+
+def test_every_node_gets_s3_through_an_instance_profile(cluster):
+    for name, node in cluster["available_node_types"].items():
+        profile = node["node_config"].get("IamInstanceProfile", {})
+        assert profile.get("Name") or profile.get("Arn"), f"{name} has no IAM instance profile"
+
+
+def cpu_quantity(value: str | int | float) -> float:
+    """A Kubernetes CPU quantity ("7", "500m", 4) in cores."""
+    text = str(value)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+@pytest.mark.parametrize("config", ["brain", "pelvis"])
+def test_train_workers_of_the_gpu_configs_fit_a_gpu_node(cluster, config):
+    # A worker that fits no node type leaves the autoscaler nothing to launch: the run hangs. One
+    # CPU beyond the worker's own is kept for Ray Data, which starves without it.
+    from hmss_ray.config import load_config
+
+    train = load_config(ROOT / "configs" / f"{config}.yaml").train
+    need_cpu, need_gpu = train.cpus_per_worker + 1, train.gpus_per_worker
+    assert train.use_gpu
+    nodes = {n: v["resources"] for n, v in worker_types(cluster).items()}
+    assert any(r["CPU"] >= need_cpu and r["GPU"] >= need_gpu for r in nodes.values()), nodes
+    pods = [
+        c["resources"]["limits"]
+        for g in load(KUBERAY / "raycluster.yaml")["spec"]["workerGroupSpecs"]
+        for c in containers(g)
+    ]
+    assert any(
+        cpu_quantity(p["cpu"]) >= need_cpu and int(p.get("nvidia.com/gpu", 0)) >= need_gpu
+        for p in pods
+    ), pods
+
+
+# --- credentials ---------------------------------------------------------------------------------
+
+SECRET_PATTERNS = [
+    re.compile(r"aws_(access_key_id|secret_access_key|session_token)", re.I),
+    re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),  # AWS access key ids
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    # a 40-character AWS secret key: base64 with mixed case, digits and / or +
+    re.compile(r"(?<![\w/+=])(?=[\w/+]*[A-Z])(?=[\w/+]*[a-z])(?=[\w/+]*\d)[\w/+]{40}(?![\w/+=])"),
+]
+
+
+def find_secrets(text: str) -> list[str]:
+    return [m.group(0) for p in SECRET_PATTERNS for m in p.finditer(text)]
+
+
+def deployment_files() -> list[Path]:
+    files = [p for p in INFRA.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    files += [*SERVE_CONFIGS, ROOT / ".dockerignore", ROOT / "docs" / "infra.md"]
+    return files
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "aws_secret_access_key = x",
+        "AWS_ACCESS_KEY_ID: x",
+        "key: AKIAIOSFODNN7EXAMPLE",
+        "secret: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "-----BEGIN RSA PRIVATE KEY-----",
+    ],
+)
+def test_secret_scanner_catches_credentials(text):
+    assert find_secrets(text)
+
+
+def test_no_credentials_in_deployment_files():
+    found = {
+        str(p.relative_to(ROOT)): hits
+        for p in deployment_files()
+        if p.exists() and (hits := find_secrets(p.read_text(errors="replace")))
+    }
+    assert not found, f"credential-like strings: {found}"
+
+
+# --- KubeRay -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def manifests() -> dict[str, dict[str, Any]]:
+    return {name: load(KUBERAY / f"{name}.yaml") for name in ("raycluster", "rayjob", "rayservice")}
+
+
+def cluster_specs(m: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        "raycluster": m["raycluster"]["spec"],
+        "rayjob": m["rayjob"]["spec"]["rayClusterSpec"],
+        "rayservice": m["rayservice"]["spec"]["rayClusterConfig"],
+    }
+
+
+def containers(group: dict[str, Any]) -> list[dict[str, Any]]:
+    return group["template"]["spec"]["containers"]
+
+
+def gpu_limit(container: dict[str, Any]) -> int:
+    return int(container.get("resources", {}).get("limits", {}).get("nvidia.com/gpu", 0))
+
+
+def test_manifests_are_ray_io_v1_of_the_right_kinds(manifests):
+    kinds = {name: (doc["apiVersion"], doc["kind"]) for name, doc in manifests.items()}
+    assert kinds == {
+        "raycluster": ("ray.io/v1", "RayCluster"),
+        "rayjob": ("ray.io/v1", "RayJob"),
+        "rayservice": ("ray.io/v1", "RayService"),
+    }
+
+
+@pytest.mark.parametrize("which", ["raycluster", "rayjob", "rayservice"])
+def test_cluster_spec_autoscales_gpu_groups_from_zero(manifests, which):
+    spec = cluster_specs(manifests)[which]
+    assert spec["enableInTreeAutoscaling"] is True
+    head = spec["headGroupSpec"]
+    assert all(gpu_limit(c) == 0 for c in containers(head)), "the head must not take a GPU"
+    assert head["rayStartParams"].get("num-cpus") == "0", "the head must advertise no CPUs"
+    gpu_groups = [g for g in spec["workerGroupSpecs"] if any(gpu_limit(c) for c in containers(g))]
+    assert gpu_groups, "no worker group with nvidia.com/gpu limits"
+    for group in gpu_groups:
+        name = group["groupName"]
+        assert group["minReplicas"] == 0, f"{name} must scale from zero"
+        assert group["maxReplicas"] >= 1 and group.get("replicas", 0) <= group["maxReplicas"]
+        for c in containers(group):
+            requests = c["resources"].get("requests", {})
+            assert int(requests.get("nvidia.com/gpu", 0)) == gpu_limit(c), name
+
+
+def test_every_pod_uses_the_irsa_service_account(manifests):
+    account = load(KUBERAY / "serviceaccount.yaml")
+    assert account["kind"] == "ServiceAccount"
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith(
+        "arn:aws:iam"
+    )
+    for which, spec in cluster_specs(manifests).items():
+        for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+            pod = group["template"]["spec"]
+            assert pod.get("serviceAccountName") == account["metadata"]["name"], which
+
+
+def entrypoint_args(manifests) -> tuple[list[str], dict[str, str]]:
+    argv = shlex.split(manifests["rayjob"]["spec"]["entrypoint"])
+    options = dict(zip(argv[3::2], argv[4::2], strict=True))
+    return argv, options
+
+
+def module_tree(module: str) -> ast.Module:
+    """The parsed source of a package module, read from the checkout (nothing is imported)."""
+    path = ROOT / (module.replace(".", "/") + ".py")
+    assert path.is_file(), f"module {module} is missing ({path.relative_to(ROOT)})"
+    return ast.parse(path.read_text())
+
+
+def cli_flags(tree: ast.Module) -> set[str]:
+    """Every option string passed to an ``add_argument(...)`` call."""
+    return {
+        arg.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "add_argument"
+        for arg in node.args
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+    }
+
+
+def test_rayjob_runs_the_tune_entry_point(manifests):
+    argv, options = entrypoint_args(manifests)
+    assert argv[:3] == ["python", "-m", "hmss_ray.tune"]
+    assert set(options) == {"--config", "--space", "--data", "--storage"}
+    accepted = cli_flags(module_tree("hmss_ray.tune"))
+    assert set(options) <= accepted, f"hmss_ray.tune does not take {set(options) - accepted}"
+    assert options["--data"].startswith("s3://") and options["--storage"].startswith("s3://")
+    assert manifests["rayjob"]["spec"]["shutdownAfterJobFinishes"] is True
+
+
+def test_rayjob_entry_point_files_are_in_the_repository(manifests):
+    _, options = entrypoint_args(manifests)
+    for flag in ("--config", "--space"):
+        assert (ROOT / options[flag]).is_file(), f"{flag} {options[flag]} does not exist"
+
+
+def test_rayjob_runtime_env_names_the_endpoint_but_no_credentials(manifests):
+    runtime_env = yaml.safe_load(manifests["rayjob"]["spec"]["runtimeEnvYAML"])
+    env = runtime_env["env_vars"]
+    assert env.get("AWS_ENDPOINT_URL_S3", "").startswith("http")
+    assert not [k for k in env if re.search(r"SECRET|ACCESS_KEY|SESSION_TOKEN|PASSWORD", k)]
+
+
+def test_rayjob_cluster_is_the_raycluster(manifests):
+    assert manifests["rayjob"]["spec"]["rayClusterSpec"] == manifests["raycluster"]["spec"]
+
+
+def test_rayservice_serves_the_serve_config_file(manifests):
+    from ray.serve.schema import ServeDeploySchema
+
+    served = yaml.safe_load(manifests["rayservice"]["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(served)
+    source = load(SERVE_CPU)
+    assert served["applications"] == source["applications"]
+    assert served["http_options"] == {"host": "0.0.0.0", "port": source["http_options"]["port"]}
+    head = manifests["rayservice"]["spec"]["rayClusterConfig"]["headGroupSpec"]
+    ports = {p["name"]: p["containerPort"] for c in containers(head) for p in c.get("ports", [])}
+    assert ports.get("serve") == source["http_options"]["port"]
+
+
+@pytest.mark.parametrize("path", SERVE_CONFIGS, ids=lambda p: p.name)
+def test_rayservice_has_a_worker_group_for_each_serve_variant(manifests, path):
+    spec = manifests["rayservice"]["spec"]["rayClusterConfig"]
+    options = load(path)["applications"][0]["deployments"][0]["ray_actor_options"]
+    limits = [c["resources"]["limits"] for g in spec["workerGroupSpecs"] for c in containers(g)]
+    assert any(
+        cpu_quantity(p["cpu"]) >= options["num_cpus"]
+        and int(p.get("nvidia.com/gpu", 0)) >= options["num_gpus"]
+        for p in limits
+    ), f"no RayService worker group fits a replica of {path.name}"
+
+
+def test_generated_manifests_are_up_to_date():
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.render", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_render_check_fails_on_a_stale_manifest(tmp_path, monkeypatch):
+    service = tmp_path / "rayservice.yaml"
+    job = tmp_path / "rayjob.yaml"
+    service.write_text(render.RAYSERVICE.read_text().replace("SCTSynthesizer", "Stale", 1))
+    job.write_text(render.RAYJOB.read_text())
+    monkeypatch.setattr(render, "RAYSERVICE", service)
+    monkeypatch.setattr(render, "RAYJOB", job)
+    assert render.main(["--check"]) == 1
+    assert render.main([]) == 0
+    assert render.main(["--check"]) == 0
+    assert "Stale" not in service.read_text()
+
+
+def test_replace_block_keeps_the_rest_and_its_comments():
+    text = "# head\nspec:\n  # why\n  key: |\n    old: 1\n\n    older: 2\n  next: 3  # kept\n"
+    out = render.replace_block(text, "key", ["new: 1"], "test")
+    assert out == "# head\nspec:\n  # why\n  key: |\n    new: 1\n  next: 3  # kept\n"
+
+
+def test_render_errors_name_the_missing_block():
+    with pytest.raises(render.RenderError, match="serveConfigV2"):
+        render.replace_block("spec:\n  other: 1\n", "serveConfigV2", ["a: 1"], "RayService")
+
+
+# --- Serve configs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", SERVE_CONFIGS, ids=lambda p: p.name)
+def test_serve_config_passes_serve_schema_and_has_the_app(path):
+    from ray.serve.schema import ServeDeploySchema
+
+    cfg = load(path)
+    ServeDeploySchema.model_validate(cfg)
+    assert cfg["http_options"] == {"host": "127.0.0.1", "port": 8000}
+    (app,) = cfg["applications"]
+    assert (app["name"], app["route_prefix"]) == ("hmss", "/")
+    assert app["import_path"] == "hmss_ray.serving:build_app"
+    assert app["args"]["model"]
+    (deployment,) = app["deployments"]
+    assert deployment["name"] == "SCTSynthesizer"
+    scaling = deployment["autoscaling_config"]
+    assert 1 <= scaling["min_replicas"] <= scaling["max_replicas"]
+    assert scaling["target_ongoing_requests"] <= deployment["max_ongoing_requests"]
+    assert set(deployment["ray_actor_options"]) == {"num_cpus", "num_gpus"}
+
+
+def test_gpu_serve_config_differs_only_in_capacity():
+    cpu, gpu = (load(p)["applications"][0] for p in SERVE_CONFIGS)
+    same = ("name", "route_prefix", "import_path", "args")
+    assert {k: cpu[k] for k in same} == {k: gpu[k] for k in same}
+    assert gpu["deployments"][0]["ray_actor_options"]["num_gpus"] >= 1
+    assert cpu["deployments"][0]["ray_actor_options"]["num_gpus"] == 0
+
+
+def test_serve_import_path_and_deployment_name_exist_in_the_code():
+    app = load(SERVE_CPU)["applications"][0]
+    module, _, attr = app["import_path"].partition(":")
+    tree = module_tree(module)
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert attr in functions, f"{module} defines no function {attr}"
+    # The name is @serve.deployment(name=...): a class name or a module-level string constant.
+    names = {n.name for n in tree.body if isinstance(n, ast.ClassDef)} | {
+        n.value.value
+        for n in tree.body
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
+    }
+    assert app["deployments"][0]["name"] in names
+
+
+# --- container image -----------------------------------------------------------------------------
+
+
+def dockerfile_lines() -> list[str]:
+    # join continuation lines so each instruction is one line
+    return [s.strip() for s in DOCKERFILE.read_text().replace("\\\n", " ").splitlines()]
+
+
+def test_dockerfile_base_image_matches_the_pinned_ray():
+    froms = [line.split()[1] for line in dockerfile_lines() if line.startswith("FROM ")]
+    assert froms == [f"rayproject/ray:{pinned_ray_version()}-py311-gpu"]
+
+
+def test_dockerfile_pins_torch_and_installs_the_package_as_non_root():
+    from packaging.requirements import Requirement
+
+    lines = dockerfile_lines()
+    args = dict(
+        line.removeprefix("ARG ").split("=", 1)
+        for line in lines
+        if line.startswith("ARG ") and "=" in line
+    )
+    wanted = {Requirement(d).name: Requirement(d) for d in pyproject()["dependencies"]}
+    for name, arg in (("torch", "TORCH_VERSION"), ("torchvision", "TORCHVISION_VERSION")):
+        assert re.fullmatch(r"\d+\.\d+\.\d+", args[arg]), f"{arg} must be an exact version"
+        assert wanted[name].specifier.contains(args[arg]), (
+            f"{arg} breaks pyproject's {wanted[name]}"
+        )
+    assert any("pip install --no-deps ." in line for line in lines)
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] == "ray", "the image must end as the non-root user ray"
+
+
+def test_dockerfile_copies_only_what_exists_and_is_not_ignored():
+    ignored = {
+        line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip()
+    }
+    assert {".venv", ".git", "data", "outputs"} <= ignored
+    sources = [
+        src
+        for line in dockerfile_lines()
+        if line.startswith("COPY ")
+        for src in [w for w in line.split()[1:] if not w.startswith("--")][:-1]
+    ]
+    assert "pyproject.toml" in sources and "hmss_ray" in sources
+    missing = [s for s in sources if not (ROOT / s).exists()]
+    assert not missing, f"docker build would fail: COPY sources missing {missing}"
+    assert not set(sources) & ignored, "a COPY source is excluded by .dockerignore"
+
+
+# --- versions agree ------------------------------------------------------------------------------
+
+
+def test_image_tag_parser():
+    assert image_versions("r.example/hmss-ray:0.2.0-ray2.59.1-py311-gpu") == ("0.2.0", "2.59.1")
+    assert image_versions("rayproject/ray:2.60.0-py311-gpu") is None
+
+
+def test_ray_and_package_versions_agree_everywhere(cluster, manifests):
+    ray_version, package_version = pinned_ray_version(), pyproject()["version"]
+    found: dict[str, tuple[str, str] | str | None] = {
+        "cluster.yaml docker.image": image_versions(cluster["docker"]["image"]),
+    }
+    for which, spec in cluster_specs(manifests).items():
+        found[f"{which} rayVersion"] = spec["rayVersion"]
+        for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+            for c in containers(group):
+                found[f"{which} {group.get('groupName', 'head')} image"] = image_versions(
+                    c["image"]
+                )
+    drift = {
+        where: got
+        for where, got in found.items()
+        if got != ((package_version, ray_version) if "image" in where else ray_version)
+    }
+    assert not drift, f"pyproject pins ray=={ray_version}, package {package_version}; got {drift}"
+
+
+# --- capacity plan -------------------------------------------------------------------------------
+
+
+def test_slice_bytes_counts_float32_images_and_a_uint8_mask():
+    assert capacity.slice_bytes(256) == 256 * 256 * (4 + 4 + 1) == 589_824
+    assert capacity.slice_bytes(256, context_slices=2) == 256 * 256 * (5 * 4 + 4 + 1)
+    with pytest.raises(ValueError):
+        capacity.slice_bytes(256, context_slices=-1)
+
+
+def test_epoch_time_follows_the_formula():
+    assert capacity.epoch_seconds(24_000, gpus=1, slices_per_s=100, efficiency=1.0) == 240
+    assert capacity.epoch_seconds(24_000, gpus=8, slices_per_s=100, efficiency=1.0) == 30
+    assert capacity.epoch_seconds(24_000, gpus=8, slices_per_s=100, efficiency=0.5) == 60
+    for bad in ({"slices_per_s": 0}, {"gpus": 0}, {"efficiency": 1.5}):
+        kwargs = {"gpus": 1, "slices_per_s": 100.0, "efficiency": 1.0, **bad}
+        with pytest.raises(ValueError):
+            capacity.epoch_seconds(1000, **kwargs)
+
+
+def test_capacity_plan_covers_both_regions_at_1_8_32_gpus():
+    rows = capacity.plan(100.0)
+    assert [(r.region, r.gpus) for r in rows] == [
+        (region, g) for region in ("brain", "pelvis") for g in (1, 8, 32)
+    ]
+    brain = {r.gpus: r for r in rows if r.region == "brain"}
+    assert brain[1].slices == round(180 * 0.7) * 200 == 25_200
+    assert brain[1].epoch_s == pytest.approx(252.0)
+    assert brain[8].epoch_s == pytest.approx(252.0 / (8 * 0.9))
+    assert brain[32].epoch_s == pytest.approx(252.0 / (32 * 0.8))
+
+
+def test_capacity_cli_prints_the_table(capsys):
+    assert capacity.main(["--slices-per-s", "50", "--gpus", "1", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "T = 50 slices/s per GPU, data.context_slices = 1" in out
+    assert "| brain | 8 | 25,200 |" in out and "| pelvis | 1 | 14,490 |" in out
+    with pytest.raises(SystemExit):
+        capacity.main(["--slices-per-s", "-1"])
