@@ -92,7 +92,7 @@ class LossConfig:
     lambda_ssim: float = 1.0
     lambda_gp: float = 0.0
     masked_l1: bool = True
-    vgg_weights: str | None = None
+    vgg_weights: str | None = None  # VGG19 file for the perceptual loss; else the torch hub cache
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,7 @@ class TuneConfig:
 class MetricsConfig:
     bone_threshold_hu: float = 250.0
     inception_weights: str | None = None
+    vgg_weights: str | None = None  # VGG16 file for the VGG distance; else the torch hub cache
     fid_max_slices: int = 512
 
 

@@ -59,6 +59,9 @@ def read_split(data_uri: str, split: str, channels: int) -> ray.data.Dataset:
 
 def build_datasets(data_uri: str, cfg: ExperimentConfig) -> dict[str, ray.data.Dataset]:
     """``{"train": ..., "val": ...}`` for a TorchTrainer; train is augmented when enabled."""
+    # per-operator progress bars redraw hundreds of times a minute and bury the training log;
+    # the loop prints its own progress (slices/s, data wait)
+    ray.data.DataContext.get_current().enable_progress_bars = False
     _check_channels(data_uri, cfg.in_channels)
     train = read_split(data_uri, "train", cfg.in_channels)
     if cfg.augment.enabled:

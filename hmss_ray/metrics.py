@@ -1,0 +1,240 @@
+"""Image metrics: the SynthRAD2023 3D metrics per patient, and the slice metrics of the notebooks.
+
+``synthrad_metrics`` follows the challenge definitions exactly (HU range [-1024, 3000], data range
+4024; masked MAE unclipped; PSNR on clipped voxels inside the mask; SSIM on the clipped volume with
+the outside of the mask set to -1024, shifted by +1024, 3D skimage SSIM with its defaults, the
+3-voxel border cropped from map and mask, averaged inside the mask).
+
+``SliceMetrics`` accumulates the validation metrics over batches of [-1, 1] slices: MSE on the
+[-1, 1] scale, per-slice SSIM (skimage 2D defaults on [0, 1] images), PSNR and MAE in HU inside the
+mask, bone Dice, and optionally the VGG feature distance and FID.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+from torch import nn
+from torch.nn import functional as F
+
+from hmss_ray.features import fid_features
+
+HU_MIN, HU_MAX = -1024.0, 3000.0
+DATA_RANGE = HU_MAX - HU_MIN  # 4024
+SSIM_WIN = 7
+SSIM_CROP = SSIM_WIN // 2  # 3 voxels: where the 7-voxel window leaves the volume
+
+
+# --- SynthRAD2023, per patient, 3D --------------------------------------------------------------
+
+
+def synthrad_metrics(ct_hu: np.ndarray, sct_hu: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """``{"mae", "psnr", "ssim"}`` of one patient's volumes, SynthRAD2023 definitions.
+
+    PSNR is ``inf`` when the clipped volumes agree exactly inside the mask.
+    """
+    ct = np.asarray(ct_hu, dtype=np.float64)
+    sct = np.asarray(sct_hu, dtype=np.float64)
+    inside = np.asarray(mask) > 0
+    if ct.shape != sct.shape or ct.shape != inside.shape:
+        raise ValueError(f"shapes differ: ct {ct.shape}, sct {sct.shape}, mask {inside.shape}")
+    if not inside.any():
+        raise ValueError("the mask is empty: no voxel to score")
+    mae = float(np.abs(ct[inside] - sct[inside]).mean())  # no clipping, as the challenge does
+    ct_c, sct_c = np.clip(ct, HU_MIN, HU_MAX), np.clip(sct, HU_MIN, HU_MAX)
+    mse = float(np.mean((ct_c[inside] - sct_c[inside]) ** 2))
+    return {
+        "mae": mae,
+        "psnr": psnr_from_mse(mse, DATA_RANGE),
+        "ssim": _synthrad_ssim(ct_c, sct_c, inside),
+    }
+
+
+def _synthrad_ssim(ct: np.ndarray, sct: np.ndarray, inside: np.ndarray) -> float:
+    ct = np.where(inside, ct, HU_MIN) - HU_MIN  # non-negative, background exactly 0
+    sct = np.where(inside, sct, HU_MIN) - HU_MIN
+    if min(ct.shape) <= 2 * SSIM_CROP:
+        raise ValueError(f"volume {ct.shape} is too small for the {SSIM_WIN}-voxel SSIM window")
+    _, ssim_full = structural_similarity(ct, sct, data_range=DATA_RANGE, full=True)
+    crop = (slice(SSIM_CROP, -SSIM_CROP),) * ct.ndim
+    kept = inside[crop]
+    if not kept.any():
+        raise ValueError("the mask lies entirely within 3 voxels of the border: SSIM undefined")
+    return float(ssim_full[crop][kept].mean(dtype=np.float64))
+
+
+def psnr_from_mse(mse: float, data_range: float) -> float:
+    """skimage semantics, ``10 log10(range^2 / mse)``; ``inf`` for identical images."""
+    return math.inf if mse <= 0 else 10.0 * math.log10(data_range**2 / mse)
+
+
+# --- slice metrics (torch) -----------------------------------------------------------------------
+
+
+def to_hu(x: torch.Tensor, hu_range: Sequence[float]) -> torch.Tensor:
+    """[-1, 1] -> HU; the inverse of the data layer's ``ct_to_unit`` (same linear map)."""
+    lo, hi = float(hu_range[0]), float(hu_range[1])
+    return (x + 1) * ((hi - lo) / 2) + lo
+
+
+def ssim_map(
+    x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size: int = SSIM_WIN
+) -> torch.Tensor:
+    """SSIM map of (B, C, H, W) images, skimage semantics, valid region only.
+
+    Uniform ``win_size`` window, K1 0.01, K2 0.03, sample covariance; returns
+    (B, C, H - win_size + 1, W - win_size + 1): exactly the part skimage averages. Differentiable.
+    """
+    if min(x.shape[-2:]) < win_size:
+        raise ValueError(f"images of {tuple(x.shape[-2:])} are smaller than the SSIM window")
+    mean = lambda t: F.avg_pool2d(t, win_size, stride=1)  # noqa: E731
+    ux, uy = mean(x), mean(y)
+    n = win_size * win_size
+    cov_norm = n / (n - 1)
+    vx = cov_norm * (mean(x * x) - ux * ux)
+    vy = cov_norm * (mean(y * y) - uy * uy)
+    vxy = cov_norm * (mean(x * y) - ux * uy)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+
+
+def slice_ssim(ct: torch.Tensor, sct: torch.Tensor) -> torch.Tensor:
+    """Per-slice SSIM (B,) of [-1, 1] images mapped to [0, 1] (data range 1), float64."""
+    a, b = ((ct.double() + 1) / 2), ((sct.double() + 1) / 2)
+    return ssim_map(a, b, 1.0).mean(dim=(1, 2, 3))
+
+
+def bone_dice(
+    ct_hu: torch.Tensor, sct_hu: torch.Tensor, mask: torch.Tensor, threshold_hu: float = 250.0
+) -> float:
+    """Dice of ``HU >= threshold`` inside the mask; 1.0 when neither image has bone."""
+    inter, total = _bone_counts(ct_hu, sct_hu, mask, threshold_hu)
+    return 1.0 if total == 0 else 2.0 * inter / total
+
+
+def _bone_counts(ct_hu, sct_hu, mask, threshold_hu) -> tuple[float, float]:
+    inside = mask > 0.5
+    a, b = (ct_hu >= threshold_hu) & inside, (sct_hu >= threshold_hu) & inside
+    return float((a & b).sum()), float(a.sum() + b.sum())
+
+
+def frechet_distance(
+    mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor
+) -> float:
+    """``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))`` in float64.
+
+    The trace of the matrix square root is the sum of square roots of the eigenvalues of S1 S2
+    (real and non-negative in exact arithmetic; round-off below zero is clamped).
+    """
+    mu1, mu2, s1, s2 = (t.double().cpu() for t in (mu1, mu2, sigma1, sigma2))
+    eig = torch.linalg.eigvals(s1 @ s2).real.clamp(min=0)
+    value = (mu1 - mu2).square().sum() + s1.trace() + s2.trace() - 2 * eig.sqrt().sum()
+    return float(value.clamp(min=0))
+
+
+class FeatureStats:
+    """Running mean and covariance of feature vectors (float64), bounded memory."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.total: torch.Tensor | None = None
+        self.outer: torch.Tensor | None = None
+
+    def update(self, feats: torch.Tensor) -> None:
+        feats = feats.detach().double().cpu()
+        if self.total is None:
+            self.total = torch.zeros(feats.shape[1], dtype=torch.float64)
+            self.outer = torch.zeros(feats.shape[1], feats.shape[1], dtype=torch.float64)
+        self.n += feats.shape[0]
+        self.total += feats.sum(0)
+        self.outer += feats.T @ feats
+
+    def mean_cov(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.n < 2 or self.total is None or self.outer is None:
+            raise ValueError("FID needs at least 2 slices on each side")
+        mu = self.total / self.n
+        cov = (self.outer - self.n * torch.outer(mu, mu)) / (self.n - 1)  # unbiased, as np.cov
+        return mu, cov
+
+
+def fid(stats_real: FeatureStats, stats_fake: FeatureStats) -> float:
+    return frechet_distance(*stats_real.mean_cov(), *stats_fake.mean_cov())
+
+
+class SliceMetrics:
+    """Validation metrics pooled over batches of (B, 1, H, W) slices in [-1, 1].
+
+    ``mse`` on the [-1, 1] scale over all pixels; ``mae_hu`` and ``psnr`` (HU, data range = width
+    of ``hu_range``) over pixels inside the mask; ``ssim`` the mean per-slice SSIM; ``bone_dice``
+    pooled over all slices; ``perceptual`` the mean per-slice MSE of the last VGG feature map;
+    ``fid`` over at most ``fid_max_slices`` slices. The optional parts are off when None.
+    """
+
+    def __init__(
+        self,
+        hu_range: Sequence[float],
+        bone_threshold_hu: float | None = None,
+        vgg: nn.Module | None = None,
+        inception: nn.Module | None = None,
+        fid_max_slices: int = 512,
+    ) -> None:
+        self.hu_scale = (float(hu_range[1]) - float(hu_range[0])) / 2  # HU per unit
+        self.hu_width = 2 * self.hu_scale
+        self.hu_range = hu_range
+        self.bone_threshold_hu, self.vgg, self.inception = bone_threshold_hu, vgg, inception
+        self.fid_max_slices = fid_max_slices
+        keys = "slices pixels sq_unit inside abs_hu sq_hu ssim vgg bone_inter bone_total"
+        self.sums: dict[str, float] = dict.fromkeys(keys.split(), 0.0)
+        self.fid_real, self.fid_fake = FeatureStats(), FeatureStats()
+
+    @torch.no_grad()
+    def update(self, ct: torch.Tensor, sct: torch.Tensor, mask: torch.Tensor) -> None:
+        ct, sct, inside = ct.double(), sct.double(), (mask > 0.5).double()
+        diff = sct - ct
+        s = self.sums
+        s["slices"] += ct.shape[0]
+        s["pixels"] += diff.numel()
+        s["sq_unit"] += float(diff.square().sum())
+        s["inside"] += float(inside.sum())
+        s["abs_hu"] += float((diff.abs() * inside).sum()) * self.hu_scale
+        s["sq_hu"] += float((diff.square() * inside).sum()) * self.hu_scale**2
+        s["ssim"] += float(slice_ssim(ct, sct).sum())
+        if self.bone_threshold_hu is not None:
+            counts = _bone_counts(
+                to_hu(ct, self.hu_range), to_hu(sct, self.hu_range), mask, self.bone_threshold_hu
+            )
+            s["bone_inter"] += counts[0]
+            s["bone_total"] += counts[1]
+        if self.vgg is not None:
+            f_ct, f_sct = self.vgg(ct.float())[-1], self.vgg(sct.float())[-1]
+            s["vgg"] += float((f_ct - f_sct).double().square().mean(dim=(1, 2, 3)).sum())
+        room = self.fid_max_slices - self.fid_real.n
+        if self.inception is not None and room > 0:
+            self.fid_real.update(fid_features(self.inception, ct[:room].float()))
+            self.fid_fake.update(fid_features(self.inception, sct[:room].float()))
+
+    def compute(self, prefix: str = "") -> dict[str, float]:
+        s = self.sums
+        if not s["slices"]:
+            raise ValueError("no validation slices were seen")
+        inside = s["inside"] or math.nan  # an all-background set has no HU error to report
+        out = {
+            "mae_hu": s["abs_hu"] / inside,
+            "mse": s["sq_unit"] / s["pixels"],
+            "ssim": s["ssim"] / s["slices"],
+            "psnr": psnr_from_mse(s["sq_hu"] / inside, self.hu_width),
+        }
+        if self.bone_threshold_hu is not None:
+            total = s["bone_total"]
+            out["bone_dice"] = 1.0 if total == 0 else 2 * s["bone_inter"] / total
+        if self.vgg is not None:
+            out["perceptual"] = s["vgg"] / s["slices"]
+        if self.inception is not None:
+            # fewer than 2 slices leave the covariance undefined: report NaN, not a number
+            enough = min(self.fid_real.n, self.fid_fake.n) >= 2
+            out["fid"] = fid(self.fid_real, self.fid_fake) if enough else math.nan
+        return {prefix + k: float(v) for k, v in out.items()}

@@ -1,0 +1,176 @@
+"""The staged schedule, the pure D/G steps (plain and DDP-wrapped) and validation."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from hmss_ray.config import ExperimentConfig
+from hmss_ray.models import build_discriminator, build_generator
+from hmss_ray.train import steps
+
+TINY = {
+    "data.image_size": 32,
+    "model.lrg_channels": 8,
+    "model.lrg_downsamples": 2,
+    "model.lrg_res_blocks": 1,
+    "model.hrg_channels": 4,
+    "model.hrg_res_blocks": 1,
+    "model.disc_channels": 4,
+    "model.disc_layers": 2,
+    "metrics.fid_max_slices": 8,
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # tiny convolutions: a second thread only adds contention on a shared 2-core machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_cfg(**overrides) -> ExperimentConfig:
+    return ExperimentConfig().replace({**TINY, **overrides})
+
+
+def make_batch(n: int = 2, channels: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    mr = torch.rand(n, channels, 32, 32, generator=g) * 2 - 1
+    mask = torch.zeros(n, 1, 32, 32)
+    mask[..., 4:28, 4:28] = 1
+    return {"mr": mr, "ct": (mr[:, channels // 2 :][:, :1] * 0.5).tanh(), "mask": mask}
+
+
+def networks(cfg):
+    torch.manual_seed(0)
+    g, d = build_generator(cfg), build_discriminator(cfg)
+    return g, d, torch.optim.Adam(g.parameters(), 1e-3), torch.optim.Adam(d.parameters(), 1e-3)
+
+
+def snapshot(module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def changed(module, before) -> bool:
+    return any(not torch.equal(p, b) for p, b in zip(module.parameters(), before, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("epoch", "stage"),
+    [(0, "lrg"), (1, "lrg"), (2, "hrg"), (3, "hrg"), (4, "joint"), (9, "joint"), (50, "joint")],
+)
+def test_stage_for_epoch(epoch, stage):
+    assert steps.stage_for_epoch(epoch, (2, 2, 6)) == stage
+
+
+def test_empty_stages_are_skipped():
+    assert steps.stage_for_epoch(0, (0, 1, 1)) == "hrg"
+    assert steps.stage_for_epoch(0, (0, 0, 3)) == "joint"
+    with pytest.raises(ValueError, match="epoch must be >= 0"):
+        steps.stage_for_epoch(-1, (1, 1, 1))
+
+
+@pytest.mark.parametrize(
+    ("stage", "low_trains", "high_trains"),
+    [("lrg", True, False), ("hrg", False, True), ("joint", True, True)],
+)
+def test_set_stage_freezes_what_the_stage_does_not_train(stage, low_trains, high_trains):
+    cfg = tiny_cfg()
+    g, d, opt_g, _ = networks(cfg)
+    steps.set_stage(g, stage)
+    assert all(p.requires_grad == low_trains for p in g.low.parameters())
+    assert all(p.requires_grad == high_trains for p in g.high.parameters())
+    low, high = snapshot(g.low), snapshot(g.high)
+    losses = steps.g_step(g, d, opt_g, make_batch(), cfg, stage)
+    assert changed(g.low, low) == low_trains and changed(g.high, high) == high_trains
+    assert losses["g_total"] > 0 and all(math.isfinite(v) for v in losses.values())
+    assert ("g_low_l1" in losses) == (stage == "joint")
+
+
+def test_unknown_stage_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="'lrg', 'hrg', 'joint'"):
+        steps.set_stage(build_generator(tiny_cfg()), "warmup")
+
+
+def test_d_step_updates_only_the_discriminator_and_names_its_terms():
+    cfg = tiny_cfg(**{"loss.lambda_gp": 1.0})
+    g, d, _, opt_d = networks(cfg)
+    g_before, d_before = snapshot(g), snapshot(d)
+    losses = steps.d_step(g, d, opt_d, make_batch(), cfg, "joint")
+    assert set(losses) == {"d_total", "d_real", "d_fake", "d_gp"}
+    assert changed(d, d_before) and not changed(g, g_before)
+
+
+def test_train_step_updates_d_every_g_steps_per_d():
+    cfg = tiny_cfg(**{"optim.g_steps_per_d": 3})
+    g, d, opt_g, opt_d = networks(cfg)
+    stepped = []
+    for index in range(6):
+        before = snapshot(d)
+        losses = steps.train_step(g, d, opt_g, opt_d, make_batch(), cfg, "lrg", index)
+        stepped.append("d_total" in losses)
+        assert changed(d, before) == stepped[-1]
+    assert stepped == [True, False, False, True, False, False]
+
+
+@pytest.mark.parametrize("criterion", ["lsgan", "hinge", "bce"])
+def test_every_criterion_trains_with_numpy_batches_and_context(criterion):
+    cfg = tiny_cfg(**{"loss.adversarial": criterion, "data.context_slices": 1})
+    g, d, opt_g, opt_d = networks(cfg)
+    batch = {k: v.numpy() for k, v in make_batch(channels=3).items()}
+    batch["case_id"] = np.array(["1BA001", "1BA001"])  # metadata rides along and is ignored
+    losses = steps.train_step(g, d, opt_g, opt_d, batch, cfg, "joint", 0)
+    assert {"g_adv", "g_fm", "g_l1", "g_perc", "g_ssim", "d_total"} <= set(losses)
+
+
+def test_bf16_autocast_runs_on_cpu():
+    cfg = tiny_cfg()
+    g, d, opt_g, opt_d = networks(cfg)
+    losses = steps.train_step(g, d, opt_g, opt_d, make_batch(), cfg, "joint", 0, torch.bfloat16)
+    assert all(math.isfinite(v) for v in losses.values())
+
+
+def test_steps_work_on_ddp_wrapped_networks(tmp_path):
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        cfg = tiny_cfg(**{"loss.lambda_gp": 1.0})
+        g, d, opt_g, opt_d = networks(cfg)
+        g = DistributedDataParallel(g, find_unused_parameters=True)
+        d = DistributedDataParallel(d, find_unused_parameters=True)
+        for index, stage in enumerate(["lrg", "hrg", "joint", "joint"]):
+            steps.set_stage(g, stage)
+            losses = steps.train_step(g, d, opt_g, opt_d, make_batch(), cfg, stage, index)
+            assert math.isfinite(losses["g_total"]) and math.isfinite(losses["d_total"])
+        assert all(p.requires_grad for p in g.module.parameters())  # joint trains all
+        assert math.isfinite(steps.validate(g, [make_batch()], cfg)["mae_hu"])
+    finally:
+        dist.destroy_process_group()
+
+
+def test_validate_reports_every_metric_deterministically():
+    cfg = tiny_cfg()
+    g, *_ = networks(cfg)
+    g.train()
+    batches = [make_batch(2, seed=1), make_batch(2, seed=2)]
+    first = steps.validate(g, batches, cfg)
+    assert g.training  # the caller's mode is restored
+    expected = {"low_mae_hu", "low_mse", "low_ssim", "low_psnr", "mae_hu", "mse", "ssim", "psnr"}
+    expected |= {"perceptual", "fid", "bone_dice", "score"}
+    assert expected <= set(first)
+    assert first["fid_random_features"] == 1.0  # no weights on a test machine
+    assert all(math.isfinite(first[k]) for k in expected)
+    assert steps.validate(copy.deepcopy(g), batches, cfg) == first
+    t = cfg.tune
+    score = t.w_ssim * (1 - first["ssim"]) + t.w_fid * first["fid"] / t.fid_ref
+    assert first["score"] == pytest.approx(score)
