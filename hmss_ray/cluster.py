@@ -18,4 +18,5 @@ def init_ray(num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address)
     else:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
+        # the dashboard serves the state API that Ray Train's placement-group cleaner polls
+        ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1")

@@ -69,13 +69,17 @@ def run(args: argparse.Namespace) -> int:
     t_all = time.perf_counter()
 
     t0 = _step(1, f"phantom data: {args.cases} brain cases + 1 corrupt -> {data}")
-    phantom.main(
+    code = phantom.main(
         ["--out", str(data), "--cases", str(args.cases), "--regions", "brain", "--corrupt", "1"]
     )
+    if code != 0:
+        return code
     _done(t0)
 
     t0 = _step(2, f"prepare: validate, split by patient, slice, shard -> {shards}")
-    prepare.main(["--data", str(data), "--out", shards, "--config", config])
+    code = prepare.main(["--data", str(data), "--out", shards, "--config", config])
+    if code != 0:  # 0 also when cases were skipped: they are listed above
+        return code
     _done(t0)
 
     t0 = _step(3, "tune: Ray Tune + Optuna, each trial a Ray Train run (local Ray)")
@@ -96,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     _done(t0)
 
     t0 = _step(4, "serve: the winner behind HTTP with Ray Serve on 127.0.0.1")
+    import ray
     from ray import serve
 
     from hmss_ray.serving import deploy
@@ -115,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: the endpoint failed on {case.name}", file=sys.stderr)
             return code
     serve.shutdown()
+    ray.shutdown()
     _done(t0)
 
     t0 = _step(6, "evaluate: SynthRAD2023 metrics of the served sCTs, tables, figures")

@@ -8,7 +8,8 @@ API: ``POST /v1/synthesize`` (MR NIfTI body, or multipart ``mr`` + optional ``ma
 what is wrong, and never takes the replica down.
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: FastAPI must see the real Request/Response types
+# on the routes of the Serve class to inject the request
 
 import argparse
 import gzip
@@ -16,7 +17,6 @@ import hmac
 import os
 import sys
 import time
-import zlib
 from typing import Any
 
 import nibabel as nib
@@ -58,7 +58,7 @@ def parse_nifti(data: bytes, what: str = "MR") -> nib.Nifti1Image:
         image = nib.Nifti1Image.from_bytes(data)
         np.asanyarray(image.dataobj)  # force the read: truncated data fails here, not later
         return image
-    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as exc:
+    except Exception as exc:  # untrusted bytes: any failure to parse means "not a NIfTI"
         raise _bad(400, f"the {what} is not a readable NIfTI file: {exc}") from exc
 
 
@@ -95,7 +95,8 @@ class SCTSynthesizer:
         return {"status": "ok"}
 
     @app.get("/v1/model")
-    def model(self) -> dict[str, Any]:
+    def model(self, request: Request) -> dict[str, Any]:
+        self._authorise(request)
         cfg = self.synth.cfg
         return {
             **{k: v for k, v in self.synth.info.items() if k != "metrics"},

@@ -35,6 +35,10 @@ from hmss_ray.train.trainer import build_trainer
 from hmss_ray.tune_space import SearchSpace, load_space, validate_space
 
 
+class SearchInterrupted(RuntimeError):
+    """The search stopped before every trial finished; its state is saved for a resume."""
+
+
 def to_ray_space(space: SearchSpace) -> dict[str, Any]:
     makers = {
         "uniform": lambda v: tune.uniform(v[0], v[1]),
@@ -106,8 +110,9 @@ def _trainable(cfg: ExperimentConfig, data_uri: str, train_storage: str):
     fn = tune.with_parameters(
         train_driver, base=cfg.to_dict(), data_uri=data_uri, storage_uri=train_storage
     )
-    # the driver only waits on its TorchTrainer, whose workers ask for their own resources
-    return tune.with_resources(fn, {"CPU": 0})
+    # the driver only waits on its TorchTrainer, whose workers ask for their own resources;
+    # Tune refuses an empty request, so the driver holds a token 1% of a CPU
+    return tune.with_resources(fn, {"CPU": 0.01})
 
 
 def run_search(
@@ -123,6 +128,13 @@ def run_search(
     validate_space(space, cfg)
     tuner = build_tuner(cfg, space, data_uri, storage_uri, name)
     grid = tuner.fit()
+    finished = grid.num_terminated + grid.num_errors
+    if finished < cfg.tune.num_samples:
+        # Ctrl-C or a lost driver: Tune saved its state; no winner from a partial search
+        raise SearchInterrupted(
+            f"search {name} stopped after {finished} of {cfg.tune.num_samples} trials; "
+            "run the same command again to resume it"
+        )
     rows = search_report.trial_rows(grid, [p.key for p in space.params], storage_uri)
     if not rows:
         raise RuntimeError(f"search {name}: no trial reported a validation score")
@@ -191,15 +203,19 @@ def main(argv: list[str] | None = None) -> int:
     print(describe(cfg))
     print(f"[hmss] search space {space.name}: " + ", ".join(p.key for p in space.params))
     init_ray()
-    result = run_search(
-        cfg,
-        space,
-        args.data,
-        args.storage,
-        name,
-        args.registry or cfg.tune.registry,
-        args.entry or name,
-    )
+    try:
+        result = run_search(
+            cfg,
+            space,
+            args.data,
+            args.storage,
+            name,
+            args.registry or cfg.tune.registry,
+            args.entry or name,
+        )
+    except SearchInterrupted as exc:
+        print(f"[hmss] {exc}", file=sys.stderr)
+        return 130
     print(search_report.markdown_table(result["rows"]))
     print(f"[hmss] report: {result['report']}")
     print(

@@ -73,7 +73,7 @@ def ray_session(s3_server: str) -> Iterator[None]:
     ray.init(
         address="local",
         num_cpus=2,
-        include_dashboard=False,
+        dashboard_host="127.0.0.1",  # the state API Ray Train polls lives in the dashboard
         log_to_driver=True,
         configure_logging=False,
     )

@@ -175,6 +175,17 @@ def kept_slices(mask_crop: np.ndarray, min_fraction: float) -> tuple[np.ndarray,
     return fraction, keep
 
 
+def centre_channels(mr: np.ndarray, channels: int) -> np.ndarray:
+    """Keep the centre ``channels`` of (N, C, H, W) 2.5D stacks.
+
+    Shards prepared with more context than a model uses serve it all the same.
+    """
+    extra = (mr.shape[1] - channels) // 2
+    if extra < 0:
+        raise ValueError(f"the data holds {mr.shape[1]} MR channels, the model wants {channels}")
+    return mr[:, extra : extra + channels] if extra else mr
+
+
 @dataclass(frozen=True)
 class PreparedVolume:
     """One case after preprocessing, on the cropped grid (size, size, Z).

@@ -2,7 +2,7 @@
 
 The driver never loads the data: ``read_parquet`` tasks read shards on the cluster, ``map_batches``
 decodes and augments them, and each Train worker pulls its share through
-``ray.train.get_dataset_shard``. Validation is decoded but never augmented.
+``ray.train.get_dataset_shard``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import ray.data
 
 from hmss_ray import storage
 from hmss_ray.config import AugmentConfig, ExperimentConfig
-from hmss_ray.data.augment import BatchAugmenter
+from hmss_ray.data.preprocess import centre_channels
 from hmss_ray.data.shards import decode_batch, read_manifest, shard_uris
 
 TENSOR_KEYS = ("mr", "ct", "mask")
@@ -23,10 +23,7 @@ TENSOR_KEYS = ("mr", "ct", "mask")
 def _decode(batch: Any, channels: int) -> dict[str, np.ndarray]:
     decoded = decode_batch(batch)
     out = {key: decoded[key] for key in TENSOR_KEYS}
-    # shards prepared with more 2.5D context than this model uses: keep the centre channels
-    extra = (out["mr"].shape[1] - channels) // 2
-    if extra:
-        out["mr"] = out["mr"][:, extra : extra + channels]
+    out["mr"] = centre_channels(out["mr"], channels)
     return out
 
 
@@ -41,6 +38,9 @@ def _check_channels(data_uri: str, channels: int) -> None:
 
 
 def _augment(batch: dict[str, np.ndarray], augment: AugmentConfig) -> dict[str, np.ndarray]:
+    # imported here: MONAI takes seconds to import, and only augmenting tasks need it
+    from hmss_ray.data.augment import BatchAugmenter
+
     return BatchAugmenter(augment)(batch)
 
 
@@ -58,7 +58,11 @@ def read_split(data_uri: str, split: str, channels: int) -> ray.data.Dataset:
 
 
 def build_datasets(data_uri: str, cfg: ExperimentConfig) -> dict[str, ray.data.Dataset]:
-    """``{"train": ..., "val": ...}`` for a TorchTrainer; train is augmented when enabled."""
+    """``{"train": ...}`` for a TorchTrainer, augmented when enabled.
+
+    Validation is not here: rank 0 reads the small validation split directly
+    (``hmss_ray.data.shards.iter_batches``), which spares every epoch a Ray Data start-up.
+    """
     # per-operator progress bars redraw hundreds of times a minute and bury the training log;
     # the loop prints its own progress (slices/s, data wait)
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -70,4 +74,4 @@ def build_datasets(data_uri: str, cfg: ExperimentConfig) -> dict[str, ray.data.D
         train = train.map_batches(
             _augment, fn_kwargs={"augment": cfg.augment}, batch_format="numpy", batch_size=32
         )
-    return {"train": train, "val": read_split(data_uri, "val", cfg.in_channels)}
+    return {"train": train}

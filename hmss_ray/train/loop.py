@@ -19,9 +19,11 @@ import torch
 
 from hmss_ray import checkpoint as ckpt
 from hmss_ray.config import ExperimentConfig
+from hmss_ray.data.preprocess import centre_channels
+from hmss_ray.data.shards import iter_batches
 from hmss_ray.models.factory import build_discriminator, build_generator
 from hmss_ray.train import steps
-from hmss_ray.train.progress import EpochMeter, ProgressLog
+from hmss_ray.train.progress import EpochMeter, ProgressLog, log
 
 
 def _autocast_dtype(cfg: ExperimentConfig, device: torch.device) -> torch.dtype | None:
@@ -45,37 +47,42 @@ def _restore(cfg, g, d, optimizers) -> tuple[int, int, str | None]:
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             meta = ckpt.load_training_state(directory, g, d, optimizers)
-        print(f"[hmss] resumed from checkpoint at epoch {meta.epoch}, step {meta.step}")
+        log.info("[hmss] resumed from checkpoint at epoch %d, step %d", meta.epoch, meta.step)
         return meta.epoch + 1, meta.step, meta.parent
     if cfg.train.init_from:
         directory = ckpt.localize(cfg.train.init_from)
         ckpt.load_training_state(directory, g, d)  # weights only: fresh optimisers, new lr
-        print(f"[hmss] warm start from {cfg.train.init_from}")
+        log.info("[hmss] warm start from %s", cfg.train.init_from)
         return 0, 0, cfg.train.init_from
     return 0, 0, None
 
 
-def _batches(shard, cfg: ExperimentConfig, device, train: bool) -> Iterator[dict]:
-    kwargs: dict[str, Any] = {"batch_size": cfg.train.batch_size, "device": device}
-    if train:
-        kwargs.update(local_shuffle_buffer_size=cfg.train.shuffle_buffer, drop_last=True)
-    yield from shard.iter_torch_batches(dtypes=torch.float32, **kwargs)
+def _train_batches(shard, cfg: ExperimentConfig, device) -> Iterator[dict]:
+    # drop_last: every DDP worker must take the same number of steps
+    yield from shard.iter_torch_batches(
+        batch_size=cfg.train.batch_size,
+        device=device,
+        dtypes=torch.float32,
+        local_shuffle_buffer_size=cfg.train.shuffle_buffer,
+        drop_last=True,
+    )
 
 
-def _validate(g, cfg: ExperimentConfig, device) -> dict[str, float]:
-    shard = ray.train.get_dataset_shard("val")
-    batches = _batches(shard, cfg, device, train=False)
-    if cfg.train.val_max_slices:
-        batches = _take_slices(batches, cfg.train.val_max_slices)
-    return steps.validate(g, batches, cfg)
+def _validate(g, cfg: ExperimentConfig, data_uri: str) -> dict[str, float]:
+    """Rank 0 scores the validation split, read shard by shard: deterministic, never augmented."""
+    return steps.validate(g, _val_batches(cfg, data_uri), cfg)
 
 
-def _take_slices(batches: Iterator[dict], limit: int) -> Iterator[dict]:
-    seen = 0
-    for batch in batches:
-        if seen >= limit:
+def _val_batches(cfg: ExperimentConfig, data_uri: str) -> Iterator[dict]:
+    seen, limit = 0, cfg.train.val_max_slices
+    for batch in iter_batches(data_uri, "val", cfg.train.batch_size):
+        if limit and seen >= limit:
             return
-        yield batch
+        yield {
+            "mr": centre_channels(batch["mr"], cfg.in_channels),
+            "ct": batch["ct"],
+            "mask": batch["mask"],
+        }
         seen += len(batch["mr"])
 
 
@@ -105,7 +112,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         steps.set_stage(g, stage)
         meter = EpochMeter(epoch, stage, world_size=context.get_world_size())
         g.train(), d.train()
-        for batch in meter.timed(_batches(shard, cfg, device, train=True)):
+        for batch in meter.timed(_train_batches(shard, cfg, device)):
             losses = steps.train_step(
                 g, d, optimizers["g"], optimizers["d"], batch, cfg, stage, step, amp
             )
@@ -120,7 +127,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if rank == 0:
             g.eval()
             with torch.no_grad():
-                metrics.update(_validate(g, cfg, device))
+                metrics.update(_validate(g, cfg, loop_config["data_uri"]))
             log.epoch(step, metrics)
         _report(metrics, rank, g, d, optimizers, cfg, parent)
     log.close()

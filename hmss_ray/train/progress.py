@@ -6,6 +6,7 @@ waiting for data is measured, not guessed.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -14,6 +15,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from hmss_ray import storage
+
+# a logger, not print: Ray Train tees a worker's print to the driver twice (stdout and its logger)
+log = logging.getLogger("hmss_ray.train")
 
 
 class EpochMeter:
@@ -81,10 +85,14 @@ class ProgressLog:
             return
         summary = meter.summary()
         losses = " ".join(f"{k[5:]}={v:.4f}" for k, v in summary.items() if k.startswith("loss_"))
-        print(
-            f"[hmss] epoch {meter.epoch} ({meter.stage}) step {step} {losses} "
-            f"| {summary['slices_per_s']:.1f} slices/s, data wait {summary['data_wait_frac']:.0%}",
-            flush=True,
+        log.info(
+            "[hmss] epoch %d (%s) step %d %s | %.1f slices/s, data wait %.0f%%",
+            meter.epoch,
+            meter.stage,
+            step,
+            losses,
+            summary["slices_per_s"],
+            100 * summary["data_wait_frac"],
         )
         if self._writer:
             for key, value in summary.items():
@@ -95,10 +103,12 @@ class ProgressLog:
             return
         shown = ("score", "ssim", "mae_hu", "psnr", "fid", "bone_dice", "low_mae_hu")
         text = " ".join(f"{k}={metrics[k]:.4g}" for k in shown if k in metrics)
-        print(
-            f"[hmss] epoch {metrics['epoch']} ({metrics['stage']}) done: {text} "
-            f"| {metrics.get('slices_per_s', 0):.1f} slices/s",
-            flush=True,
+        log.info(
+            "[hmss] epoch %d (%s) done: %s | %.1f slices/s",
+            metrics["epoch"],
+            metrics["stage"],
+            text,
+            metrics.get("slices_per_s", 0),
         )
         if self._writer:
             for key, value in metrics.items():

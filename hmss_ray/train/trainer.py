@@ -53,6 +53,7 @@ def build_trainer(
     loop_config: dict[str, Any] = {
         "experiment": cfg.to_dict(),
         "log_dir": storage.join(storage_uri, name, "tensorboard"),
+        "data_uri": data_uri,
     }
     return TorchTrainer(
         train_loop_per_worker,
@@ -60,8 +61,6 @@ def build_trainer(
         scaling_config=ray.train.ScalingConfig(
             num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources
         ),
-        # validation is not split: rank 0 scores the whole validation set
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         datasets=build_datasets(data_uri, cfg),
         run_config=run_config(cfg, storage_uri, name, callbacks),
     )

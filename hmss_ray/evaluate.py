@@ -1,0 +1,337 @@
+"""``python -m hmss_ray.evaluate``: per-patient SynthRAD2023 metrics, tables and figures of a split.
+
+For every case of the split (from the shard manifest, else every paired case under ``--data``) the
+sCT is read from ``--predictions/<case_id>.nii.gz`` or synthesised with the model, then scored:
+SynthRAD2023 MAE / PSNR / SSIM in HU inside the mask, bone Dice, and the notebooks' slice metrics
+(MSE on [-1, 1], per-slice SSIM, VGG distance; FID over all the split's slices). Writes
+``per_patient.csv``, ``summary.csv`` (per centre and overall), ``report.md`` and PNG figures.
+Every metric comes from :mod:`hmss_ray.metrics`; this module only chooses the data and tabulates.
+
+Exit status: 0 report written (skipped cases are listed in it), 2 bad arguments or config,
+3 no case could be evaluated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+
+from hmss_ray import checkpoint as ckpt
+from hmss_ray import metrics, storage
+from hmss_ray import report_figures as figures
+from hmss_ray.config import ConfigError, ExperimentConfig, load_config, parse_overrides
+from hmss_ray.data import preprocess, synthrad
+from hmss_ray.data.shards import read_manifest
+from hmss_ray.features import Kind, describe, fid_features, load_extractor
+from hmss_ray.inference import Synthesizer, synthesize_nifti
+
+EXIT_OK, EXIT_USAGE, EXIT_NOTHING = 0, 2, 3
+OVERALL = "all"
+SLICE_BATCH = 32  # slices per forward pass of the feature extractors: bounded memory
+
+
+class Scorers(NamedTuple):
+    """The frozen feature extractors, on the evaluation device."""
+
+    vgg: torch.nn.Module
+    inception: torch.nn.Module
+    device: torch.device
+
+
+def select_cases(
+    data_dir: str, split: str, shards: str | None, regions: Sequence[str]
+) -> tuple[list[synthrad.CaseRef], list[tuple[str, str]]]:
+    """The split's case folders, and ``(case id, reason)`` for each case left out."""
+    found = {str(ref.id): ref for ref in synthrad.find_cases(data_dir)}
+    skipped: list[tuple[str, str]] = []
+    if shards:
+        manifest = read_manifest(shards)
+        wanted = {k for k, v in manifest["cases"].items() if v.get("split") == split}
+        # cases prepare skipped still belong to the split: try them, so the report lists them
+        wanted |= {s["case_id"] for s in manifest.get("skipped", []) if s.get("split") == split}
+        skipped += [(c, f"not found under {data_dir}") for c in sorted(wanted - set(found))]
+        refs = [found[c] for c in sorted(wanted & set(found))]
+    else:
+        refs = [ref for ref in found.values() if ref.id.region in regions]
+    no_ct = "MR only (no ct.nii.gz): no reference CT to score against"
+    skipped += [(str(r.id), no_ct) for r in refs if not r.paired]
+    return [r for r in refs if r.paired], skipped
+
+
+def read_prediction(path: Path, case: synthrad.Case) -> np.ndarray:
+    """An sCT NIfTI that must lie on the case's grid (same shape and affine)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no prediction {path}")
+    try:
+        image = nib.load(path)
+        sct = np.asanyarray(image.dataobj).astype(np.float32)
+    except Exception as exc:  # nibabel raises ImageFileError, EOFError, zlib.error, ...
+        raise ValueError(
+            f"prediction {path.name} unreadable ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not np.isfinite(sct).all():
+        raise ValueError(f"prediction {path.name} has non-finite voxels")
+    if sct.shape != case.mr.shape:
+        raise ValueError(f"prediction shape {sct.shape} differs from the MR's {case.mr.shape}")
+    shift = float(np.max(np.abs(image.affine - case.affine)))
+    if shift > synthrad.AFFINE_TOLERANCE_MM:
+        raise ValueError(f"prediction affine differs from the MR's by up to {shift:g} mm")
+    return sct
+
+
+def slice_stack(volume: np.ndarray, keep: np.ndarray) -> torch.Tensor:
+    """(H, W, Z) -> (N, 1, H, W) float32 of the kept axial slices."""
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(volume[:, :, keep], 2, 0)[:, None]))
+
+
+def patient_metrics(
+    case: synthrad.Case, sct: np.ndarray, cfg: ExperimentConfig, scorers: Scorers
+) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+    """One patient's metrics, and its [-1, 1] CT and sCT slices (for the split's FID).
+
+    The slices are those the shards hold for this case (same crop, same mask fraction rule), so the
+    slice metrics match what training validation measures.
+    """
+    assert case.ct is not None  # select_cases keeps paired cases only
+    row: dict[str, float] = dict(metrics.synthrad_metrics(case.ct, sct, case.mask))
+    hu = [torch.from_numpy(np.asarray(v, dtype=np.float32)) for v in (case.ct, sct, case.mask)]
+    row["bone_dice"] = metrics.bone_dice(*hu, threshold_hu=cfg.metrics.bone_threshold_hu)
+    reference = preprocess.prepare_volume(case.mr, case.ct, case.mask, cfg.data)
+    predicted = preprocess.prepare_volume(case.mr, sct, case.mask, cfg.data)
+    ct_s = slice_stack(reference.ct, reference.keep)
+    sct_s = slice_stack(predicted.ct, reference.keep)
+    mask_s = slice_stack(reference.mask.astype(np.float32), reference.keep)
+    row["slices"] = float(len(reference.keep))
+    row.update(slice_mse=np.nan, slice_ssim=np.nan, vgg=np.nan)
+    if len(ct_s):
+        pooled = metrics.SliceMetrics(cfg.data.hu_range, vgg=scorers.vgg)
+        for start in range(0, len(ct_s), SLICE_BATCH):
+            part = slice(start, start + SLICE_BATCH)
+            batch = [t[part].to(scorers.device) for t in (ct_s, sct_s, mask_s)]
+            pooled.update(*batch)
+        out = pooled.compute()
+        row.update(slice_mse=out["mse"], slice_ssim=out["ssim"], vgg=out["perceptual"])
+    return row, ct_s, sct_s
+
+
+def update_fid(stats: Sequence[metrics.FeatureStats], scorers: Scorers, x: torch.Tensor) -> None:
+    """Add the FID features of (N, 1, H, W) slices to every one of ``stats``."""
+    for start in range(0, len(x), SLICE_BATCH):
+        feats = fid_features(scorers.inception, x[start : start + SLICE_BATCH].to(scorers.device))
+        for s in stats:
+            s.update(feats)
+
+
+def summarise(per_patient: pd.DataFrame, fids: dict[str, float]) -> pd.DataFrame:
+    """Mean and std (over patients) per centre, per region when there are several, and overall.
+
+    ``*_pooled`` are the slice metrics over all the group's slices (slice-weighted means: exactly
+    what one ``SliceMetrics`` over the pooled slices gives), the notebooks' way of reporting.
+    """
+    groups = [(g, df) for g, df in per_patient.groupby("group", sort=True)]
+    if per_patient["region"].nunique() > 1:
+        groups += [(r, df) for r, df in per_patient.groupby("region", sort=True)]
+    groups.append((OVERALL, per_patient))
+    rows = []
+    for name, df in groups:
+        row: dict[str, object] = {
+            "group": name,
+            "patients": len(df),
+            "slices": int(df["slices"].sum()),
+        }
+        for col in figures.PATIENT_METRICS:
+            row[f"{col}_mean"], row[f"{col}_std"] = df[col].mean(), df[col].std()
+        weights = df["slices"].where(df["slices"] > 0)
+        for col in ("slice_mse", "slice_ssim", "vgg"):
+            row[f"{col}_pooled"] = (
+                float((df[col] * weights).sum() / weights.sum()) if weights.sum() else np.nan
+            )
+        row["fid"] = fids.get(str(name), np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sct_for(
+    ref: synthrad.CaseRef, case: synthrad.Case, sct_dir: Path, synth: Synthesizer | None = None
+) -> np.ndarray:
+    """The case's sCT in HU: read from ``sct_dir``, or synthesised and saved there first.
+
+    Synthesis goes through :func:`synthesize_nifti`, the code path the HTTP endpoint runs, so a
+    model evaluated here and the same model served give the same sCT.
+    """
+    path = sct_dir / f"{case.id}.nii.gz"
+    if synth is not None:
+        mask_file = ref.file("mask")
+        image = synthesize_nifti(synth, nib.load(ref.file("mr")), nib.load(mask_file))
+        nib.save(image, path)
+    return read_prediction(path, case)
+
+
+def evaluate_cases(
+    refs: Sequence[synthrad.CaseRef],
+    cfg: ExperimentConfig,
+    sct_dir: Path,
+    scorers: Scorers,
+    skipped: list[tuple[str, str]],
+    synth: Synthesizer | None = None,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per-patient rows, and FID per group over the group's slices; failures go to ``skipped``."""
+    rows = []
+    stats: dict[str, tuple[metrics.FeatureStats, metrics.FeatureStats]] = defaultdict(
+        lambda: (metrics.FeatureStats(), metrics.FeatureStats())
+    )
+    for n, ref in enumerate(refs, start=1):
+        try:
+            case = synthrad.load_case(ref, cfg.data)
+            sct = sct_for(ref, case, sct_dir, synth)
+            row, ct_s, sct_s = patient_metrics(case, sct, cfg, scorers)
+        except (ValueError, OSError, EOFError) as exc:  # one bad case must not stop the others
+            why = exc.problems if isinstance(exc, synthrad.CaseError) else []
+            reason = "; ".join(p.reason for p in why) or str(exc)
+            skipped.append((str(ref.id), reason))
+            print(f"[hmss] ({n}/{len(refs)}) {ref.id}: skipped: {reason}", flush=True)
+            continue
+        group = f"{case.id.region} {case.id.centre}"
+        keys = (group, case.id.region, OVERALL)
+        update_fid([stats[k][0] for k in keys], scorers, ct_s)
+        update_fid([stats[k][1] for k in keys], scorers, sct_s)
+        rows.append({"case_id": str(case.id), "region": case.id.region,
+                     "centre": case.id.centre, "group": group, **row})  # fmt: skip
+        print(
+            f"[hmss] ({n}/{len(refs)}) {case.id} {group}: MAE {row['mae']:.1f} HU, "
+            f"PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}, bone Dice {row['bone_dice']:.3f}",
+            flush=True,
+        )
+    fids = {
+        key: metrics.fid(real, fake) if min(real.n, fake.n) >= 2 else float("nan")
+        for key, (real, fake) in stats.items()
+    }
+    return pd.DataFrame(rows), fids
+
+
+def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
+    """``--config`` when given, else the model's own config (its hu_range made its sCTs)."""
+    if args.config:
+        return load_config(args.config, args.set)
+    base = ckpt.read_meta(ckpt.localize(args.model)).cfg if args.model else ExperimentConfig()
+    return base.replace(parse_overrides(args.set)) if args.set else base
+
+
+def write_outputs(
+    args: argparse.Namespace,
+    cfg: ExperimentConfig,
+    out: Path,
+    results: tuple[pd.DataFrame, dict[str, float]],
+    skipped: list[tuple[str, str]],
+    load_pair: Callable[[str], tuple[synthrad.Case, np.ndarray]],
+    scorers: Scorers,
+) -> None:
+    """The CSVs, the figures and ``report.md`` under ``out``."""
+    per_patient, fids = results
+    summary = summarise(per_patient, fids)
+    per_patient.to_csv(out / "per_patient.csv", index=False)
+    summary.to_csv(out / "summary.csv", index=False)
+    written = figures.write_figures(per_patient, load_pair, out)
+    context = {
+        "model": args.model or "(none: predictions only)",
+        "sCT": f"read from {args.predictions}" if args.predictions else f"synthesised -> {out}/sct",
+        "data": args.data,
+        "split": f"{args.split} (from {args.shards})" if args.shards else "all paired cases",
+        "slice metrics": f"HU mapped from data.hu_range {list(cfg.data.hu_range)} to [-1, 1]",
+    }
+    labels = describe(scorers.vgg, "VGG distance"), describe(scorers.inception, "FID")
+    report = figures.markdown_report(context, per_patient, summary, skipped, written, *labels)
+    (out / "report.md").write_text(report)
+
+
+def run(args: argparse.Namespace, out: Path) -> int:
+    cfg = resolve_config(args)
+    refs, skipped = select_cases(args.data, args.split, args.shards, cfg.data.regions)
+    print(
+        f"[hmss] {len(refs)} case(s) in split {args.split!r} to evaluate, {len(skipped)} left out"
+    )
+    device = _device(args.device)
+    scorers = Scorers(
+        load_extractor(Kind.VGG_DISTANCE, cfg.metrics.vgg_weights).to(device),
+        load_extractor(Kind.INCEPTION, cfg.metrics.inception_weights).to(device),
+        device,
+    )
+    synth, sct_dir = None, Path(args.predictions or out / "sct")
+    if not args.predictions:
+        synth = Synthesizer.from_uri(args.model, device=str(device))
+        sct_dir.mkdir(parents=True, exist_ok=True)
+    results = evaluate_cases(refs, cfg, sct_dir, scorers, skipped, synth)
+    if results[0].empty:
+        print(f"error: none of the {len(refs)} case(s) could be evaluated", file=sys.stderr)
+        return EXIT_NOTHING
+    by_id = {str(r.id): r for r in refs}
+
+    def load_pair(case_id: str) -> tuple[synthrad.Case, np.ndarray]:
+        case = synthrad.load_case(by_id[case_id], cfg.data)
+        return case, read_prediction(sct_dir / f"{case_id}.nii.gz", case)
+
+    write_outputs(args, cfg, out, results, skipped, load_pair, scorers)
+    return EXIT_OK
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m hmss_ray.evaluate",
+        description="SynthRAD2023 metrics, slice metrics, tables and figures for one split.",
+        epilog="example: python -m hmss_ray.evaluate --model outputs/registry/demo "
+        "--data data/phantom --shards data/shards --split test --out outputs/evaluation",
+    )
+    parser.add_argument("--model", help="registry entry or checkpoint (path, s3://)")
+    parser.add_argument("--data", required=True, help="SynthRAD Task1 folder (or its parent)")
+    parser.add_argument("--shards", help="shard root whose manifest gives each case's split")
+    parser.add_argument("--split", default="test", choices=synthrad.SPLITS,
+                        help="manifest split to score (default test; needs --shards)")  # fmt: skip
+    parser.add_argument("--predictions", help="local folder of <case_id>.nii.gz sCTs to score")
+    parser.add_argument("--out", default="outputs/evaluation", help="report folder (path, s3://)")
+    parser.add_argument("--config", help="experiment YAML (default: the model's own config)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted config override, repeatable")  # fmt: skip
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    args = parser.parse_args(argv)
+    if not args.model and not args.predictions:
+        parser.error("give --model (to synthesise the sCTs) or --predictions (sCTs to score)")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="hmss-eval-") as tmp:
+        # s3:// reports are staged locally (matplotlib and pandas write files) and copied at the end
+        out = Path(tmp) if storage.is_remote(args.out) else Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            code = run(args, out)
+        except (ConfigError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if code == EXIT_OK and storage.is_remote(args.out):
+            storage.copy_dir(str(out), args.out)
+    if code == EXIT_OK:
+        where = args.out if storage.is_remote(args.out) else Path(args.out).resolve()
+        print(f"[hmss] report: {storage.join(str(where), 'report.md')}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Commands run as a user runs them, each in its own process with its own Ray.
+
+These run before the session's shared Ray starts (pytest takes files in name order): with two Ray
+instances on one machine, Ray Train's placement-group cleaner cannot tell which cluster to ask,
+never releases a finished run's CPUs, and the next trial's Ray Data tasks wait forever.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+from .conftest import ROOT, TINY, tiny_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _no_shared_ray():
+    assert not ray.is_initialized(), "run these before any test that uses ray_session"
+
+
+def _tune_command(data: str, tmp: Path) -> list[str]:
+    sets = [arg for item in [*TINY, "tune.num_samples=2"] for arg in ("--set", item)]
+    return [
+        sys.executable,
+        "-m",
+        "hmss_ray.tune",
+        "--config",
+        str(ROOT / "configs/demo.yaml"),
+        "--space",
+        str(ROOT / "tune_spaces/demo.yaml"),
+        "--data",
+        data,
+        "--storage",
+        str(tmp / "tune"),
+        "--name",
+        "resume",
+        "--registry",
+        str(tmp / "registry"),
+        *sets,
+    ]
+
+
+def _finished_trials(search_dir: Path, epochs: int) -> list[Path]:
+    results = search_dir.glob("*/result.json")
+    return [p for p in results if len(p.read_text().splitlines()) >= epochs]
+
+
+def test_interrupted_search_resumes_without_rerunning_finished_trials(local_shards, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    command = _tune_command(local_shards, tmp_path)
+    epochs = sum(tiny_config().train.stage_epochs)
+    search_dir = tmp_path / "tune" / "resume"
+    first = subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not _finished_trials(search_dir, epochs):
+        assert first.poll() is None, "the search ended before it could be interrupted"
+        time.sleep(0.5)
+    done = _finished_trials(search_dir, epochs)
+    assert done, "no trial finished in time"
+    os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C does
+    assert first.wait(timeout=120) != 0
+    assert not (tmp_path / "registry" / "resume").exists(), "a partial search wrote a winner"
+    lines_before = {p: p.read_text() for p in done}
+
+    second = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "resuming search resume" in second.stdout
+    for path, text in lines_before.items():
+        assert path.read_text() == text, f"{path.parent.name} was run again"
+    trial_dirs = [p for p in search_dir.iterdir() if (p / "result.json").exists()]
+    assert len(trial_dirs) == 2
+    assert (tmp_path / "registry" / "resume" / "winner.json").exists()
