@@ -17,7 +17,10 @@ trials are not rerun.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 from typing import Any
 
 import ray
@@ -106,6 +109,22 @@ def build_tuner(
     )
 
 
+def _fit(tuner: tune.Tuner) -> tuple[Any, bool]:
+    """``Tuner.fit()`` and whether Ctrl-C interrupted it.
+
+    Tune swaps in its own SIGINT handler for the search and puts the previous one back only when
+    it caught the signal; fit() itself returns normally either way.
+    """
+    tune_catches = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") == "0"
+    if not tune_catches or threading.current_thread() is not threading.main_thread():
+        return tuner.fit(), False
+    before = signal.getsignal(signal.SIGINT)
+    grid = tuner.fit()
+    interrupted = signal.getsignal(signal.SIGINT) is before
+    signal.signal(signal.SIGINT, before)
+    return grid, interrupted
+
+
 def _trainable(cfg: ExperimentConfig, data_uri: str, train_storage: str):
     fn = tune.with_parameters(
         train_driver, base=cfg.to_dict(), data_uri=data_uri, storage_uri=train_storage
@@ -127,12 +146,12 @@ def run_search(
     """Run (or resume) the search, write the results table, plot and registry entry."""
     validate_space(space, cfg)
     tuner = build_tuner(cfg, space, data_uri, storage_uri, name)
-    grid = tuner.fit()
-    finished = grid.num_terminated + grid.num_errors
-    if finished < cfg.tune.num_samples:
-        # Ctrl-C or a lost driver: Tune saved its state; no winner from a partial search
+    grid, interrupted = _fit(tuner)
+    reported = sum(1 for r in grid if r.metrics_dataframe is not None and len(r.metrics_dataframe))
+    if interrupted or reported < cfg.tune.num_samples:
+        # Ctrl-C: Tune saved its state, and a partial search must not name a winner
         raise SearchInterrupted(
-            f"search {name} stopped after {finished} of {cfg.tune.num_samples} trials; "
+            f"search {name} stopped with {reported} of {cfg.tune.num_samples} trials reported; "
             "run the same command again to resume it"
         )
     rows = search_report.trial_rows(grid, [p.key for p in space.params], storage_uri)
