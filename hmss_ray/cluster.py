@@ -6,11 +6,28 @@ import os
 
 import ray
 
+MIN_LOCAL_CPUS = 4
+
+
+def local_cpus() -> int:
+    """Logical CPUs for a local Ray: ``HMSS_RAY_NUM_CPUS``, else the cores but at least 4.
+
+    On a small machine Ray Data's tasks need a whole logical CPU each while Train workers and Tune
+    drivers hold fractions; a placement group released a little late (Ray Train's cleaner polls)
+    can then leave 0.99 CPU free and the next trial's data pipeline waits forever. A few spare
+    logical CPUs cost nothing: the work is the same, the scheduler just never deadlocks.
+    """
+    configured = os.environ.get("HMSS_RAY_NUM_CPUS")
+    if configured:
+        return int(configured)
+    return max(MIN_LOCAL_CPUS, os.cpu_count() or 1)
+
 
 def init_ray(num_cpus: int | None = None) -> None:
     """Attach to ``RAY_ADDRESS`` (a cluster, or inside ``ray job submit``), else start Ray here.
 
-    ``address="local"`` never attaches to a stale cluster left in Ray's temp folder.
+    ``address="local"`` never attaches to a stale cluster left in Ray's temp folder. The dashboard
+    (bound to 127.0.0.1) serves the state API that Ray Train's placement-group cleaner polls.
     """
     if ray.is_initialized():
         return
@@ -18,5 +35,4 @@ def init_ray(num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address)
     else:
-        # the dashboard serves the state API that Ray Train's placement-group cleaner polls
-        ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1")
+        ray.init(address="local", num_cpus=num_cpus or local_cpus(), dashboard_host="127.0.0.1")

@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog="example: python -m hmss_ray.demo --out outputs/demo",
     )
     parser.add_argument("--out", default="outputs/demo", help="where everything is written")
-    parser.add_argument("--cases", type=int, default=9, help="phantom brain cases (3 centres)")
+    parser.add_argument("--cases", type=int, default=12, help="phantom brain cases (3 centres)")
     parser.add_argument("--port", type=int, default=0, help="HTTP port (default: a free one)")
     parser.add_argument("--quick", action="store_true", help="a few steps only (used by tests)")
     return run(parser.parse_args(argv))

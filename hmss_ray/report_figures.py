@@ -232,7 +232,7 @@ DEFINITIONS = """\
 MAE, PSNR, SSIM: SynthRAD2023 definitions, per patient, 3D, in HU inside the body mask (PSNR and
 SSIM on [-1024, 3000] HU, data range 4024). Bone Dice: HU >= metrics.bone_threshold_hu inside the
 mask. Slice metrics, on the slices the shards hold for each patient: MSE on [-1, 1], mean per-slice
-SSIM, VGG distance; FID over all of a group's slices. Full table: docs/evaluate.md."""
+SSIM, VGG distance; FID over all of a group's slices. Definitions: README.md, "Evaluation"."""
 NOTEBOOK_MK630 = {"mse": 0.013473, "ssim": 0.866290, "fid": 97.26, "vgg": 1.324}
 PROTOCOL_NOTE = """\
 The two rows are not measured the same way. The notebooks' numbers come from a validation set split
