@@ -45,7 +45,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_cases(data_dir: Path, shards: str) -> list[Path]:
+def _deploy(entry: str, port: int) -> str:
+    """Deploy on ``port``, or on a free one; a free port can be taken by another process between
+    finding it and binding it, so try a few."""
+    from ray import serve
+
+    from hmss_ray.serving import deploy
+
+    for attempt in range(3):
+        try:
+            return deploy(entry, port=port or _free_port())
+        except Exception as exc:  # Serve's proxy failing to bind surfaces as a RayTaskError
+            if port or attempt == 2:
+                raise
+            print(f"    port taken ({exc.__class__.__name__}); trying another", flush=True)
+            serve.shutdown()
+    raise AssertionError("unreachable")
+
+
+def held_out_cases(data_dir: Path, shards: str) -> list[Path]:
     """Folders of the cases the split held out for testing."""
     from hmss_ray.data.shards import read_manifest
 
@@ -103,16 +121,14 @@ def run(args: argparse.Namespace) -> int:
     import ray
     from ray import serve
 
-    from hmss_ray.serving import deploy
-
-    url = deploy(entry, port=args.port or _free_port())
+    url = _deploy(entry, args.port)
     print(f"    endpoint: {url}/v1/synthesize  (model info: {url}/v1/model)")
     _done(t0)
 
     t0 = _step(5, "client: held-out test MRs over HTTP -> sCT NIfTI")
     served = out / "served_sct"
     served.mkdir(parents=True, exist_ok=True)
-    for case in test_cases(data, shards):
+    for case in held_out_cases(data, shards):
         code = client.main(
             [str(case / "mr.nii.gz"), "-o", str(served / f"{case.name}.nii.gz"), "--url", url]
         )
