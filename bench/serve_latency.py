@@ -272,11 +272,15 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         synth = Synthesizer.from_uri(entry, device="cpu")
         out["serve_config"] = synth.cfg.to_dict()["serve"]
         print(f"[bench] serving at {url}; direct vs HTTP on {case.parent.name}", flush=True)
+        load = out["load_1min_after"] = {}  # the machine may be shared: say how busy it was
         out["direct"] = direct_latency(synth, mr_img, args.repeats)
         out["http"] = http_latency(url, body, args.repeats, args.timeout)
+        load["direct + HTTP"] = os.getloadavg()[0]
         print(f"[bench] load: {args.clients} clients x {args.requests} requests", flush=True)
         out["load"] = load_test(url, body, args.clients, args.requests, args.timeout)
+        load["bounded load"] = os.getloadavg()[0]
         out["large"] = large_request(url, synth, args)
+        load["large volume"] = os.getloadavg()[0]
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -355,6 +359,8 @@ def report(args: argparse.Namespace, m: dict, r: dict, facts: dict) -> None:
         f"the replica ({sc['min_replicas']}-{sc['max_replicas']} replica(s) of {sc['num_cpus']} "
         f"CPU, max_ongoing_requests {sc['max_ongoing_requests']})"
     )
+    loads = ", ".join(f"{k} {v:.1f}" for k, v in m["load_1min_after"].items())
+    print(f"1-min load average at the end of each phase ({facts['cpu_count']} CPUs): {loads}")
     headers = ["one volume", "median s", "best s", "ratio", "note"]
     print("\n" + table(headers, _latency_rows(m, r), left=(0, 4)))
     headers = ["bounded load", "requests", "errors", "p50 s", "p95 s", "max s", "req/s"]

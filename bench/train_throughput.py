@@ -2,11 +2,14 @@
 
 Same model (the demo config, 64x64 slices), batch size and shards, all measured in one run:
 
-1. plain: ``run_local`` fed by ``iter_batches`` in this process, before and after the Ray runs
-   (their mean is the baseline; their spread shows how much the machine drifted meanwhile);
+1. plain: ``run_local`` fed by ``iter_batches`` in this process, validating after every epoch on
+   what the Ray loop validates on; before and after the Ray runs (their mean is the baseline;
+   their spread shows how much the machine drifted meanwhile);
 2. Ray Train, one worker holding ``--cpus-per-worker`` CPUs (the rest are Ray Data's), the same
-   shards streamed by Ray Data: the LAST epoch's ``slices_per_s`` and ``data_wait_frac`` (the
-   first carries the start-up), and the time outside the epochs (start-up, validation, checkpoints);
+   shards streamed by Ray Data: the LAST epoch's ``slices_per_s``, ``data_wait_frac`` and
+   ``first_batch_s`` (the first epoch carries the start-up), its whole cycle (steps, validation,
+   checkpoint and report) against the plain loop's steps + validation, and the fixed cost of a
+   run (fit time outside the epoch cycles);
 3. peak memory of the Ray Train worker (RSS, and RSS less shared pages: its private memory) on the
    shards and on the same shards duplicated ``--scale`` times: streaming keeps the private memory
    flat while the data grows ``--scale``-fold (the shared part is the object store it maps);
@@ -62,10 +65,8 @@ def bench_config(args: argparse.Namespace) -> ExperimentConfig:
             "train.num_workers": 1,
             "train.use_gpu": False,
             "train.cpus_per_worker": args.cpus_per_worker,
-            "train.val_max_slices": base.train.batch_size,  # one validation batch per epoch
             "train.keep_checkpoints": args.epochs + 1,  # every epoch's metrics come back
             "train.log_every": 10**6,
-            "metrics.fid_max_slices": base.train.batch_size,
         }
     )
     return cfg.replace(parse_overrides(args.set)) if args.set else cfg
@@ -137,12 +138,21 @@ def run_plain(cfg: ExperimentConfig, uri: str, epochs: int) -> dict[str, Any]:
     from hmss_ray.train.local import run_local
 
     print(f"[bench] plain loop: {epochs} epoch(s) in this process", flush=True)
+    from hmss_ray.train.loop import validation_batches
+
     with RssSampler(None) as rss:
         start = time.perf_counter()
-        run = run_local(cfg, plain_source(uri, cfg), epochs=epochs)
+        run = run_local(
+            cfg,
+            plain_source(uri, cfg),
+            lambda epoch: validation_batches(cfg, uri),  # what the Ray loop validates on
+            epochs=epochs,
+        )
         wall = time.perf_counter() - start
-    keys = ("epoch", "slices", "slices_per_s", "epoch_time_s")
+    keys = ("epoch", "slices", "slices_per_s", "epoch_time_s", "validation_s")
     per_epoch = [{k: e[k] for k in keys} for e in run.epochs]
+    for e in per_epoch:
+        e["cycle_s"] = e["epoch_time_s"] + e["validation_s"]
     return {
         "epochs": per_epoch,
         "last": per_epoch[-1],
@@ -166,14 +176,15 @@ def run_ray(cfg: ExperimentConfig, uri: str, storage_uri: str, name: str) -> dic
     reported = sorted((m for _, m in result.best_checkpoints or []), key=lambda m: m["epoch"])
     if len(reported) != sum(cfg.train.stage_epochs):
         raise RuntimeError(f"expected metrics for every epoch, got {len(reported)}: {reported}")
-    keys = ("epoch", "train_steps", "slices_per_s", "data_wait_frac", "epoch_time_s")
+    keys = ("epoch", "train_steps", "slices_per_s", "data_wait_frac", "first_batch_s")
+    keys += ("epoch_time_s", "validation_s", "cycle_s")
     per_epoch = [{k: m[k] for k in keys} for m in reported]
-    in_epochs = sum(e["epoch_time_s"] for e in per_epoch)
+    in_cycles = sum(e["cycle_s"] for e in per_epoch)
     return {
         "epochs": per_epoch,
         "last": per_epoch[-1],
         "wall_s": wall,
-        "outside_epochs_s": wall - in_epochs,
+        "outside_cycles_s": wall - in_cycles,  # start-up, the last checkpoint, shut-down
         "peak_worker_rss_mb": rss.peak_bytes / MB,
         "peak_worker_private_mb": rss.peak_private_bytes / MB,
         "worker_omp_num_threads": rss.env.get("OMP_NUM_THREADS"),
@@ -196,7 +207,7 @@ def probe_data(cfg: ExperimentConfig, uri: str, cpus: float, epochs: int = 2) ->
     data_log.setLevel(logging.WARNING)  # one "execution started/finished" pair per epoch
     out: dict[str, Any] = {}
     try:
-        dataset = build_datasets(uri, cfg)["train"]
+        dataset = build_datasets(uri, cfg, epochs=1)["train"]  # one pass per execution
         for buffer in (cfg.train.shuffle_buffer, 0):
             for _ in range(epochs):
                 start, first, slices = time.perf_counter(), None, 0
@@ -232,29 +243,35 @@ def measure(args: argparse.Namespace, cfg: ExperimentConfig, workdir: Path) -> d
     out: dict[str, Any] = {
         "data": {"uri": uri, "x1": split_size(uri), "scaled": split_size(scaled_uri)}
     }
+    load = out["load_1min_after"] = {}  # the machine may be shared: say how busy it was
     out["plain_before"] = run_plain(cfg, uri, args.epochs)
+    load["plain before"] = os.getloadavg()[0]
     start = time.perf_counter()
     init_ray()
     out["ray_init_s"] = time.perf_counter() - start
     try:
         runs = str(workdir / "runs")
         out["ray"] = run_ray(cfg, uri, runs, "x1")
+        load["Ray x1"] = os.getloadavg()[0]
         scaled_epochs = max(1, args.epochs // args.scale)  # about as many steps as the x1 run
         scaled_cfg = cfg.replace({"train.stage_epochs": [0, 0, scaled_epochs]})
         scaled_cfg = scaled_cfg.replace({"train.keep_checkpoints": scaled_epochs + 1})
         out["ray_scaled"] = run_ray(scaled_cfg, scaled_uri, runs, f"x{args.scale}")
+        load[f"Ray x{args.scale}"] = os.getloadavg()[0]
         cpus = ray.cluster_resources().get("CPU", 2.0) - cfg.train.cpus_per_worker
         out["data_probe"] = probe_data(cfg, uri, max(cpus, 0.5))
+        load["Ray Data alone"] = os.getloadavg()[0]
     finally:
         ray.shutdown()
     out["plain_after"] = run_plain(cfg, uri, args.epochs)
+    load["plain after"] = os.getloadavg()[0]
     return out
 
 
 def summarise(m: dict[str, Any]) -> dict[str, float]:
     before, after = m["plain_before"]["last"], m["plain_after"]["last"]
     plain = (before["slices_per_s"] + after["slices_per_s"]) / 2
-    plain_epoch = (before["epoch_time_s"] + after["epoch_time_s"]) / 2
+    plain_cycle = (before["cycle_s"] + after["cycle_s"]) / 2
     ray, scaled = m["ray"]["last"], m["ray_scaled"]["last"]
     wait_s = ray["data_wait_frac"] * ray["epoch_time_s"]
     step_rate = ray["slices_per_s"] * ray["epoch_time_s"] / (ray["epoch_time_s"] - wait_s)
@@ -270,8 +287,12 @@ def summarise(m: dict[str, Any]) -> dict[str, float]:
         "ray_data_wait_s": wait_s,
         "ray_step_slices_per_s": step_rate,  # the same epoch without its data wait
         "ray_step_over_plain": step_rate / plain,
-        "ray_epoch_over_plain_epoch": ray["epoch_time_s"] / plain_epoch,
-        "ray_outside_epochs_s": m["ray"]["outside_epochs_s"],
+        "plain_cycle_s": plain_cycle,
+        "plain_cycle_drift": abs(before["cycle_s"] - after["cycle_s"]) / plain_cycle,
+        "ray_cycle_s": ray["cycle_s"],
+        "ray_cycle_over_plain": ray["cycle_s"] / plain_cycle,
+        "ray_cycle_overhead": 1 - plain_cycle / ray["cycle_s"],  # of the Ray epoch's time
+        "ray_outside_cycles_s": m["ray"]["outside_cycles_s"],
         "ray_scaled_over_plain": scaled["slices_per_s"] / plain,
         "worker_rss_scaled_over_x1": rss_scaled / rss,
         "worker_rss_growth_mb": rss_scaled - rss,
@@ -282,26 +303,32 @@ def summarise(m: dict[str, Any]) -> dict[str, float]:
 
 
 def _speed_rows(args: argparse.Namespace, m: dict, r: dict) -> list[list[str]]:
-    b, a = m["plain_before"]["last"]["slices_per_s"], m["plain_after"]["last"]["slices_per_s"]
-    ray, sc = m["ray"], m["ray_scaled"]["last"]
-    in_epochs = ray["wall_s"] - ray["outside_epochs_s"]
+    b, a = m["plain_before"]["last"], m["plain_after"]["last"]
+    ray, last, sc = m["ray"], m["ray"]["last"], m["ray_scaled"]["last"]
     return [
         ["plain loop slices/s", f"{r['plain_slices_per_s']:.1f}", "1.00",
-         f"baseline: mean of before {b:.1f} / after {a:.1f} (drift {r['plain_drift']:.0%})"],
+         f"baseline: mean of before {b['slices_per_s']:.1f} / after {a['slices_per_s']:.1f} "
+         f"(drift {r['plain_drift']:.0%})"],
         ["Ray Train slices/s", f"{r['ray_slices_per_s']:.1f}", f"{r['ray_over_plain']:.2f}",
          f"Ray / plain: overhead {r['ray_overhead']:.0%}"],
-        ["Ray data wait", f"{r['ray_data_wait_frac']:.0%}", "-",
-         f"of the epoch's time waiting for the next batch: {r['ray_data_wait_s']:.1f} s"],
+        ["Ray data wait", f"{r['ray_data_wait_frac']:.1%}", "-",
+         f"of the epoch's steps spent waiting for a batch: {r['ray_data_wait_s']:.2f} s, "
+         f"first batch {last['first_batch_s']:.2f} s"],
         ["Ray steps alone, slices/s", f"{r['ray_step_slices_per_s']:.1f}",
          f"{r['ray_step_over_plain']:.2f}", "the same epoch less its data wait"],
-        ["Ray epoch time", f"{ray['last']['epoch_time_s']:.1f} s",
-         f"{r['ray_epoch_over_plain_epoch']:.2f}", "vs the plain loop's epoch time"],
-        ["Ray time outside epochs", f"{ray['outside_epochs_s']:.1f} s", "-",
-         f"fit {ray['wall_s']:.1f} s - epochs {in_epochs:.1f} s: start-up + per-epoch "
-         f"validation/checkpoint; ray.init {m['ray_init_s']:.1f} s"],
+        ["plain epoch cycle", f"{r['plain_cycle_s']:.2f} s", "1.00",
+         f"steps + validation: before {b['cycle_s']:.2f} / after {a['cycle_s']:.2f} s "
+         f"(drift {r['plain_cycle_drift']:.0%})"],
+        ["Ray epoch cycle", f"{r['ray_cycle_s']:.2f} s", f"{r['ray_cycle_over_plain']:.2f}",
+         f"steps {last['epoch_time_s']:.2f} + validation {last['validation_s']:.2f} s + "
+         f"checkpoint/report: overhead {r['ray_cycle_overhead']:.0%} of the cycle"],
+        ["Ray fixed cost per run", f"{ray['outside_cycles_s']:.1f} s", "-",
+         f"fit {ray['wall_s']:.1f} s - epoch cycles: start-up, last checkpoint, shut-down; "
+         f"ray.init {m['ray_init_s']:.1f} s"],
         [f"Ray, x{args.scale} shards, slices/s", f"{sc['slices_per_s']:.1f}",
          f"{r['ray_scaled_over_plain']:.2f}",
-         f"one {args.scale}x longer epoch (start-up in it): data wait {sc['data_wait_frac']:.0%}"],
+         f"one {args.scale}x longer first epoch (start-up in it): data wait "
+         f"{sc['data_wait_frac']:.0%}"],
     ]  # fmt: skip
 
 
@@ -343,10 +370,15 @@ def report(args: argparse.Namespace, cfg: ExperimentConfig, m: dict, r: dict, fa
         f"{ray['worker_omp_num_threads']} in the Ray worker, which holds "
         f"{cfg.train.cpus_per_worker} of {facts['cpu_count']} CPUs"
     )
+    loads = ", ".join(f"{k} {v:.1f}" for k, v in m["load_1min_after"].items())
+    print(f"1-min load average at the end of each phase ({facts['cpu_count']} CPUs): {loads}")
     headers = ["steady state (last epoch)", "value", "ratio", "note"]
     print("\n" + table(headers, _speed_rows(args, m, r), left=(0, 3)))
-    epochs = [f"{e['slices_per_s']:.1f} ({e['data_wait_frac']:.0%})" for e in ray["epochs"]]
-    print("\nRay epochs, slices/s (data wait): " + ", ".join(epochs))
+    epochs = [
+        f"{e['slices_per_s']:.1f} ({e['data_wait_frac']:.0%}, {e['first_batch_s']:.2f} s)"
+        for e in ray["epochs"]
+    ]
+    print("\nRay epochs, slices/s (data wait, first batch): " + ", ".join(epochs))
     headers = ["peak memory, Ray Train worker", "slices", "decoded MB", "epochs", "RSS MB", "ratio"]
     headers += ["private MB", "ratio"]
     print("\n" + table(headers, _memory_rows(args, m, r)))

@@ -44,34 +44,88 @@ def _augment(batch: dict[str, np.ndarray], augment: AugmentConfig) -> dict[str, 
     return BatchAugmenter(augment)(batch)
 
 
-def read_split(data_uri: str, split: str, channels: int) -> ray.data.Dataset:
-    """A lazy Dataset of the decoded slices of one split (mr, ct, mask as (C, H, W) arrays)."""
+def _read_parquet_listed(paths: list[str], fs: Any) -> ray.data.Dataset:
+    """``read_parquet`` of a known file list, read in the order given.
+
+    Ray 2.60's default Parquet reader (DataSourceV2) plans ``ListFiles -> ReadFiles`` and runs
+    ``ListFiles`` (footer reads included) again in every execution: 5-10 s before the first row
+    on 2 cores, for three small shards. The manifest already names every shard, so the V1 reader,
+    which samples the footers once when the Dataset is built, loses nothing here. It reads the
+    files in contiguous groups, in list order, which ``epoch_order`` relies on.
+    """
+    context = ray.data.DataContext.get_current()
+    saved, context.use_datasource_v2 = context.use_datasource_v2, False
+    try:
+        return ray.data.read_parquet(paths, filesystem=fs, shuffle=None)
+    finally:
+        context.use_datasource_v2 = saved
+
+
+def epoch_order(paths: list[str], epochs: int, seed: int) -> list[str]:
+    """Every path once per epoch, each epoch in its own seeded random order (the file shuffle)."""
+    rng = np.random.default_rng(seed)
+    return [paths[i] for _ in range(epochs) for i in rng.permutation(len(paths))]
+
+
+def read_split(
+    data_uri: str, split: str, channels: int, epochs: int = 1, seed: int = 0
+) -> ray.data.Dataset:
+    """A lazy Dataset of the decoded slices of one split (mr, ct, mask as (C, H, W) arrays).
+
+    ``epochs`` > 1 makes one stream of that many passes over the split, each in a new file order
+    (``epoch_order``): a training run is then ONE Ray Data execution, and no epoch waits for a
+    new execution to start. The consumer cuts the stream into epochs by counting batches.
+    """
     uris = shard_uris(data_uri, split)
     if not uris:
         raise FileNotFoundError(f"no {split!r} shards under {data_uri}: run hmss_ray.prepare first")
     fs, _ = storage.resolve(data_uri)
     paths = [storage.resolve(uri)[1] for uri in uris]
-    ds = ray.data.read_parquet(paths, filesystem=fs, shuffle="files" if split == "train" else None)
+    ds = _read_parquet_listed(epoch_order(paths, epochs, seed), fs)
     return ds.map_batches(
         _decode, fn_kwargs={"channels": channels}, batch_format="pyarrow", batch_size=64
     )
 
 
-def build_datasets(data_uri: str, cfg: ExperimentConfig) -> dict[str, ray.data.Dataset]:
-    """``{"train": ...}`` for a TorchTrainer, augmented when enabled.
+def train_slices(data_uri: str) -> int:
+    """Slices in the train split, from the manifest."""
+    return sum(s["rows"] for s in read_manifest(data_uri)["shards"] if s["split"] == "train")
+
+
+def build_datasets(
+    data_uri: str, cfg: ExperimentConfig, epochs: int | None = None
+) -> dict[str, ray.data.Dataset]:
+    """``{"train": ...}`` for a TorchTrainer: ``epochs`` passes (default: the whole schedule,
+    ``sum(train.stage_epochs)``) in one stream, augmented when enabled.
 
     Validation is not here: rank 0 reads the small validation split directly
-    (``hmss_ray.data.shards.iter_batches``), which spares every epoch a Ray Data start-up.
+    (``hmss_ray.train.loop.validation_batches``), deterministic and never augmented.
     """
     # per-operator progress bars redraw hundreds of times a minute and bury the training log;
     # the loop prints its own progress (slices/s, data wait)
     ray.data.DataContext.get_current().enable_progress_bars = False
     _check_channels(data_uri, cfg.in_channels)
-    train = read_split(data_uri, "train", cfg.in_channels)
+    epochs = sum(cfg.train.stage_epochs) if epochs is None else epochs
+    train = read_split(data_uri, "train", cfg.in_channels, max(epochs, 1), cfg.train.seed)
     if cfg.augment.enabled:
         # a plain function (not an actor pool): building the MONAI Compose is cheap, and actors
         # would hold CPUs that the Train workers need on small machines
         train = train.map_batches(
             _augment, fn_kwargs={"augment": cfg.augment}, batch_format="numpy", batch_size=32
         )
+    train.context.execution_options = ingest_options()
     return {"train": train}
+
+
+def ingest_options() -> ray.data.ExecutionOptions:
+    """Ray Train's default ingest options, with the order kept.
+
+    Kept order makes the epochs of the stream follow one another (``epoch_order``); without it a
+    fast task of the next epoch's pass could overtake a slow one of this pass. Pass these to
+    ``ray.train.DataConfig``, which otherwise replaces a dataset's execution options.
+    """
+    from ray.train import DataConfig
+
+    options = DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return options

@@ -91,7 +91,9 @@ def run_local(
         summary, step = _train_epoch(run, (opt_g, opt_d), batches, cfg, stage, step, cap, amp)
         summary["epoch"] = epoch
         if val_batches is not None:
+            start = time.perf_counter()
             summary.update(_validate(g, val_batches, cfg, device))
+            summary["validation_s"] = time.perf_counter() - start
         run.epochs.append(summary)
         if log:
             log(_line(summary))

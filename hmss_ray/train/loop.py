@@ -9,6 +9,7 @@ reports metrics with a self-contained checkpoint.
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from hmss_ray import checkpoint as ckpt
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.data.preprocess import centre_channels
 from hmss_ray.data.shards import iter_batches
+from hmss_ray.data.stream import train_slices
 from hmss_ray.models.factory import build_discriminator, build_generator
 from hmss_ray.train import steps
 from hmss_ray.train.progress import EpochMeter, ProgressLog, log
@@ -57,23 +59,70 @@ def _restore(cfg, g, d, optimizers) -> tuple[int, int, str | None]:
     return 0, 0, None
 
 
-def _train_batches(shard, cfg: ExperimentConfig, device) -> Iterator[dict]:
-    # drop_last: every DDP worker must take the same number of steps
-    yield from shard.iter_torch_batches(
-        batch_size=cfg.train.batch_size,
-        device=device,
-        dtypes=torch.float32,
-        local_shuffle_buffer_size=cfg.train.shuffle_buffer,
-        drop_last=True,
-    )
+class EpochBatches:
+    """The worker's train batches: one stream for the whole run, cut into epochs by count.
+
+    The train Dataset holds every epoch's pass over the shards (``build_datasets``), so a run is
+    one Ray Data execution: the next epoch's first batches are read, decoded and prefetched while
+    this worker validates and checkpoints, instead of each epoch waiting for a new execution to
+    start. An epoch is ``steps`` batches: the worker's equal share of the train split divided by
+    the batch size (drop_last), capped by ``train.steps_per_epoch``; every DDP worker takes the
+    same number of steps. The passes follow one another in order, so an epoch is one pass give or
+    take its edges: the rows that drop_last leaves of a pass start the next epoch, and the local
+    shuffle buffer (its rows plus the block being added; capped at a quarter of an epoch) mixes
+    the end of one pass with the start of the next.
+    """
+
+    def __init__(
+        self, shard, cfg: ExperimentConfig, device: torch.device, steps: int, shuffle_buffer: int
+    ) -> None:
+        self._shard, self._cfg, self._device = shard, cfg, device
+        self.steps, self.shuffle_buffer = steps, shuffle_buffer
+        self._batches: Iterator[dict] | None = None
+
+    @classmethod
+    def for_run(cls, shard, cfg: ExperimentConfig, device, data_uri: str, world_size: int):
+        per_worker = train_slices(data_uri) // world_size  # streaming_split(equal=True)
+        steps = per_worker // cfg.train.batch_size
+        if steps == 0:
+            raise ValueError(
+                f"train.batch_size={cfg.train.batch_size} is larger than each worker's share of "
+                f"the train split ({per_worker} slices on {world_size} worker(s)): lower it"
+            )
+        if cfg.train.steps_per_epoch:
+            steps = min(steps, cfg.train.steps_per_epoch)
+        # a buffer as large as the epoch would draw from two passes at once: keep it a quarter
+        buffer = min(cfg.train.shuffle_buffer, per_worker // 4)
+        return cls(shard, cfg, device, steps, buffer)
+
+    def epoch(self) -> Iterator[dict]:
+        """The next ``steps`` batches of the run's stream (fewer only if the stream ends)."""
+        if self._batches is None:
+            self._batches = iter(
+                self._shard.iter_torch_batches(
+                    batch_size=self._cfg.train.batch_size,
+                    device=self._device,
+                    dtypes=torch.float32,
+                    local_shuffle_buffer_size=self.shuffle_buffer or None,
+                    drop_last=True,
+                )
+            )
+        for _ in range(self.steps):
+            batch = next(self._batches, None)
+            if batch is None:
+                return
+            yield batch
 
 
 def _validate(g, cfg: ExperimentConfig, data_uri: str) -> dict[str, float]:
     """Rank 0 scores the validation split, read shard by shard: deterministic, never augmented."""
-    return steps.validate(g, _val_batches(cfg, data_uri), cfg)
+    start = time.perf_counter()
+    metrics = steps.validate(g, validation_batches(cfg, data_uri), cfg)
+    return {**metrics, "validation_s": time.perf_counter() - start}
 
 
-def _val_batches(cfg: ExperimentConfig, data_uri: str) -> Iterator[dict]:
+def validation_batches(cfg: ExperimentConfig, data_uri: str) -> Iterator[dict]:
+    """The first ``train.val_max_slices`` slices of the val split, in order, as numpy batches."""
     seen, limit = 0, cfg.train.val_max_slices
     for batch in iter_batches(data_uri, "val", cfg.train.batch_size):
         if limit and seen >= limit:
@@ -107,12 +156,16 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     total_epochs = sum(cfg.train.stage_epochs)
     shard = ray.train.get_dataset_shard("train")
+    data = EpochBatches.for_run(
+        shard, cfg, device, loop_config["data_uri"], context.get_world_size()
+    )
+    cycle_start = time.perf_counter()
     for epoch in range(start_epoch, total_epochs):
         stage = steps.stage_for_epoch(epoch, cfg.train.stage_epochs)
         steps.set_stage(g, stage)
         meter = EpochMeter(epoch, stage, world_size=context.get_world_size())
         g.train(), d.train()
-        for batch in meter.timed(_train_batches(shard, cfg, device)):
+        for batch in meter.timed(data.epoch()):
             losses = steps.train_step(
                 g, d, optimizers["g"], optimizers["d"], batch, cfg, stage, step, amp
             )
@@ -120,8 +173,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             meter.update(len(batch["mr"]), losses)
             if rank == 0 and step % cfg.train.log_every == 0:
                 log.step(step, meter)
-            if cfg.train.steps_per_epoch and meter.steps >= cfg.train.steps_per_epoch:
-                break
+        meter.stop()
         metrics = {**meter.summary(), "epoch": epoch, "step": step, "stage": stage}
         metrics["start_step"] = start_step  # > 0 when this run resumed from a checkpoint
         if rank == 0:
@@ -129,6 +181,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             with torch.no_grad():
                 metrics.update(_validate(g, cfg, loop_config["data_uri"]))
             log.epoch(step, metrics)
+        # a whole epoch as the run sees it: the previous epoch's checkpoint and report, this
+        # epoch's steps and validation (the first also carries the data start-up)
+        now = time.perf_counter()
+        metrics["cycle_s"], cycle_start = now - cycle_start, now
         _report(metrics, rank, g, d, optimizers, cfg, parent)
     log.close()
 

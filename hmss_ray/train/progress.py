@@ -28,7 +28,9 @@ class EpochMeter:
         self.steps = 0
         self.slices = 0
         self.wait_s = 0.0
+        self.first_batch_s: float | None = None  # the data start-up of this epoch
         self.start = time.perf_counter()
+        self._end: float | None = None
         self._sums: dict[str, float] = defaultdict(float)
 
     def timed(self, batches: Iterable[Any]) -> Iterator[Any]:
@@ -39,7 +41,10 @@ class EpochMeter:
                 batch = next(iterator)
             except StopIteration:
                 return
-            self.wait_s += time.perf_counter() - t0
+            waited = time.perf_counter() - t0
+            self.wait_s += waited
+            if self.first_batch_s is None:
+                self.first_batch_s = waited
             yield batch
 
     def update(self, n_slices: int, losses: dict[str, float]) -> None:
@@ -48,9 +53,14 @@ class EpochMeter:
         for key, value in losses.items():
             self._sums[key] += float(value)
 
+    def stop(self) -> None:
+        """End the epoch's clock (validation and checkpointing are not the epoch's steps)."""
+        self._end = time.perf_counter()
+
     @property
     def elapsed(self) -> float:
-        return max(time.perf_counter() - self.start, 1e-9)
+        end = self._end if self._end is not None else time.perf_counter()
+        return max(end - self.start, 1e-9)
 
     def summary(self) -> dict[str, float]:
         means = {f"loss_{k}": v / max(self.steps, 1) for k, v in self._sums.items()}
@@ -60,6 +70,7 @@ class EpochMeter:
             **means,
             "slices_per_s": rate,
             "data_wait_frac": self.wait_s / self.elapsed,
+            "first_batch_s": self.first_batch_s or 0.0,
             "epoch_time_s": self.elapsed,
             "train_steps": self.steps,
         }

@@ -11,7 +11,7 @@ from ray.train.torch import TorchTrainer
 
 from hmss_ray import storage
 from hmss_ray.config import ExperimentConfig
-from hmss_ray.data.stream import build_datasets
+from hmss_ray.data.stream import build_datasets, ingest_options
 from hmss_ray.train.loop import train_loop_per_worker
 
 
@@ -62,5 +62,6 @@ def build_trainer(
             num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources
         ),
         datasets=build_datasets(data_uri, cfg),
+        dataset_config=ray.train.DataConfig(execution_options={"train": ingest_options()}),
         run_config=run_config(cfg, storage_uri, name, callbacks),
     )

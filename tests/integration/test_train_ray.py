@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -50,10 +51,17 @@ def test_two_workers_on_s3_write_checkpoints_and_a_second_run_resumes(
 def _kill_a_worker_after_first_checkpoint(run_dir: Path, killed: list[int]) -> None:
     import psutil
 
-    # wait for the second checkpoint: by then the first is uploaded *and* registered
+    # wait until the controller has registered a checkpoint (a worker's report is durable only
+    # then): Ray Train persists its checkpoint manager's state in this file
+    snapshot = run_dir / "checkpoint_manager_snapshot.json"
     deadline = time.time() + 180
-    while time.time() < deadline and not (run_dir / "epoch_0001").exists():
-        time.sleep(0.1)
+    while time.time() < deadline:
+        try:
+            if json.loads(snapshot.read_text()).get("latest_checkpoint_result"):
+                break
+        except (OSError, ValueError):
+            pass  # not written yet, or caught mid-write
+        time.sleep(0.05)
     # Ray names actor processes "ray::<Class>..."; the Train workers are RayTrainWorker actors
     for proc in psutil.process_iter(["pid", "cmdline"]):
         if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []):
@@ -63,7 +71,10 @@ def _kill_a_worker_after_first_checkpoint(run_dir: Path, killed: list[int]) -> N
 
 
 def test_a_killed_worker_costs_at_most_one_checkpoint_interval(ray_session, local_shards, tmp_path):
-    cfg = tiny_config("train.stage_epochs=[1, 0, 3]", "train.max_failures=2")
+    # epochs long enough (8 steps) that the kill lands mid-run, after the first registration
+    cfg = tiny_config(
+        "train.stage_epochs=[1, 0, 4]", "train.steps_per_epoch=8", "train.max_failures=2"
+    )
     run_dir = tmp_path / "runs" / "fault"
     killed: list[int] = []
     killer = threading.Thread(
