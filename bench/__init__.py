@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 MB = 2**20
+DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"  # the default config
 
 
 def _psutil():

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import DEMO
 from hmss_ray.baseline import IntensityBaseline
 from hmss_ray.config import ExperimentConfig, load_config
 from hmss_ray.data.phantom import write_dataset
@@ -28,7 +29,6 @@ from hmss_ray.metrics import SliceMetrics
 from hmss_ray.prepare import prepare_dataset
 from hmss_ray.train.local import run_local
 
-DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 KEYS = ("mr", "ct", "mask", "centre")
 
 

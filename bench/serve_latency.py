@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from bench import (
+    DEMO,
     MB,
     RssSampler,
     command_line,
@@ -43,7 +44,6 @@ from bench import (
 )
 
 NAME = "serve_latency"
-DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 REPLICA = "SCTSynthesizer"  # in the replica's process title: ray::ServeReplica:hmss:SCTSynthesizer
 EXAMPLES = """examples:
   python -m bench.serve_latency                       # tiny model trained here (1.5-3 min)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    DEMO,
     MB,
     RssSampler,
     command_line,
@@ -44,7 +45,6 @@ from bench import (
 from hmss_ray.config import ExperimentConfig, config_diff, load_config, parse_overrides
 
 NAME = "train_throughput"
-DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 EXAMPLES = """examples:
   python -m bench.train_throughput                # 24 phantom cases, 3 epochs (2-4 min)
   python -m bench.train_throughput --quick        # 12 cases, 2 epochs (1.5-3 min)

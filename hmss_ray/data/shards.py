@@ -232,6 +232,11 @@ def shard_uris(root_uri: str, split: str) -> list[str]:
     return [storage.join(root_uri, s["path"]) for s in shards if s["split"] == split]
 
 
+def split_slices(root_uri: str, split: str) -> int:
+    """Slices in one split, from the manifest."""
+    return sum(s["rows"] for s in read_manifest(root_uri)["shards"] if s["split"] == split)
+
+
 def iter_batches(root_uri: str, split: str, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
     """Decoded batches of ``batch_size`` rows (the last may be short), one shard open at a time.
 

@@ -87,11 +87,6 @@ def read_split(
     )
 
 
-def train_slices(data_uri: str) -> int:
-    """Slices in the train split, from the manifest."""
-    return sum(s["rows"] for s in read_manifest(data_uri)["shards"] if s["split"] == "train")
-
-
 def build_datasets(
     data_uri: str, cfg: ExperimentConfig, epochs: int | None = None
 ) -> dict[str, ray.data.Dataset]:

@@ -21,8 +21,7 @@ import torch
 from hmss_ray import checkpoint as ckpt
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.data.preprocess import centre_channels
-from hmss_ray.data.shards import iter_batches
-from hmss_ray.data.stream import train_slices
+from hmss_ray.data.shards import iter_batches, split_slices
 from hmss_ray.models.factory import build_discriminator, build_generator
 from hmss_ray.train import steps
 from hmss_ray.train.progress import EpochMeter, ProgressLog, log
@@ -82,7 +81,7 @@ class EpochBatches:
 
     @classmethod
     def for_run(cls, shard, cfg: ExperimentConfig, device, data_uri: str, world_size: int):
-        per_worker = train_slices(data_uri) // world_size  # streaming_split(equal=True)
+        per_worker = split_slices(data_uri, "train") // world_size  # streaming_split(equal=True)
         steps = per_worker // cfg.train.batch_size
         if steps == 0:
             raise ValueError(
@@ -173,7 +172,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             meter.update(len(batch["mr"]), losses)
             if rank == 0 and step % cfg.train.log_every == 0:
                 log.step(step, meter)
-        meter.stop()
         metrics = {**meter.summary(), "epoch": epoch, "step": step, "stage": stage}
         metrics["start_step"] = start_step  # > 0 when this run resumed from a checkpoint
         if rank == 0:

@@ -30,7 +30,6 @@ class EpochMeter:
         self.wait_s = 0.0
         self.first_batch_s: float | None = None  # the data start-up of this epoch
         self.start = time.perf_counter()
-        self._end: float | None = None
         self._sums: dict[str, float] = defaultdict(float)
 
     def timed(self, batches: Iterable[Any]) -> Iterator[Any]:
@@ -53,14 +52,9 @@ class EpochMeter:
         for key, value in losses.items():
             self._sums[key] += float(value)
 
-    def stop(self) -> None:
-        """End the epoch's clock (validation and checkpointing are not the epoch's steps)."""
-        self._end = time.perf_counter()
-
     @property
     def elapsed(self) -> float:
-        end = self._end if self._end is not None else time.perf_counter()
-        return max(end - self.start, 1e-9)
+        return max(time.perf_counter() - self.start, 1e-9)
 
     def summary(self) -> dict[str, float]:
         means = {f"loss_{k}": v / max(self.steps, 1) for k, v in self._sums.items()}
