@@ -19,11 +19,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m hmss_ray.demo
 
+# two pytest runs: the commands that start their own Ray (own_ray) never share the machine with
+# the session's Ray of the other tests, whatever the order
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not gpu and not own_ray" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "own_ray and not slow and not gpu" $(PYTEST_ARGS)
 
 test-all: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not gpu and not own_ray" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "own_ray and not gpu" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

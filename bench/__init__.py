@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import shlex
-import socket
 import sys
 import threading
 import time
@@ -103,12 +102,6 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RssSampler:

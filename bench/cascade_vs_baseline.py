@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from bench import DEMO
-from hmss_ray.baseline import IntensityBaseline
 from hmss_ray.config import ExperimentConfig, load_config
 from hmss_ray.data.phantom import write_dataset
+from hmss_ray.data.prepare import prepare_dataset
 from hmss_ray.data.shards import iter_batches
 from hmss_ray.metrics import SliceMetrics
-from hmss_ray.prepare import prepare_dataset
+from hmss_ray.models.baseline import IntensityBaseline
 from hmss_ray.train.local import run_local
 
 KEYS = ("mr", "ct", "mask", "centre")

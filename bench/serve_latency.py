@@ -36,12 +36,12 @@ from bench import (
     RssSampler,
     command_line,
     deadline,
-    free_port,
     machine_facts,
     print_header,
     table,
     write_json,
 )
+from hmss_ray.cluster import free_port
 
 NAME = "serve_latency"
 REPLICA = "SCTSynthesizer"  # in the replica's process title: ray::ServeReplica:hmss:SCTSynthesizer
@@ -54,10 +54,10 @@ EXAMPLES = """examples:
 
 def build_entry(workdir: Path, cfg_path: str, steps: int) -> str:
     """A registry entry: the demo cascade trained ``steps`` steps on phantom shards here."""
-    from hmss_ray.checkpoint import save_checkpoint, write_registry_entry
     from hmss_ray.config import load_config
+    from hmss_ray.data.prepare import prepare_dataset
     from hmss_ray.data.shards import iter_batches
-    from hmss_ray.prepare import prepare_dataset
+    from hmss_ray.models.checkpoint import save_checkpoint, write_registry_entry
     from hmss_ray.train.local import run_local
 
     cfg = load_config(cfg_path, {"augment.enabled": False, "train.stage_epochs": [0, 0, 1]})
@@ -144,7 +144,7 @@ def post(client, url: str, body: bytes, timeout: float) -> dict[str, Any]:
 
 
 def direct_latency(synth, mr_img, repeats: int) -> dict[str, float]:
-    from hmss_ray.inference import synthesize_nifti
+    from hmss_ray.inference.synthesizer import synthesize_nifti
 
     synthesize_nifti(synth, mr_img)  # warm-up
     times = []
@@ -247,12 +247,12 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     import torch
     from ray import serve
 
-    from hmss_ray.checkpoint import localize, read_meta
     from hmss_ray.cluster import init_ray
     from hmss_ray.config import load_config
     from hmss_ray.data.phantom import write_dataset
-    from hmss_ray.inference import Synthesizer
-    from hmss_ray.serving import deploy, parse_nifti
+    from hmss_ray.inference.synthesizer import Synthesizer
+    from hmss_ray.models.checkpoint import localize, read_meta
+    from hmss_ray.serving.app import deploy, parse_nifti
 
     regions = load_config(args.config).data.regions
     write_dataset(workdir / "raw", cases=args.cases, regions=regions, seed=0)

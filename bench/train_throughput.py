@@ -74,7 +74,7 @@ def bench_config(args: argparse.Namespace) -> ExperimentConfig:
 
 def make_shards(workdir: Path, cases: int, cfg: ExperimentConfig) -> str:
     from hmss_ray.data.phantom import write_dataset
-    from hmss_ray.prepare import prepare_dataset
+    from hmss_ray.data.prepare import prepare_dataset
 
     write_dataset(workdir / "raw", cases=cases, regions=cfg.data.regions, seed=cfg.train.seed)
     prepare_dataset(workdir / "raw", str(workdir / "shards"), cfg)
@@ -83,31 +83,33 @@ def make_shards(workdir: Path, cases: int, cfg: ExperimentConfig) -> str:
 
 def duplicate_shards(src_uri: str, dst_uri: str, times: int) -> str:
     """A shard root whose train split is ``src_uri``'s, ``times`` over (other splits once)."""
-    from hmss_ray import storage
-    from hmss_ray.data import shards
+    from dataclasses import replace
 
-    manifest = shards.read_manifest(src_uri)
+    from hmss_ray import storage
+    from hmss_ray.data.manifest import read_manifest, write_manifest
+
+    manifest = read_manifest(src_uri)
     entries = []
-    for shard in manifest["shards"]:
-        data = storage.read_bytes(storage.join(src_uri, shard["path"]))
-        split, name = shard["path"].split("/", 1)
+    for shard in manifest.shards:
+        data = storage.read_bytes(storage.join(src_uri, shard.path))
+        split, name = shard.path.split("/", 1)
         for copy in range(times if split == "train" else 1):
             path = f"{split}/{name}" if copy == 0 else f"{split}/copy{copy}-{name}"
             storage.write_bytes(storage.join(dst_uri, path), data)
-            entries.append({**shard, "path": path})
-    shards.write_manifest(dst_uri, {**manifest, "shards": entries})
+            entries.append(replace(shard, path=path))
+    write_manifest(dst_uri, replace(manifest, shards=entries))
     return dst_uri
 
 
 def split_size(uri: str, split: str = "train") -> dict[str, float]:
     """Slices, shards and decoded float32 megabytes of one split, from the manifest alone."""
-    from hmss_ray.data.shards import read_manifest
+    from hmss_ray.data.manifest import read_manifest
 
     manifest = read_manifest(uri)
-    listed = [s for s in manifest["shards"] if s["split"] == split]
-    rows = sum(s["rows"] for s in listed)
+    listed = manifest.shards_of(split)
+    rows = sum(s.rows for s in listed)
     per_row = 0
-    for column in manifest["columns"].values():
+    for column in manifest.columns.values():
         values = 1
         for side in column["shape"]:
             values *= side

@@ -1,8 +1,4 @@
-"""``python -m hmss_ray.client``: send an MR NIfTI to the Serve endpoint, save the sCT.
-
-Example:
-    python -m hmss_ray.client mr.nii.gz -o sct.nii.gz --url http://127.0.0.1:8000
-"""
+"""``python -m hmss_ray.client``: send an MR volume to the Serve endpoint, save the sCT."""
 
 from __future__ import annotations
 
@@ -11,33 +7,21 @@ import os
 import sys
 from pathlib import Path
 
-import httpx
+from hmss_ray import cli
+
+EXAMPLES = """example:
+  python -m hmss_ray.client mr.nii.gz -o sct.nii.gz --url http://127.0.0.1:8000
+
+exit status: 0 saved, 1 the server refused the request (its reason is printed), 2 bad arguments,
+3 the server cannot be reached
+"""
 
 
-def synthesize(
-    url: str,
-    mr_path: str | Path,
-    mask_path: str | Path | None = None,
-    token: str | None = None,
-    timeout: float = 600.0,
-) -> httpx.Response:
-    """POST the MR (and mask) to ``url/v1/synthesize``; returns the HTTP response."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    endpoint = url.rstrip("/") + "/v1/synthesize"
-    mr_bytes = Path(mr_path).read_bytes()
-    if mask_path is None:
-        headers["Content-Type"] = "application/octet-stream"
-        return httpx.post(endpoint, content=mr_bytes, headers=headers, timeout=timeout)
-    files = {"mr": ("mr.nii.gz", mr_bytes), "mask": ("mask.nii.gz", Path(mask_path).read_bytes())}
-    return httpx.post(endpoint, files=files, headers=headers, timeout=timeout)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m hmss_ray.client",
-        description="Send an MR NIfTI to the hmss-ray HTTP endpoint and save the synthetic CT.",
-        epilog="example: python -m hmss_ray.client mr.nii.gz -o sct.nii.gz "
-        "--url http://127.0.0.1:8000",
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser(
+        "hmss_ray.client",
+        "Send an MR volume to the hmss-ray HTTP endpoint and save the synthetic CT.",
+        EXAMPLES,
     )
     parser.add_argument("mr", help="MR NIfTI (.nii or .nii.gz)")
     parser.add_argument("-o", "--out", required=True, help="where to save the sCT NIfTI")
@@ -48,7 +32,14 @@ def main(argv: list[str] | None = None) -> int:
         default="HMSS_API_TOKEN",
         help="environment variable holding the API token, if the server wants one",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def command(args: argparse.Namespace) -> int:
+    import httpx
+
+    from hmss_ray.serving.client import synthesize
+
     try:
         response = synthesize(args.url, args.mr, args.mask, os.environ.get(args.token_env))
     except httpx.HTTPError as exc:
@@ -68,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{response.headers.get('x-inference-time-ms')} ms)"
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(command, build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import ray
 
@@ -36,3 +37,10 @@ def init_ray(num_cpus: int | None = None) -> None:
         ray.init(address=address)
     else:
         ray.init(address="local", num_cpus=num_cpus or local_cpus(), dashboard_host="127.0.0.1")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (another process may still take it: retry on use)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import time
 from pathlib import Path
@@ -39,22 +38,17 @@ def _done(t0: float) -> None:
     print(f"    ... done in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _deploy(entry: str, port: int) -> str:
     """Deploy on ``port``, or on a free one; a free port can be taken by another process between
     finding it and binding it, so try a few."""
     from ray import serve
 
-    from hmss_ray.serving import deploy
+    from hmss_ray.cluster import free_port
+    from hmss_ray.serving.app import deploy
 
     for attempt in range(3):
         try:
-            return deploy(entry, port=port or _free_port())
+            return deploy(entry, port=port or free_port())
         except Exception as exc:  # Serve's proxy failing to bind surfaces as a RayTaskError
             if port or attempt == 2:
                 raise
@@ -65,19 +59,19 @@ def _deploy(entry: str, port: int) -> str:
 
 def held_out_cases(data_dir: Path, shards: str) -> list[Path]:
     """Folders of the cases the split held out for testing."""
-    from hmss_ray.data.shards import read_manifest
+    from hmss_ray.data.manifest import read_manifest
 
-    manifest = read_manifest(shards)
-    ids = sorted(c for c, info in manifest["cases"].items() if info["split"] == "test")
+    ids = read_manifest(shards).case_ids("test")
     return [next(data_dir.glob(f"Task1/*/{case_id}")) for case_id in ids]
 
 
 def run(args: argparse.Namespace) -> int:
-    from hmss_ray import client, evaluate, phantom, prepare
+    from hmss_ray import client, phantom, prepare
     from hmss_ray.cluster import init_ray
     from hmss_ray.config import load_config
-    from hmss_ray.tune import run_search
-    from hmss_ray.tune_space import load_space
+    from hmss_ray.evaluate import __main__ as evaluate
+    from hmss_ray.tune.search import run_search
+    from hmss_ray.tune.space import load_space
 
     out = Path(args.out).resolve()
     data, shards = out / "phantom", str(out / "shards")
@@ -112,9 +106,9 @@ def run(args: argparse.Namespace) -> int:
         registry,
         "demo",
     )
-    entry = result["registry_entry"]
-    print(f"    search report: {result['report']}")
-    print(f"    winner {result['winner']['trial_id']} -> {entry}")
+    entry = result.registry_entry
+    print(f"    search report: {result.report}")
+    print(f"    winner {result.winner.trial_id} -> {entry}")
     _done(t0)
 
     t0 = _step(4, "serve: the winner behind HTTP with Ray Serve on 127.0.0.1")

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from collections.abc import Sequence
 
-from hmss_ray.data.phantom import CENTRES, DEFAULT_SHAPES, PhantomSummary, write_dataset
-from hmss_ray.data.synthrad import CaseId
+from hmss_ray import cli
+from hmss_ray.data.phantom import CENTRES, DEFAULT_SHAPES, summary_table, write_dataset
 
 EXAMPLES = """examples:
   python -m hmss_ray.phantom --out data/phantom --cases 6
@@ -23,11 +22,10 @@ EXAMPLES = """examples:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m hmss_ray.phantom",
-        description="Write deterministic head/pelvis MR+CT phantoms in the SynthRAD2023 layout.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = cli.parser(
+        "hmss_ray.phantom",
+        "Write deterministic head/pelvis MR+CT phantoms in the SynthRAD2023 layout.",
+        EXAMPLES,
     )
     parser.add_argument("--out", required=True, help="folder to write (Task1/ is created in it)")
     parser.add_argument("--cases", type=int, default=6, help="paired cases per region (6)")
@@ -48,33 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def summary_table(summary: PhantomSummary) -> str:
-    """Cases written per region and centre, by kind, then the corrupt ones and what is wrong."""
-    rows: Counter[tuple[str, str, str]] = Counter()
-    for kind, ids in (("paired", summary.paired), ("mr_only", summary.mr_only)):
-        for text in ids:
-            case_id = CaseId.parse(text)
-            rows[case_id.region, case_id.centre, kind] += 1
-    for text in summary.corrupt:
-        case_id = CaseId.parse(text)
-        rows[case_id.region, case_id.centre, "corrupt"] += 1
-    lines = [f"{'region':<7} {'centre':<6} {'paired':>6} {'mr_only':>7} {'corrupt':>7}"]
-    for region, centre in sorted({(r, c) for r, c, _ in rows}):
-        counts = [rows[region, centre, kind] for kind in ("paired", "mr_only", "corrupt")]
-        lines.append(f"{region:<7} {centre:<6} {counts[0]:>6} {counts[1]:>7} {counts[2]:>7}")
-    lines.append(
-        f"{'total':<14} {len(summary.paired):>6} {len(summary.mr_only):>7}"
-        f" {len(summary.corrupt):>7}"
-    )
-    lines += [f"  corrupt {case_id}: {kind}" for case_id, kind in summary.corrupt.items()]
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def command(args: argparse.Namespace) -> int:
     if args.cases < 0 or args.corrupt < 0 or args.mr_only < 0:
-        print("error: --cases, --corrupt and --mr-only must be >= 0", file=sys.stderr)
-        return 2
+        raise cli.UserError("--cases, --corrupt and --mr-only must be >= 0")
     summary = write_dataset(
         args.out,
         cases=args.cases,
@@ -88,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {summary.root}")
     print(summary_table(summary))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(command, _parser(), argv)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ same names, and a shard already present is not written again.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -26,10 +25,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from hmss_ray import storage
+from hmss_ray.data.manifest import SPLITS, Manifest, ShardEntry, check_split, read_manifest
 
-FORMAT = "hmss-ray-shards/1"
-MANIFEST = "manifest.json"
-SPLITS = ("train", "val", "test", "infer")
 TENSOR_COLUMNS = ("mr", "ct", "mask")
 META_COLUMNS = ("case_id", "centre", "region", "slice_index", "split")
 ROW_GROUP_ROWS = 64  # small row groups: readers stream a shard without holding all of it
@@ -146,7 +143,7 @@ class ShardWriter:
         self._existing = _sizes(storage.join(root_uri, split))
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        self.shards: list[dict[str, Any]] = []
+        self.shards: list[ShardEntry] = []
         self.written = 0
         self.unchanged = 0
 
@@ -156,7 +153,7 @@ class ShardWriter:
         while self._pending_rows >= self.rows_per_shard:
             self._flush(self.rows_per_shard)
 
-    def close(self) -> list[dict[str, Any]]:
+    def close(self) -> list[ShardEntry]:
         if self._pending_rows:
             self._flush(self._pending_rows)
         return self.shards
@@ -179,30 +176,13 @@ class ShardWriter:
             self.written += 1
         cases = list(dict.fromkeys(table.column("case_id").to_pylist()))
         self.shards.append(
-            {
-                "path": f"{self.split}/{name}",
-                "split": self.split,
-                "rows": table.num_rows,
-                "bytes": len(data),
-                "sha256": digest,
-                "cases": cases,
-            }
+            ShardEntry(f"{self.split}/{name}", self.split, table.num_rows, len(data), digest, cases)
         )
 
 
-def write_manifest(root_uri: str, manifest: dict[str, Any]) -> bool:
-    """Write ``manifest.json`` unless identical bytes are there already; True when written."""
-    uri = storage.join(root_uri, MANIFEST)
-    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    if storage.exists(uri) and storage.read_text(uri) == text:
-        return False
-    storage.write_text(uri, text)
-    return True
-
-
-def remove_stale(root_uri: str, manifest: dict[str, Any]) -> list[str]:
+def remove_stale(root_uri: str, manifest: Manifest) -> list[str]:
     """Delete shard files (and leftover temporaries) the manifest does not list."""
-    listed = {shard["path"] for shard in manifest["shards"]}
+    listed = {shard.path for shard in manifest.shards}
     removed = []
     for split in SPLITS:
         for name in _sizes(storage.join(root_uri, split)):
@@ -213,28 +193,12 @@ def remove_stale(root_uri: str, manifest: dict[str, Any]) -> list[str]:
     return removed
 
 
-def read_manifest(root_uri: str) -> dict[str, Any]:
-    """The manifest of a shard root; FileNotFoundError says how to make one."""
-    uri = storage.join(root_uri, MANIFEST)
-    if not storage.exists(uri):
-        raise FileNotFoundError(
-            f"no {MANIFEST} under {root_uri}: run `python -m hmss_ray.prepare --out {root_uri}`"
-        )
-    return storage.read_json(uri)
-
-
-def shard_uris(root_uri: str, split: str) -> list[str]:
+def shard_uris(root_uri: str, split: str, manifest: Manifest | None = None) -> list[str]:
     """URIs of the shards of ``split``, in order, as the manifest lists them (never a listing,
     so a stale or half-written file is never read)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
-    shards = read_manifest(root_uri)["shards"]
-    return [storage.join(root_uri, s["path"]) for s in shards if s["split"] == split]
-
-
-def split_slices(root_uri: str, split: str) -> int:
-    """Slices in one split, from the manifest."""
-    return sum(s["rows"] for s in read_manifest(root_uri)["shards"] if s["split"] == split)
+    check_split(split)
+    manifest = manifest or read_manifest(root_uri)
+    return [storage.join(root_uri, s.path) for s in manifest.shards_of(split)]
 
 
 def iter_batches(root_uri: str, split: str, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
@@ -257,46 +221,3 @@ def iter_batches(root_uri: str, split: str, batch_size: int) -> Iterator[dict[st
                     buffer, buffered = rest.to_batches(), rest.num_rows
     if buffered:
         yield decode_batch(pa.Table.from_batches(buffer))
-
-
-def count_slices(cases: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """``{split: {region: {centre: {"cases": n, "slices": n}}}}`` from manifest case entries."""
-    counts: dict[str, Any] = {}
-    for info in cases.values():
-        cell = (
-            counts.setdefault(info["split"], {})
-            .setdefault(info["region"], {})
-            .setdefault(info["centre"], {"cases": 0, "slices": 0})
-        )
-        cell["cases"] += 1
-        cell["slices"] += info["slices"]
-    return counts
-
-
-def summary_table(manifest: Mapping[str, Any]) -> str:
-    """The summary prepare prints: cases and slices per split/region/centre, then the rest."""
-    lines = [f"{'split':<6} {'region':<7} {'centre':<6} {'cases':>6} {'slices':>7}"]
-    total_cases = total_slices = 0
-    for split in SPLITS:
-        for region, centres in sorted(manifest["counts"].get(split, {}).items()):
-            for centre, cell in sorted(centres.items()):
-                lines.append(
-                    f"{split:<6} {region:<7} {centre:<6} {cell['cases']:>6} {cell['slices']:>7}"
-                )
-                total_cases += cell["cases"]
-                total_slices += cell["slices"]
-    lines.append(f"{'total':<22} {total_cases:>6} {total_slices:>7}")
-    lines.append(f"shards: {len(manifest['shards'])}, data_hash {manifest['data_hash']}")
-    if manifest["inference_only"]:
-        lines.append(
-            f"inference-only (MR only, split 'infer'): {', '.join(manifest['inference_only'])}"
-        )
-    if manifest["unused"]:
-        lines.append(
-            f"unused by balance_centres: {', '.join(u['case_id'] for u in manifest['unused'])}"
-        )
-    skipped = manifest["skipped"]
-    lines.append(f"skipped: {len(skipped)} case(s)" + (":" if skipped else ""))
-    for entry in skipped:
-        lines += [f"  {entry['case_id']}  {reason}" for reason in entry["reasons"]]
-    return "\n".join(lines)

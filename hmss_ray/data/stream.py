@@ -14,21 +14,20 @@ import ray.data
 
 from hmss_ray import storage
 from hmss_ray.config import AugmentConfig, ExperimentConfig
+from hmss_ray.data.manifest import read_manifest
 from hmss_ray.data.preprocess import centre_channels
-from hmss_ray.data.shards import decode_batch, read_manifest, shard_uris
-
-TENSOR_KEYS = ("mr", "ct", "mask")
+from hmss_ray.data.shards import TENSOR_COLUMNS, decode_batch, shard_uris
 
 
 def _decode(batch: Any, channels: int) -> dict[str, np.ndarray]:
     decoded = decode_batch(batch)
-    out = {key: decoded[key] for key in TENSOR_KEYS}
+    out = {key: decoded[key] for key in TENSOR_COLUMNS}
     out["mr"] = centre_channels(out["mr"], channels)
     return out
 
 
 def _check_channels(data_uri: str, channels: int) -> None:
-    stored = int(read_manifest(data_uri).get("in_channels", channels))
+    stored = read_manifest(data_uri).in_channels
     if channels > stored:
         raise ValueError(
             f"the model wants {channels} MR channels (data.context_slices="

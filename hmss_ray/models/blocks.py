@@ -6,28 +6,13 @@ the discriminator learns to spot, and CT slices are mostly air at the border any
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hmss_ray.config import Norm, parse_choice
 
-class Norm(StrEnum):
-    """Normalisation after each convolution."""
-
-    INSTANCE = "instance"
-    BATCH = "batch"
-    NONE = "none"
-
-
-def parse_choice(enum: type[StrEnum], value: str, name: str) -> StrEnum:
-    """``enum(value)`` with a ``ValueError`` that lists the valid choices."""
-    try:
-        return enum(value)
-    except ValueError:
-        valid = ", ".join(repr(member.value) for member in enum)
-        raise ValueError(f"{name}={value!r} is not valid; choose one of: {valid}") from None
+__all__ = ["Norm", "parse_choice"]  # re-exported for the networks built on these blocks
 
 
 def check_spatial_dims(spatial_dims: int) -> None:

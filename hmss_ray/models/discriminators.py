@@ -111,6 +111,7 @@ class MultiScalePatchDiscriminator(nn.Module):
         if not 1 <= num_scales <= MAX_SCALES:
             raise ValueError(f"num_scales must be 1 to {MAX_SCALES}, got {num_scales}")
         self.num_layers = num_layers
+        self.in_channels = in_channels
         self.discriminators = nn.ModuleList(
             PatchDiscriminator(
                 spatial_dims, in_channels, channels, num_layers, norm, spectral_norm, out_channels
@@ -120,6 +121,11 @@ class MultiScalePatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         """(B, C, H, W) -> (logits per scale, features per scale), finest scale first."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"the discriminator takes (B, {self.in_channels}, H, W) pairs (MR channels + 1 "
+                f"CT channel), got {tuple(x.shape)}"
+            )
         logits, features = [], []
         for index, disc in enumerate(self.discriminators):
             if index:

@@ -75,9 +75,7 @@ def run_local(
     amp = (device, autocast_dtype)
     run = LocalRun(build_generator(cfg).to(device), build_discriminator(cfg).to(device))
     g, d = run.generator, run.discriminator
-    o = cfg.optim
-    opt_g = torch.optim.Adam(g.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2))
-    opt_d = torch.optim.Adam(d.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2))
+    optimizers = steps.build_optimizers(cfg, g, d)
     if val_batches is not None:
         run.initial = _validate(g, val_batches, cfg, device)
     total_epochs = sum(cfg.train.stage_epochs) if epochs is None else epochs
@@ -88,7 +86,9 @@ def run_local(
         steps.set_stage(g, stage)
         g.train(), d.train()
         batches = _batches(train_batches, epoch)
-        summary, step = _train_epoch(run, (opt_g, opt_d), batches, cfg, stage, step, cap, amp)
+        summary, step = _train_epoch(
+            run, (optimizers["g"], optimizers["d"]), batches, cfg, stage, step, cap, amp
+        )
         summary["epoch"] = epoch
         if val_batches is not None:
             start = time.perf_counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ import ray.train
 import ray.train.torch
 import torch
 
-from hmss_ray import checkpoint as ckpt
 from hmss_ray.config import ExperimentConfig
+from hmss_ray.data.manifest import read_manifest
 from hmss_ray.data.preprocess import centre_channels
-from hmss_ray.data.shards import iter_batches, split_slices
+from hmss_ray.data.shards import iter_batches
+from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.factory import build_discriminator, build_generator
 from hmss_ray.train import steps
 from hmss_ray.train.progress import EpochMeter, ProgressLog, log
@@ -32,14 +34,6 @@ def _autocast_dtype(cfg: ExperimentConfig, device: torch.device) -> torch.dtype 
     if mode == "off" or device.type != "cuda":
         return None  # bf16 autocast on CPU is slower than fp32 for convolutions
     return torch.bfloat16
-
-
-def _optimizers(cfg: ExperimentConfig, g: torch.nn.Module, d: torch.nn.Module) -> dict:
-    o = cfg.optim
-    return {
-        "g": torch.optim.Adam(g.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2)),
-        "d": torch.optim.Adam(d.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2)),
-    }
 
 
 def _restore(cfg, g, d, optimizers) -> tuple[int, int, str | None]:
@@ -81,7 +75,9 @@ class EpochBatches:
 
     @classmethod
     def for_run(cls, shard, cfg: ExperimentConfig, device, data_uri: str, world_size: int):
-        per_worker = split_slices(data_uri, "train") // world_size  # streaming_split(equal=True)
+        per_worker = (
+            read_manifest(data_uri).slices_in("train") // world_size
+        )  # streaming_split(equal=True)
         steps = per_worker // cfg.train.batch_size
         if steps == 0:
             raise ValueError(
@@ -134,16 +130,39 @@ def validation_batches(cfg: ExperimentConfig, data_uri: str) -> Iterator[dict]:
         seen += len(batch["mr"])
 
 
+@dataclass(frozen=True)
+class LoopConfig:
+    """What every worker is handed: the experiment, the shards, where TensorBoard files go.
+
+    Ray passes ``train_loop_config`` as a plain dict: :meth:`to_dict` on the driver,
+    :meth:`from_dict` (which rebuilds the typed ``ExperimentConfig``) in the worker.
+    """
+
+    experiment: ExperimentConfig
+    data_uri: str
+    log_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"experiment": self.experiment.to_dict(), "data_uri": self.data_uri,
+                "log_dir": self.log_dir}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LoopConfig:
+        experiment = ExperimentConfig.from_dict(data["experiment"])
+        return cls(experiment, str(data["data_uri"]), data.get("log_dir"))
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    """Entry point Ray runs on every worker. ``loop_config["experiment"]`` is the config dict."""
-    cfg = ExperimentConfig.from_dict(loop_config["experiment"])
+    """Entry point Ray runs on every worker, with :meth:`LoopConfig.to_dict`'s plain dict."""
+    run = LoopConfig.from_dict(loop_config)
+    cfg = run.experiment
     context = ray.train.get_context()
     rank = context.get_world_rank()
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.train.seed + rank)
 
     g, d = build_generator(cfg), build_discriminator(cfg)
-    optimizers = _optimizers(cfg, g, d)
+    optimizers = steps.build_optimizers(cfg, g, d)
     start_epoch, step, parent = _restore(cfg, g, d, optimizers)
     start_step = step
     # find_unused_parameters: the staged schedule freezes whole sub-networks
@@ -151,13 +170,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     g = ray.train.torch.prepare_model(g, parallel_strategy_kwargs=ddp)
     d = ray.train.torch.prepare_model(d, parallel_strategy_kwargs=ddp)
     amp = _autocast_dtype(cfg, device)
-    log = ProgressLog(loop_config.get("log_dir"), enabled=rank == 0)
+    log = ProgressLog(run.log_dir, enabled=rank == 0)
 
     total_epochs = sum(cfg.train.stage_epochs)
     shard = ray.train.get_dataset_shard("train")
-    data = EpochBatches.for_run(
-        shard, cfg, device, loop_config["data_uri"], context.get_world_size()
-    )
+    data = EpochBatches.for_run(shard, cfg, device, run.data_uri, context.get_world_size())
     cycle_start = time.perf_counter()
     for epoch in range(start_epoch, total_epochs):
         stage = steps.stage_for_epoch(epoch, cfg.train.stage_epochs)
@@ -177,7 +194,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if rank == 0:
             g.eval()
             with torch.no_grad():
-                metrics.update(_validate(g, cfg, loop_config["data_uri"]))
+                metrics.update(_validate(g, cfg, run.data_uri))
             log.epoch(step, metrics)
         # a whole epoch as the run sees it: the previous epoch's checkpoint and report, this
         # epoch's steps and validation (the first also carries the data start-up)

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from hmss_ray.config import ExperimentConfig
-from hmss_ray.features import Kind, load_extractor
-from hmss_ray.losses import d_adversarial, generator_loss, gradient_penalty, masked_l1
+from hmss_ray.config import ExperimentConfig, parse_choice
+from hmss_ray.data.shards import TENSOR_COLUMNS
 from hmss_ray.metrics import SliceMetrics
+from hmss_ray.metrics.features import Kind, load_extractor
 from hmss_ray.models.blocks import downsample_image
-
-TENSOR_KEYS = ("mr", "ct", "mask")
+from hmss_ray.models.factory import unwrap
+from hmss_ray.train.losses import d_adversarial, generator_loss, gradient_penalty, masked_l1
 
 
 class Stage(StrEnum):
@@ -37,11 +37,7 @@ class Stage(StrEnum):
 
 
 def parse_stage(stage: str) -> Stage:
-    try:
-        return Stage(stage)
-    except ValueError:
-        valid = ", ".join(repr(s.value) for s in Stage)
-        raise ValueError(f"stage={stage!r} is not valid; choose one of: {valid}") from None
+    return parse_choice(Stage, stage, "stage")
 
 
 def stage_for_epoch(epoch: int, stage_epochs: Sequence[int]) -> str:
@@ -54,10 +50,6 @@ def stage_for_epoch(epoch: int, stage_epochs: Sequence[int]) -> str:
     return Stage.HRG.value if epoch < lrg + hrg else Stage.JOINT.value
 
 
-def unwrap(module: nn.Module) -> nn.Module:
-    return getattr(module, "module", module)  # DistributedDataParallel keeps the model in .module
-
-
 def set_stage(generator: nn.Module, stage: str) -> None:
     """Freeze what the stage does not train: the HRG in ``lrg``, the LRG in ``hrg``."""
     stage = parse_stage(stage)
@@ -66,10 +58,25 @@ def set_stage(generator: nn.Module, stage: str) -> None:
     inner.high.requires_grad_(stage is not Stage.LRG)
 
 
+def build_optimizers(
+    cfg: ExperimentConfig, generator: nn.Module, discriminator: nn.Module
+) -> dict[str, torch.optim.Optimizer]:
+    """Adam for the generator (``"g"``) and the discriminator (``"d"``), from ``cfg.optim``.
+
+    Build them after the modules are on their device: Adam's state follows the parameters.
+    """
+    o = cfg.optim
+    betas = (o.beta1, o.beta2)
+    return {
+        "g": torch.optim.Adam(generator.parameters(), lr=o.lr_g, betas=betas),
+        "d": torch.optim.Adam(discriminator.parameters(), lr=o.lr_d, betas=betas),
+    }
+
+
 def prepare_batch(batch: Mapping[str, Any], device: torch.device | str | None = None) -> dict:
     """``mr``, ``ct``, ``mask`` as float32 tensors (numpy arrays converted); other keys dropped."""
     out = {}
-    for key in TENSOR_KEYS:
+    for key in TENSOR_COLUMNS:
         value = batch[key]
         tensor = torch.from_numpy(np.asarray(value)) if not torch.is_tensor(value) else value
         out[key] = tensor.to(device=device or tensor.device, dtype=torch.float32)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import ray
 import ray.train
@@ -12,7 +11,7 @@ from ray.train.torch import TorchTrainer
 from hmss_ray import storage
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.data.stream import build_datasets, ingest_options
-from hmss_ray.train.loop import train_loop_per_worker
+from hmss_ray.train.loop import LoopConfig, train_loop_per_worker
 
 
 def default_run_name(cfg: ExperimentConfig) -> str:
@@ -50,14 +49,10 @@ def build_trainer(
     resources: dict[str, float] = {"CPU": t.cpus_per_worker}
     if t.use_gpu:
         resources["GPU"] = t.gpus_per_worker
-    loop_config: dict[str, Any] = {
-        "experiment": cfg.to_dict(),
-        "log_dir": storage.join(storage_uri, name, "tensorboard"),
-        "data_uri": data_uri,
-    }
+    loop_config = LoopConfig(cfg, data_uri, storage.join(storage_uri, name, "tensorboard"))
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=loop_config,
+        train_loop_config=loop_config.to_dict(),
         scaling_config=ray.train.ScalingConfig(
             num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources
         ),

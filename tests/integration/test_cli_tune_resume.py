@@ -1,8 +1,9 @@
 """Commands run as a user runs them, each in its own process with its own Ray.
 
-These run before the session's shared Ray starts (pytest takes files in name order): with two Ray
-instances on one machine, Ray Train's placement-group cleaner cannot tell which cluster to ask,
-never releases a finished run's CPUs, and the next trial's Ray Data tasks wait forever.
+Marked ``own_ray``: ``make test`` runs them in a pytest run of their own, never beside the
+session's shared Ray (with two Ray instances on one machine, Ray Train's placement-group cleaner
+cannot tell which cluster to ask, never releases a finished run's CPUs, and the next trial's Ray
+Data tasks wait forever).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import ray
 
 from .conftest import ROOT, TINY, tiny_config
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_ray]
 
 
 @pytest.fixture(autouse=True)
 def _no_shared_ray():
-    assert not ray.is_initialized(), "run these before any test that uses ray_session"
+    assert not ray.is_initialized(), "own_ray tests run in a pytest run without ray_session"
 
 
 def _tune_command(data: str, tmp: Path) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,21 +15,17 @@ import httpx
 import pytest
 import ray
 
+from hmss_ray.cluster import free_port
+
 from .conftest import ROOT, TINY
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_ray]
 
 
 @pytest.fixture(autouse=True)
 def _no_shared_ray():
     # its own Ray must be the only one on the machine (see test_cli_tune_resume.py)
     assert not ray.is_initialized(), "run this before any test that uses ray_session"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ray(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -64,7 +59,7 @@ def test_ray_job_submit_runs_the_search_and_fills_the_registry(local_shards, tmp
         PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
     )
     (tmp_path / "home").mkdir()
-    gcs, dashboard = _free_port(), _free_port()
+    gcs, dashboard = free_port(), free_port()
     # --block keeps the head in this process group, so the test stops exactly this cluster
     # (`ray stop` would also stop the test session's own Ray); a short temp dir keeps Ray's
     # socket paths under the 107-character limit

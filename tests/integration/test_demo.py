@@ -12,7 +12,7 @@ import ray
 
 from .conftest import ROOT
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_ray]
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,9 @@ import pytest
 from hmss_ray import storage
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.data import shards
+from hmss_ray.data.manifest import read_manifest
 from hmss_ray.data.phantom import write_dataset
-from hmss_ray.prepare import prepare_dataset
+from hmss_ray.data.prepare import prepare_dataset
 
 pytestmark = pytest.mark.integration
 
@@ -38,13 +39,11 @@ def test_shards_on_s3_are_identical_and_rewritten_never(prepared, s3_bucket: str
     data, local, cfg = prepared
     uri = f"{s3_bucket}/shards/phantom"
     report = prepare_dataset(data, uri, cfg, workers=1)
-    manifest = shards.read_manifest(uri)
+    manifest = read_manifest(uri)
     assert manifest == report.manifest
-    local_manifest = shards.read_manifest(str(local))
-    assert manifest["shards"] == local_manifest["shards"]  # same names, bytes and checksums
-    assert [s["case_id"] for s in manifest["skipped"]] == [
-        s["case_id"] for s in local_manifest["skipped"]
-    ]
+    local_manifest = read_manifest(str(local))
+    assert manifest.shards == local_manifest.shards  # same names, bytes and checksums
+    assert [s.case_id for s in manifest.skipped] == [s.case_id for s in local_manifest.skipped]
     for split in ("train", "val", "test", "infer"):
         remote, here = _all(uri, split), _all(str(local), split)
         assert set(remote) == set(here)
@@ -52,7 +51,7 @@ def test_shards_on_s3_are_identical_and_rewritten_never(prepared, s3_bucket: str
             np.testing.assert_array_equal(remote[key], here[key])
     assert _all(uri, "train")["mr"].shape[1:] == (3, 32, 32)
     again = prepare_dataset(data, uri, cfg)
-    assert again.written == 0 and again.unchanged == len(manifest["shards"])
+    assert again.written == 0 and again.unchanged == len(manifest.shards)
     assert storage.listdir(uri) == ["infer", "manifest.json", "test", "train", "val"]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import socket
 from pathlib import Path
 
 import httpx
@@ -11,20 +10,16 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from hmss_ray import checkpoint as ckpt
-from hmss_ray.inference import Synthesizer, synthesize_nifti
+from hmss_ray.cluster import free_port
+from hmss_ray.inference.synthesizer import Synthesizer, synthesize_volume
+from hmss_ray.io import read_volume
+from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.factory import build_generator
 
 from .conftest import tiny_config
 
 pytestmark = pytest.mark.integration
 TOKEN = "s3cret-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +30,9 @@ def entry(tmp_path_factory) -> str:
     torch.manual_seed(0)
     cfg = tiny_config()
     tmp = tmp_path_factory.mktemp("entry")
-    directory = ckpt.save_checkpoint(tmp / "ckpt", generator=build_generator(cfg), cfg=cfg)
+    directory = ckpt.save_checkpoint(
+        tmp / "ckpt", generator=build_generator(cfg), cfg=cfg, epoch=3, metrics={"ssim": 0.5}
+    )
     return ckpt.write_registry_entry(
         directory, str(tmp / "registry"), "tiny", metrics={"ssim": 0.5}, winner={"trial_id": "t0"}
     )
@@ -45,9 +42,9 @@ def entry(tmp_path_factory) -> str:
 def server(ray_session, entry):
     from ray import serve
 
-    from hmss_ray.serving import deploy
+    from hmss_ray.serving.app import deploy
 
-    port = _free_port()
+    port = free_port()
     url = deploy(entry, port=port, max_upload_mb=2)
     secure = deploy(
         entry,
@@ -91,8 +88,10 @@ def test_synthesize_returns_sct_on_the_input_grid_equal_to_offline(server, entry
     np.testing.assert_allclose(sct.affine, mr_img.affine)
     data = np.asanyarray(sct.dataobj)
     assert data.dtype == np.int16 and data.min() >= -1024 and data.max() <= 3000
-    offline = synthesize_nifti(Synthesizer.from_uri(entry, device="cpu"), mr_img)
-    np.testing.assert_array_equal(data, np.asanyarray(offline.dataobj))
+    offline = synthesize_volume(
+        Synthesizer.from_uri(entry, device="cpu"), read_volume(case / "mr.nii.gz")
+    )
+    np.testing.assert_array_equal(data, offline.array)
 
 
 def test_multipart_with_mask(server, case):
@@ -110,7 +109,7 @@ def test_multipart_with_mask(server, case):
 def test_model_and_health_endpoints(server):
     info = httpx.get(f"{server['url']}/v1/model", timeout=30).json()
     assert info["name"] == "tiny" and info["config"]["image_size"] == 64
-    assert "validation_metrics" in info
+    assert info["epoch"] == 3 and info["validation_metrics"] == {"ssim": 0.5}
     assert httpx.get(f"{server['url']}/healthz", timeout=30).json() == {"status": "ok"}
     schema = httpx.get(f"{server['url']}/openapi.json", timeout=30).json()
     assert "/v1/synthesize" in schema["paths"]

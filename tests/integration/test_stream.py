@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from hmss_ray.data.shards import split_slices
+from hmss_ray.data.manifest import read_manifest
 from hmss_ray.data.stream import build_datasets
 from hmss_ray.train.loop import EpochBatches
 
@@ -40,7 +40,7 @@ def test_a_three_epoch_stream_holds_every_slice_three_times(ray_session, local_s
     seen = Counter()
     for batch in dataset.iter_batches(batch_size=32, batch_format="numpy"):
         seen.update(_digest(mr) for mr in batch["mr"])
-    n = split_slices(local_shards, "train")
+    n = read_manifest(local_shards).slices_in("train")
     assert sum(seen.values()) == 3 * n
     assert len(seen) == n and set(seen.values()) == {3}
 
@@ -65,7 +65,7 @@ def test_epochs_are_cut_from_one_execution(ray_session, local_shards):
     finally:
         data_log.removeHandler(counter)
         data_log.setLevel(saved_level)
-    n = split_slices(local_shards, "train")
+    n = read_manifest(local_shards).slices_in("train")
     assert data.steps == n // cfg.train.batch_size
     assert [len(e) for e in per_epoch] == [data.steps * cfg.train.batch_size] * epochs
     assert counter.count == 1  # one execution for all three epochs, not one per epoch

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hmss_ray import storage
-from hmss_ray.checkpoint import GENERATOR_FILE, read_meta
+from hmss_ray.models.checkpoint import GENERATOR_FILE, read_meta
 from hmss_ray.train.trainer import build_trainer
 
 from .conftest import tiny_config
@@ -49,7 +49,8 @@ def test_two_workers_on_s3_write_checkpoints_and_a_second_run_resumes(
 
 
 def _kill_a_worker_after_first_checkpoint(run_dir: Path, killed: list[int]) -> None:
-    import psutil
+    import ray
+    from ray.util.state import list_actors
 
     # wait until the controller has registered a checkpoint (a worker's report is durable only
     # then): Ray Train persists its checkpoint manager's state in this file
@@ -62,11 +63,16 @@ def _kill_a_worker_after_first_checkpoint(run_dir: Path, killed: list[int]) -> N
         except (OSError, ValueError):
             pass  # not written yet, or caught mid-write
         time.sleep(0.05)
-    # Ray names actor processes "ray::<Class>..."; the Train workers are RayTrainWorker actors
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []):
-            os.kill(proc.info["pid"], signal.SIGKILL)
-            killed.append(proc.info["pid"])
+    # this run's Train workers: RayTrainWorker actors alive in this session's Ray, started by this
+    # test's driver (its job id); no other process on the machine is touched
+    job = ray.get_runtime_context().get_job_id()
+    workers = list_actors(
+        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")], detail=True
+    )
+    for actor in workers:
+        if actor.job_id == job and actor.pid:
+            os.kill(actor.pid, signal.SIGKILL)
+            killed.append(actor.pid)
             return
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from hmss_ray import storage
-from hmss_ray.checkpoint import load_generator, localize
 from hmss_ray.config import flatten
-from hmss_ray.tune import run_search
-from hmss_ray.tune_space import load_space
+from hmss_ray.models.checkpoint import load_generator, localize
+from hmss_ray.tune.search import run_search
+from hmss_ray.tune.space import load_space
 
 from .conftest import ROOT, tiny_config
 
@@ -21,26 +23,27 @@ def test_tiny_search_on_s3_registers_a_loadable_winner(ray_session, s3_shards, s
     out = run_search(
         cfg, space, s3_shards, f"{s3_bucket}/tune", "tiny", f"{s3_bucket}/registry", "winner"
     )
-    rows = out["rows"]
+    rows = out.rows
     assert len(rows) == 2
     # Optuna proposed different values, inside the space's bounds
-    assert rows[0]["params"] != rows[1]["params"]
+    assert rows[0].params != rows[1].params
     for row in rows:
-        assert 5.0 <= row["params"]["loss.lambda_l1"] <= 20.0
-        assert {"ssim", "fid", "mae_hu", "psnr", "bone_dice", "score"} <= set(row)
-    winner = out["winner"]
-    assert winner["score"] == min(r["score"] for r in rows)
+        assert 5.0 <= row.params["loss.lambda_l1"] <= 20.0
+        assert 0 < row.ssim <= 1 and row.mae_hu > 0 and row.fid >= 0 and math.isfinite(row.psnr)
+    winner = out.winner
+    assert winner.score == min(r.score for r in rows)
 
     entry = f"{s3_bucket}/registry/winner"
     files = set(storage.listdir(entry))
     assert {"generator.safetensors", "config.yaml", "metrics.json", "winner.json"} <= files
     record = storage.read_json(f"{entry}/winner.json")
-    assert record["trial_id"] == winner["trial_id"]
+    assert record["trial_id"] == winner.trial_id
     assert record["data_manifest_hash"]
     assert "1 - SSIM" in record["objective"]
     _, meta = load_generator(localize(entry))
     flat = flatten(meta.cfg.to_dict())
-    for key, value in winner["params"].items():
+    assert storage.read_json(f"{entry}/metrics.json")["score"] == pytest.approx(winner.score)
+    for key, value in winner.params.items():
         assert flat[key] == pytest.approx(value)
     report = f"{s3_bucket}/tune/tiny/report"
     assert {"results.csv", "results.md", "pareto.png"} <= set(storage.listdir(report))

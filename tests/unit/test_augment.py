@@ -16,13 +16,28 @@ def _batch(n=4, size=32):
     return {"mr": img.copy(), "ct": img.copy(), "mask": mask, "case_id": np.array(["x"] * n)}
 
 
-def test_geometry_is_identical_for_mr_ct_and_mask():
-    batch = _batch()
+def _blocks(n=8, size=32):
+    """MR and CT are -1/+1 images of an asymmetric L-shaped block; the mask is the same block."""
+    mask = np.zeros((n, 1, size, size), np.float32)
+    mask[:, :, 6:24, 8:14] = 1.0
+    mask[:, :, 18:24, 8:26] = 1.0
+    image = 2 * mask - 1
+    return {"mr": image.copy(), "ct": image.copy(), "mask": mask, "case_id": np.array(["x"] * n)}
+
+
+def test_mask_geometry_is_identical_to_the_mr_and_ct_geometry():
+    batch = _blocks()
     out = augment_batch(batch, build_augmentation(GEOMETRY_ONLY, seed=1))
     np.testing.assert_allclose(out["mr"], out["ct"], atol=1e-6)  # same input -> same output
-    assert not np.allclose(out["mr"], batch["mr"])  # and it did move
-    assert set(np.unique(out["mask"])) <= {0.0, 1.0}
-    assert out["case_id"].tolist() == ["x"] * 4
+    moved = [not np.array_equal(out["mask"][i], batch["mask"][i]) for i in range(len(out["mask"]))]
+    assert sum(moved) >= 6  # rotations (p=1) moved the samples
+    for i in range(len(out["mask"])):
+        mask, mr = out["mask"][i, 0], out["mr"][i, 0]
+        # the mask is resampled nearest, the MR bilinearly: away from the block's edge (where the
+        # MR is clearly inside or outside) the two must agree voxel for voxel
+        assert set(np.unique(mask)) <= {0.0, 1.0}
+        assert np.all(mask[mr > 0.5] == 1) and np.all(mask[mr < -0.5] == 0)
+    assert out["case_id"].tolist() == ["x"] * 8
 
 
 def test_intensity_changes_touch_only_the_mr():

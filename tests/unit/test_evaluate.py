@@ -20,12 +20,14 @@ import pytest
 import torch
 from scipy import ndimage
 
-from hmss_ray import evaluate, metrics
-from hmss_ray import report_figures as figures
+from hmss_ray import metrics
 from hmss_ray.config import load_config
 from hmss_ray.data import preprocess, synthrad
 from hmss_ray.data.phantom import write_dataset
-from hmss_ray.features import Kind, describe, load_extractor
+from hmss_ray.evaluate import __main__ as evaluate_cli
+from hmss_ray.evaluate import figures
+from hmss_ray.evaluate import run as evaluate
+from hmss_ray.metrics.features import Kind, describe, load_extractor
 
 ROOT = Path(__file__).parents[2]
 CONFIG = ROOT / "configs" / "demo.yaml"
@@ -186,12 +188,12 @@ def test_unreadable_or_misplaced_prediction_is_a_case_error(dataset: dict, tmp_p
 def test_no_case_evaluated_exits_3(dataset: dict, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     argv = ["--data", str(dataset["data"]), "--predictions", str(tmp_path / "empty")]
-    assert evaluate.main([*argv, "--config", str(CONFIG), "--out", str(tmp_path / "r")]) == 3
+    assert evaluate_cli.main([*argv, "--config", str(CONFIG), "--out", str(tmp_path / "r")]) == 3
 
 
 @pytest.fixture(scope="module")
 def shards(dataset: dict) -> tuple[str, dict]:
-    from hmss_ray.prepare import prepare_dataset
+    from hmss_ray.data.prepare import prepare_dataset
 
     uri = str(dataset["root"] / "shards")
     return uri, prepare_dataset(dataset["data"], uri, load_config(CONFIG)).manifest
@@ -201,7 +203,7 @@ def test_manifest_gives_the_split(dataset: dict, shards: tuple[str, dict]) -> No
     uri, manifest = shards
     for split in ("train", "val", "test"):
         refs, skipped = evaluate.select_cases(str(dataset["data"]), split, uri, ("brain",))
-        expected = sorted(k for k, v in manifest["cases"].items() if v["split"] == split)
+        expected = manifest.case_ids(split)
         assert [str(r.id) for r in refs] == expected and expected and skipped == []
 
 
@@ -209,7 +211,7 @@ def test_synthesises_the_test_split_with_the_model(
     dataset: dict, shards: tuple[str, dict], tmp_path: Path
 ) -> None:
     """As the demo calls it, but without --predictions: the model makes the sCTs."""
-    from hmss_ray import checkpoint as ckpt
+    from hmss_ray.models import checkpoint as ckpt
     from hmss_ray.models.factory import build_generator
 
     torch.manual_seed(0)
@@ -219,8 +221,8 @@ def test_synthesises_the_test_split_with_the_model(
                                       metrics={}, winner={"trial_id": "t0"})  # fmt: skip
     out = tmp_path / "report"
     argv = ["--model", entry, "--data", str(dataset["data"]), "--shards", shards[0]]
-    assert evaluate.main([*argv, "--split", "test", "--out", str(out), "--device", "cpu"]) == 0
-    test_ids = sorted(k for k, v in shards[1]["cases"].items() if v["split"] == "test")
+    assert evaluate_cli.main([*argv, "--split", "test", "--out", str(out), "--device", "cpu"]) == 0
+    test_ids = shards[1].case_ids("test")
     assert sorted(pd.read_csv(out / "per_patient.csv")["case_id"]) == test_ids
     written = sorted(p.name for p in (out / "sct").glob("*.nii.gz"))
     assert written == [f"{c}.nii.gz" for c in test_ids]

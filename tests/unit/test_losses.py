@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from hmss_ray import losses
 from hmss_ray.config import LossConfig
-from hmss_ray.features import RandomFeatures
+from hmss_ray.metrics.features import RandomFeatures
 from hmss_ray.models import MultiScalePatchDiscriminator
+from hmss_ray.train import losses
 
 
 def ones(value: float, shape=(2, 1, 4, 4)) -> torch.Tensor:

@@ -13,7 +13,8 @@ import torch
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from hmss_ray import features, metrics
+from hmss_ray import metrics
+from hmss_ray.metrics import features
 
 
 def reference_synthrad(ct: np.ndarray, sct: np.ndarray, mask: np.ndarray) -> dict[str, float]:
@@ -186,7 +187,7 @@ def test_missing_weights_fall_back_to_seeded_random_features_with_one_warning(
     monkeypatch.setattr(features, "_warned", set())
     features.load_extractor.cache_clear()
     try:
-        with caplog.at_level(logging.WARNING, logger="hmss_ray.features"):
+        with caplog.at_level(logging.WARNING, logger="hmss_ray.metrics.features"):
             first = features.load_extractor(features.Kind.INCEPTION)
             features.load_extractor.cache_clear()
             second = features.load_extractor(features.Kind.INCEPTION)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from hmss_ray.config import ConfigError
-from hmss_ray.tune_space import load_space, parse_space
+from hmss_ray.tune.space import load_space, parse_space
 
 SPACES = sorted(Path(__file__).parents[2].joinpath("tune_spaces").glob("*.yaml"))
 
@@ -55,3 +55,19 @@ def test_bad_distributions_are_errors(spec, message):
 def test_values_outside_config_validation_are_rejected():
     with pytest.raises(ConfigError, match=r"model\.disc_scales=4"):
         parse_space({"params": {"model.disc_scales": {"choice": [2, 4]}}})
+
+
+@pytest.mark.parametrize(
+    ("key", "spec", "message"),
+    [
+        ("optim.lr_g", {"uniform": [-1e-4, 1e-3]}, r"optim\.lr_g=-0\.0001: optim\.lr_g = -0\.0001"),
+        ("augment.flip_prob", {"uniform": [0.2, 1.5]}, r"augment\.flip_prob=1\.5"),
+        ("loss.lambda_l1", {"choice": [5, -1]}, r"loss\.lambda_l1=-1"),
+        ("tune.num_samples", {"int": [0, 4]}, r"tune\.num_samples=0"),
+        # the ends are valid (64 and 128 are multiples of 16) but 72 in between is not
+        ("data.image_size", {"int": [64, 128]}, r"data\.image_size=65"),
+    ],
+)
+def test_a_space_that_can_sample_an_invalid_value_is_refused_when_loaded(key, spec, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_space({"params": {key: spec}})

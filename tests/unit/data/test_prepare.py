@@ -14,8 +14,10 @@ import pytest
 
 from hmss_ray.config import ExperimentConfig, data_hash
 from hmss_ray.data import shards
+from hmss_ray.data.manifest import SPLITS, read_manifest
 from hmss_ray.data.phantom import CORRUPTIONS, write_dataset
-from hmss_ray.prepare import EXIT_STRICT, PrepareError, main, prepare_dataset
+from hmss_ray.data.prepare import PrepareError, prepare_dataset
+from hmss_ray.prepare import EXIT_STRICT, main
 
 
 def _files(root: Path) -> dict[str, tuple[str, int]]:
@@ -39,29 +41,30 @@ def test_corrupt_cases_are_listed_and_every_valid_case_is_prepared(
 ) -> None:
     report = prepare_dataset(corrupt_root, str(tmp_path / "out"), small_cfg)
     manifest = report.manifest
-    assert manifest is not None and manifest == shards.read_manifest(str(tmp_path / "out"))
-    reasons = {s["case_id"]: s["reasons"] for s in manifest["skipped"]}
+    assert manifest is not None and manifest == read_manifest(str(tmp_path / "out"))
+    reasons = {s.case_id: s.reasons for s in manifest.skipped}
     assert len(reasons) == len(CORRUPTIONS)  # every bad case, each with its reason(s)
     assert all(r and all(isinstance(x, str) and x for x in r) for r in reasons.values())
     valid = {"1BA001", "1BB002", "1BC003", "1PA001", "1PC002", "1PA003", "1BA004", "1PC004"}
-    assert set(manifest["cases"]) == valid
-    assert manifest["inference_only"] == ["1BA004", "1PC004"]
-    splits = {case: info["split"] for case, info in manifest["cases"].items()}
+    assert set(manifest.cases) == valid
+    assert manifest.inference_only == ["1BA004", "1PC004"]
+    splits = {case: info.split for case, info in manifest.cases.items()}
     assert {splits["1BA004"], splits["1PC004"]} == {"infer"}
     assert set(splits.values()) == {"train", "val", "test", "infer"}
     # the manifest counts agree with the rows actually in the shards
-    rows = {split: 0 for split in shards.SPLITS}
-    for shard in manifest["shards"]:
-        rows[shard["split"]] += shard["rows"]
-        data = (tmp_path / "out" / shard["path"]).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == shard["sha256"]
-    for split, centres in manifest["counts"].items():
+    rows = {split: 0 for split in SPLITS}
+    for shard in manifest.shards:
+        rows[shard.split] += shard.rows
+        data = (tmp_path / "out" / shard.path).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == shard.sha256
+    for split, centres in manifest.counts.items():
         total = sum(c["slices"] for by_centre in centres.values() for c in by_centre.values())
         assert total == rows[split]
-    assert manifest["data_hash"] == data_hash(small_cfg)
-    assert manifest["in_channels"] == 1 and manifest["image_size"] == 32
-    one = manifest["cases"]["1PA001"]
-    assert set(one) >= {"crop_box", "original_shape", "affine", "mr_norm", "slice_indices"}
+    assert manifest.data_hash == data_hash(small_cfg)
+    assert manifest.in_channels == 1 and manifest.image_size == 32
+    one = manifest.cases["1PA001"]
+    assert one.split in SPLITS and one.slices == len(one.slice_indices) > 0
+    assert len(one.original_shape) == 3 and np.asarray(one.affine).shape == (4, 4)
     assert not list((tmp_path / "out").rglob("*.tmp-*"))
 
 
@@ -70,7 +73,7 @@ def test_rerun_rewrites_nothing_and_workers_do_not_change_the_output(
 ) -> None:
     out = tmp_path / "out"
     first = prepare_dataset(phantom_root, str(out), small_cfg)
-    assert first.written == len(first.manifest["shards"]) >= 2
+    assert first.written == len(first.manifest.shards) >= 2
     before = _files(out)
     second = prepare_dataset(phantom_root, str(out), small_cfg, workers=2)
     assert second.written == 0 and second.removed == []
@@ -85,9 +88,9 @@ def test_a_config_change_replaces_the_shards_and_removes_stale_ones(
     old = prepare_dataset(phantom_root, str(out), small_cfg).manifest
     cfg = small_cfg.replace({"data.context_slices": 1})
     new = prepare_dataset(phantom_root, str(out), cfg)
-    assert new.manifest["in_channels"] == 3 and new.manifest["data_hash"] != old["data_hash"]
-    assert set(new.removed) == {s["path"] for s in old["shards"]}
-    listed = sorted(s["path"] for s in new.manifest["shards"])
+    assert new.manifest.in_channels == 3 and new.manifest.data_hash != old.data_hash
+    assert set(new.removed) == {s.path for s in old.shards}
+    listed = sorted(s.path for s in new.manifest.shards)
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.parquet")) == listed
     batch = next(shards.iter_batches(str(out), "train", batch_size=4))
     assert batch["mr"].shape == (4, 3, 32, 32) and batch["ct"].shape == (4, 1, 32, 32)
@@ -98,11 +101,11 @@ def test_max_train_slices_caps_training_slices_per_centre(
 ) -> None:
     cfg = small_cfg.replace({"data.max_train_slices": 20, "data.balance_centres": True})
     manifest = prepare_dataset(phantom_root, str(tmp_path / "out"), cfg).manifest
-    train = manifest["counts"]["train"]
+    train = manifest.counts["train"]
     per_centre = [c["slices"] for by_centre in train.values() for c in by_centre.values()]
     assert sum(per_centre) <= 20
     assert max(per_centre) - min(per_centre) <= 2  # an equal share for each (region, centre)
-    assert manifest["counts"]["val"]  # the cap is on training only
+    assert manifest.counts["val"]  # the cap is on training only
 
 
 def test_strict_writes_nothing_and_main_exits_3(
@@ -112,7 +115,7 @@ def test_strict_writes_nothing_and_main_exits_3(
     assert report.manifest is None and len(report.skipped) == len(CORRUPTIONS)
     assert not (tmp_path / "out").exists()
     argv = ["--data", str(corrupt_root), "--out", str(tmp_path / "out"), "--strict", "--quiet"]
-    argv += ["--set", "data.image_size=32", "model.lrg_downsamples=1"]
+    argv += ["--set", "data.image_size=32", "--set", "model.lrg_downsamples=1"]
     assert main(argv) == EXIT_STRICT
     assert "--strict: 10 case(s) have problems" in capsys.readouterr().out
 
@@ -128,7 +131,8 @@ def test_cli_prints_the_summary(corrupt_root: Path, tmp_path: Path) -> None:
     shutil.copytree(corrupt_root, data)
     out = tmp_path / "shards"
     cmd = [sys.executable, "-m", "hmss_ray.prepare", "--data", str(data), "--out", str(out)]
-    cmd += ["--set", "data.image_size=32", "model.lrg_downsamples=1", "--quiet"]
+    cmd += ["--set", "data.image_size=32", "--set", "data.context_slices=1"]
+    cmd += ["--set", "model.lrg_downsamples=1", "--quiet"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "split  region  centre  cases  slices" in done.stdout
@@ -137,3 +141,5 @@ def test_cli_prints_the_summary(corrupt_root: Path, tmp_path: Path) -> None:
     assert "inference-only (MR only, split 'infer'): 1BA004, 1PC004" in done.stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert np.sum([s["rows"] for s in manifest["shards"]]) > 0
+    # every --set counts, not only the last one
+    assert manifest["image_size"] == 32 and manifest["in_channels"] == 3

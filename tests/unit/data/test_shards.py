@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hmss_ray.data import shards
+from hmss_ray.data.manifest import Manifest, ShardEntry, read_manifest, write_manifest
 
 
 def _rows(n: int, channels: int = 3, size: int = 8, with_ct: bool = True, seed: int = 0):
@@ -72,15 +73,23 @@ def _write(root: Path, tables: list[pa.Table], rows_per_shard: int) -> shards.Sh
     for table in tables:
         writer.add(table)
     writer.close()
-    manifest = {"shards": writer.shards}
-    shards.write_manifest(str(root), manifest)
+    write_manifest(str(root), _manifest(writer.shards))
     return writer
+
+
+def _manifest(entries: list[ShardEntry]) -> Manifest:
+    """A manifest listing ``entries`` (the other fields do not matter to the shard readers)."""
+    return Manifest(
+        data_hash="", data_config={}, content_hash="", source="", image_size=4,
+        context_slices=0, in_channels=1, hu_range=[-1024.0, 3000.0], columns={}, counts={},
+        shards=entries, cases={},
+    )  # fmt: skip
 
 
 def test_shards_are_content_addressed_and_not_rewritten(tmp_path: Path) -> None:
     tables = [_rows(5, seed=s)[0] for s in range(3)]
     first = _write(tmp_path, tables, rows_per_shard=4)
-    assert [s["rows"] for s in first.shards] == [4, 4, 4, 3]
+    assert [s.rows for s in first.shards] == [4, 4, 4, 3]
     assert first.written == 4 and first.unchanged == 0
     files = sorted((tmp_path / "train").iterdir())
     stamps = [f.stat().st_mtime_ns for f in files]
@@ -89,11 +98,11 @@ def test_shards_are_content_addressed_and_not_rewritten(tmp_path: Path) -> None:
     assert again.shards == first.shards and again.written == 0 and again.unchanged == 4
     assert [f.stat().st_mtime_ns for f in files] == stamps
     changed = _write(tmp_path, [_rows(5, seed=9)[0], *tables[1:]], rows_per_shard=4)
-    assert changed.written >= 1 and changed.shards[0]["path"] != first.shards[0]["path"]
-    removed = shards.remove_stale(str(tmp_path), {"shards": changed.shards})
-    assert first.shards[0]["path"] in removed
+    assert changed.written >= 1 and changed.shards[0].path != first.shards[0].path
+    removed = shards.remove_stale(str(tmp_path), _manifest(changed.shards))
+    assert first.shards[0].path in removed
     assert sorted(f"train/{p.name}" for p in (tmp_path / "train").iterdir()) == sorted(
-        s["path"] for s in changed.shards
+        s.path for s in changed.shards
     )
 
 
@@ -109,6 +118,6 @@ def test_iter_batches_streams_all_rows_in_order_in_even_batches(tmp_path: Path) 
 
 def test_readers_explain_a_missing_manifest_and_a_bad_split(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"run `python -m hmss_ray\.prepare"):
-        shards.read_manifest(str(tmp_path))
+        read_manifest(str(tmp_path))
     with pytest.raises(ValueError, match="unknown split 'training'"):
         shards.shard_uris(str(tmp_path), "training")

@@ -11,6 +11,7 @@ import pytest
 
 from hmss_ray.config import DataConfig
 from hmss_ray.data import phantom
+from hmss_ray.data.split import split_cases
 from hmss_ray.data.synthrad import (
     CaseError,
     CaseId,
@@ -18,7 +19,6 @@ from hmss_ray.data.synthrad import (
     find_cases,
     inspect_case,
     load_case,
-    split_cases,
     validate_case,
 )
 

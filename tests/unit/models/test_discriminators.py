@@ -8,6 +8,8 @@ import torch
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.models import MultiScalePatchDiscriminator, build_discriminator
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.mark.parametrize(("scales", "layers"), [(1, 2), (2, 3), (3, 2)])
 def test_logits_and_features_per_scale(scales, layers):
@@ -31,15 +33,25 @@ def test_conditional_input_is_mr_channels_plus_ct():
     disc = build_discriminator(cfg)
     logits, _ = disc(torch.randn(1, 4, 32, 32))  # 3 MR channels + 1 CT
     assert len(logits) == cfg.model.disc_scales
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match=r"takes \(B, 4, H, W\) pairs .* got \(1, 2, 32, 32\)"):
         disc(torch.randn(1, 2, 32, 32))
 
 
-def test_spectral_norm_wraps_every_convolution():
+def test_spectral_norm_bounds_every_convolution_and_trains():
+    torch.manual_seed(0)
     disc = MultiScalePatchDiscriminator(channels=4, num_layers=2, spectral_norm=True)
     convs = [m for m in disc.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs and all(hasattr(c, "parametrizations") for c in convs)
-    disc(torch.randn(1, 2, 32, 32))[0][0].mean().backward()
+    with torch.no_grad():
+        for conv in convs:
+            conv.parametrizations.weight.original.mul_(10.0)  # far above norm 1 unwrapped
+        for _ in range(30):  # each training forward takes one power-iteration step
+            disc(torch.randn(1, 2, 32, 32))
+    for conv in convs:  # the weight a forward uses has spectral norm ~1, whatever its scale
+        sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+        assert sigma == pytest.approx(1.0, rel=0.05)
+    sum(t.mean() for t in disc(torch.randn(1, 2, 32, 32))[0]).backward()  # every scale
+    grads = [c.parametrizations.weight.original.grad for c in convs]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)  # gradients reach the weights
 
 
 def test_scale_count_is_checked():

@@ -14,6 +14,8 @@ from hmss_ray.models import (
     count_parameters,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = dict(lrg_channels=8, lrg_downsamples=2, lrg_res_blocks=1, hrg_channels=4, hrg_res_blocks=1)
 
 

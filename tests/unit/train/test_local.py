@@ -6,17 +6,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from hmss_ray.baseline import IntensityBaseline
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.data.phantom import case_ids, make_case
 from hmss_ray.data.preprocess import prepare_volume, slices_with_context
+from hmss_ray.models.baseline import IntensityBaseline
 from hmss_ray.train.local import run_local
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,14 +33,7 @@ TINY = {
     "optim.lr_d": 2e-3,
 }
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # tiny convolutions: a second thread only adds contention on a shared 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def phantom_slices(cfg: ExperimentConfig, count: int = 4) -> dict[str, np.ndarray]:
@@ -81,7 +73,9 @@ def test_loop_history_caps_and_context_channels():
     data = phantom_slices(cfg, 2)
     run = run_local(cfg, [data], epochs=2, steps_per_epoch=1)
     assert len(run.steps) == 2 and run.initial == {}
-    assert run.epochs[0]["slices"] == 2 and run.epochs[0]["slices_per_s"] > 0
+    first = run.epochs[0]
+    assert first["slices"] == 2 and first["step"] == 1 and run.epochs[1]["step"] == 2
+    assert first["slices_per_s"] == pytest.approx(2 / first["epoch_time_s"])
     assert run.generator(torch.as_tensor(data["mr"]))["high"].shape == (2, 1, 32, 32)
 
 

@@ -8,30 +8,16 @@ Adversarial terms are averaged over discriminator scales so ``lambda_adv`` keeps
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hmss_ray.config import LossConfig
+from hmss_ray.config import AdversarialCriterion, LossConfig, parse_choice
 from hmss_ray.metrics import ssim_map
 
 
-class AdversarialCriterion(StrEnum):
-    """How the discriminator's logits are turned into losses."""
-
-    LSGAN = "lsgan"  # least squares (pix2pixHD)
-    HINGE = "hinge"
-    BCE = "bce"  # binary cross-entropy on logits; real_label < 1 smooths the real target
-
-
 def criterion(value: str) -> AdversarialCriterion:
-    try:
-        return AdversarialCriterion(value)
-    except ValueError:
-        valid = ", ".join(repr(c.value) for c in AdversarialCriterion)
-        raise ValueError(f"adversarial={value!r} is not valid; choose one of: {valid}") from None
+    return parse_choice(AdversarialCriterion, value, "adversarial")
 
 
 def d_adversarial(

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from hmss_ray import storage
 from hmss_ray.config import ExperimentConfig
+from hmss_ray.models.factory import build_generator, unwrap
 
 GENERATOR_FILE = "generator.safetensors"
 DISCRIMINATOR_FILE = "discriminator.safetensors"
@@ -52,12 +53,8 @@ class CheckpointMeta:
         return ExperimentConfig.from_dict(self.config)
 
 
-def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    return getattr(module, "module", module)  # DistributedDataParallel keeps the model in .module
-
-
 def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in _unwrap(module).state_dict().items()}
+    return {k: v.detach().cpu().contiguous() for k, v in unwrap(module).state_dict().items()}
 
 
 def save_checkpoint(
@@ -95,8 +92,6 @@ def load_generator(
     directory: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[torch.nn.Module, CheckpointMeta]:
     """Rebuild the generator from a checkpoint directory alone (config + safetensors)."""
-    from hmss_ray.models.factory import build_generator
-
     directory = Path(directory)
     if not (directory / GENERATOR_FILE).exists():
         raise FileNotFoundError(f"{directory} is not a checkpoint: {GENERATOR_FILE} is missing")
@@ -114,9 +109,9 @@ def load_training_state(
 ) -> CheckpointMeta:
     """Load weights (and optimiser states when present) into existing modules, in place."""
     directory = Path(directory)
-    _unwrap(generator).load_state_dict(load_file(str(directory / GENERATOR_FILE)))
+    unwrap(generator).load_state_dict(load_file(str(directory / GENERATOR_FILE)))
     if discriminator is not None and (directory / DISCRIMINATOR_FILE).exists():
-        _unwrap(discriminator).load_state_dict(load_file(str(directory / DISCRIMINATOR_FILE)))
+        unwrap(discriminator).load_state_dict(load_file(str(directory / DISCRIMINATOR_FILE)))
     if optimizers and (directory / OPTIM_FILE).exists():
         states = torch.load(directory / OPTIM_FILE, map_location="cpu", weights_only=True)
         for name, opt in optimizers.items():

@@ -3,34 +3,30 @@
 The same preprocessing as training (MR normalisation inside the mask, crop/pad around the mask,
 2.5D context), slices through the generator in batches of ``batch_slices`` (peak memory is one
 batch, not the volume), the inverse intensity mapping to HU and the inverse crop back onto the
-input grid. Used by Serve, by evaluation and by the CLI:
-
-    python -m hmss_ray.inference --model outputs/registry/demo --mr mr.nii.gz --out sct.nii.gz
+input grid. Used by Serve, by evaluation and by the CLI (``python -m hmss_ray.inference``).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import sys
-import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import torch
 from scipy import ndimage
 
-from hmss_ray import checkpoint as ckpt
-from hmss_ray.config import ExperimentConfig
+from hmss_ray.config import ExperimentConfig, UserError
 from hmss_ray.data import preprocess
+from hmss_ray.io import Volume
+from hmss_ray.models import checkpoint as ckpt
+from hmss_ray.models.factory import resolve_device
 
 AIR_HU = -1000
 
 
-class InputError(ValueError):
+class InputError(UserError):
     """The input volume cannot be synthesised; the message says why (HTTP 422)."""
 
 
@@ -64,10 +60,21 @@ def mask_from_mr(mr: np.ndarray) -> np.ndarray:
     return mask.astype(np.uint8)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded model is: registry name, weights version, where it came from, its metrics."""
+
+    name: str
+    version: str  # the first 12 hex digits of the generator weights' sha256
+    uri: str
+    stage: str
+    epoch: int
+    step: int
+    parent: str | None
+    metrics: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
@@ -76,7 +83,7 @@ class Synthesizer:
 
     generator: torch.nn.Module
     cfg: ExperimentConfig
-    info: dict[str, Any]
+    info: ModelInfo
     device: torch.device
     batch_slices: int
 
@@ -85,20 +92,20 @@ class Synthesizer:
         cls, uri: str, device: str = "auto", batch_slices: int | None = None
     ) -> Synthesizer:
         directory = ckpt.localize(uri)
-        dev = _device(device)
+        dev = resolve_device(device)
         generator, meta = ckpt.load_generator(directory, dev)
         cfg = meta.cfg
         digest = hashlib.sha256((directory / ckpt.GENERATOR_FILE).read_bytes()).hexdigest()
-        info = {
-            "name": Path(str(uri).rstrip("/")).name,
-            "version": digest[:12],
-            "uri": str(uri),
-            "stage": meta.stage,
-            "epoch": meta.epoch,
-            "step": meta.step,
-            "parent": meta.parent,
-            "metrics": meta.metrics,
-        }
+        info = ModelInfo(
+            name=Path(str(uri).rstrip("/")).name,
+            version=digest[:12],
+            uri=str(uri),
+            stage=meta.stage,
+            epoch=meta.epoch,
+            step=meta.step,
+            parent=meta.parent,
+            metrics=meta.metrics,
+        )
         return cls(generator, cfg, info, dev, batch_slices or cfg.serve.batch_slices)
 
     def canvas_size(self, mask: np.ndarray) -> int:
@@ -137,46 +144,7 @@ class Synthesizer:
         return np.clip(np.rint(sct), -32768, 32767).astype(np.int16)
 
 
-def synthesize_nifti(synth: Synthesizer, mr_img: nib.Nifti1Image, mask_img=None):
-    """NIfTI in, NIfTI out: the sCT on the MR's grid (same shape, affine and header geometry)."""
-    mr = np.asanyarray(mr_img.dataobj, dtype=np.float32)
-    mask = None if mask_img is None else np.asanyarray(mask_img.dataobj)
-    sct = synth(mr, mask)
-    header = mr_img.header.copy()
-    header.set_data_dtype(np.int16)
-    out = nib.Nifti1Image(sct, mr_img.affine, header)
-    out.header.set_slope_inter(1, 0)
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m hmss_ray.inference",
-        description="Synthesise a CT (int16 HU) from an MR NIfTI with a registry entry.",
-        epilog="example: python -m hmss_ray.inference --model outputs/registry/demo "
-        "--mr data/phantom/Task1/brain/1BA001/mr.nii.gz --out sct.nii.gz",
-    )
-    parser.add_argument("--model", required=True, help="registry entry or checkpoint (path, s3://)")
-    parser.add_argument("--mr", required=True, help="MR NIfTI (.nii or .nii.gz)")
-    parser.add_argument("--mask", help="body mask NIfTI on the MR grid (default: derived)")
-    parser.add_argument("--out", required=True, help="where to write the sCT NIfTI")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    args = parser.parse_args(argv)
-    synth = Synthesizer.from_uri(args.model, device=args.device)
-    t0 = time.perf_counter()
-    try:
-        mask_img = nib.load(args.mask) if args.mask else None
-        out = synthesize_nifti(synth, nib.load(args.mr), mask_img)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    nib.save(out, args.out)
-    print(
-        f"[hmss] wrote {args.out} {out.shape} in {time.perf_counter() - t0:.1f} s "
-        f"(model {synth.info['name']} {synth.info['version']})"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def synthesize_volume(synth: Synthesizer, mr: Volume, mask: Volume | None = None) -> Volume:
+    """An MR volume in, its sCT (int16 HU) out on the MR's grid (same shape and affine)."""
+    sct = synth(np.asarray(mr.array, dtype=np.float32), None if mask is None else mask.array)
+    return mr.like(sct)

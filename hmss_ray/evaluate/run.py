@@ -1,4 +1,4 @@
-"""``python -m hmss_ray.evaluate``: per-patient SynthRAD2023 metrics, tables and figures of a split.
+"""Evaluation: per-patient SynthRAD2023 metrics, tables and figures of one split.
 
 For every case of the split (from the shard manifest, else every paired case under ``--data``) the
 sCT is read from ``--predictions/<case_id>.nii.gz`` or synthesised with the model, then scored:
@@ -6,18 +6,13 @@ SynthRAD2023 MAE / PSNR / SSIM in HU inside the mask, bone Dice, and the noteboo
 (MSE on [-1, 1], per-slice SSIM, VGG distance; FID over all the split's slices). Writes
 ``per_patient.csv``, ``summary.csv`` (per centre and overall), ``report.md`` and PNG figures.
 Every metric comes from :mod:`hmss_ray.metrics`; this module only chooses the data and tabulates.
-
-Exit status: 0 report written (skipped cases are listed in it), 2 bad arguments or config,
-3 no case could be evaluated.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,18 +21,36 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hmss_ray import checkpoint as ckpt
-from hmss_ray import metrics, storage
-from hmss_ray import report_figures as figures
-from hmss_ray.config import ConfigError, ExperimentConfig, load_config, parse_overrides
+from hmss_ray import metrics
+from hmss_ray.config import ExperimentConfig, load_config, parse_overrides
 from hmss_ray.data import preprocess, synthrad
-from hmss_ray.data.shards import read_manifest
-from hmss_ray.features import Kind, describe, fid_features, load_extractor
-from hmss_ray.inference import Synthesizer, synthesize_nifti
+from hmss_ray.data.manifest import read_manifest
+from hmss_ray.evaluate import figures, report
+from hmss_ray.inference.synthesizer import Synthesizer, synthesize_volume
+from hmss_ray.io import read_volume, write_volume
+from hmss_ray.metrics.features import Kind, describe, fid_features, load_extractor
+from hmss_ray.models import checkpoint as ckpt
+from hmss_ray.models.factory import resolve_device
 
-EXIT_OK, EXIT_USAGE, EXIT_NOTHING = 0, 2, 3
 OVERALL = "all"
 SLICE_BATCH = 32  # slices per forward pass of the feature extractors: bounded memory
+
+
+@dataclass(frozen=True)
+class EvaluationJob:
+    """What to evaluate and where the report goes (``out`` a local folder)."""
+
+    data: str
+    out: Path
+    split: str = "test"
+    model: str | None = None
+    shards: str | None = None
+    predictions: str | None = None
+    device: str = "auto"
+
+
+class NothingEvaluated(RuntimeError):
+    """No case of the split could be evaluated."""
 
 
 class Scorers(NamedTuple):
@@ -56,9 +69,9 @@ def select_cases(
     skipped: list[tuple[str, str]] = []
     if shards:
         manifest = read_manifest(shards)
-        wanted = {k for k, v in manifest["cases"].items() if v.get("split") == split}
+        wanted = set(manifest.case_ids(split))
         # cases prepare skipped still belong to the split: try them, so the report lists them
-        wanted |= {s["case_id"] for s in manifest.get("skipped", []) if s.get("split") == split}
+        wanted |= {s.case_id for s in manifest.skipped if s.split == split}
         skipped += [(c, f"not found under {data_dir}") for c in sorted(wanted - set(found))]
         refs = [found[c] for c in sorted(wanted & set(found))]
     else:
@@ -149,7 +162,7 @@ def summarise(per_patient: pd.DataFrame, fids: dict[str, float]) -> pd.DataFrame
             "patients": len(df),
             "slices": int(df["slices"].sum()),
         }
-        for col in figures.PATIENT_METRICS:
+        for col in report.PATIENT_METRICS:
             row[f"{col}_mean"], row[f"{col}_std"] = df[col].mean(), df[col].std()
         weights = df["slices"].where(df["slices"] > 0)
         for col in ("slice_mse", "slice_ssim", "vgg"):
@@ -166,14 +179,13 @@ def sct_for(
 ) -> np.ndarray:
     """The case's sCT in HU: read from ``sct_dir``, or synthesised and saved there first.
 
-    Synthesis goes through :func:`synthesize_nifti`, the code path the HTTP endpoint runs, so a
+    Synthesis goes through :func:`synthesize_volume`, the code path the HTTP endpoint runs, so a
     model evaluated here and the same model served give the same sCT.
     """
     path = sct_dir / f"{case.id}.nii.gz"
     if synth is not None:
-        mask_file = ref.file("mask")
-        image = synthesize_nifti(synth, nib.load(ref.file("mr")), nib.load(mask_file))
-        nib.save(image, path)
+        mr, mask = read_volume(ref.file("mr")), read_volume(ref.file("mask"))
+        write_volume(synthesize_volume(synth, mr, mask), path)
     return read_prediction(path, case)
 
 
@@ -219,119 +231,67 @@ def evaluate_cases(
     return pd.DataFrame(rows), fids
 
 
-def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
-    """``--config`` when given, else the model's own config (its hu_range made its sCTs)."""
-    if args.config:
-        return load_config(args.config, args.set)
-    base = ckpt.read_meta(ckpt.localize(args.model)).cfg if args.model else ExperimentConfig()
-    return base.replace(parse_overrides(args.set)) if args.set else base
+def evaluation_config(
+    model: str | None, config: str | None = None, overrides: Sequence[str] = ()
+) -> ExperimentConfig:
+    """``config`` when given, else the model's own config (its hu_range made its sCTs)."""
+    if config:
+        return load_config(config, list(overrides))
+    base = ckpt.read_meta(ckpt.localize(model)).cfg if model else ExperimentConfig()
+    return base.replace(parse_overrides(list(overrides))) if overrides else base
 
 
 def write_outputs(
-    args: argparse.Namespace,
+    job: EvaluationJob,
     cfg: ExperimentConfig,
-    out: Path,
     results: tuple[pd.DataFrame, dict[str, float]],
     skipped: list[tuple[str, str]],
     load_pair: Callable[[str], tuple[synthrad.Case, np.ndarray]],
     scorers: Scorers,
 ) -> None:
-    """The CSVs, the figures and ``report.md`` under ``out``."""
+    """The CSVs, the figures and ``report.md`` under ``job.out``."""
+    out = job.out
     per_patient, fids = results
     summary = summarise(per_patient, fids)
     per_patient.to_csv(out / "per_patient.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     written = figures.write_figures(per_patient, load_pair, out)
     context = {
-        "model": args.model or "(none: predictions only)",
-        "sCT": f"read from {args.predictions}" if args.predictions else f"synthesised -> {out}/sct",
-        "data": args.data,
-        "split": f"{args.split} (from {args.shards})" if args.shards else "all paired cases",
+        "model": job.model or "(none: predictions only)",
+        "sCT": f"read from {job.predictions}" if job.predictions else f"synthesised -> {out}/sct",
+        "data": job.data,
+        "split": f"{job.split} (from {job.shards})" if job.shards else "all paired cases",
         "slice metrics": f"HU mapped from data.hu_range {list(cfg.data.hu_range)} to [-1, 1]",
     }
     labels = describe(scorers.vgg, "VGG distance"), describe(scorers.inception, "FID")
-    report = figures.markdown_report(context, per_patient, summary, skipped, written, *labels)
-    (out / "report.md").write_text(report)
+    text = report.markdown_report(context, per_patient, summary, skipped, written, *labels)
+    (out / "report.md").write_text(text)
 
 
-def run(args: argparse.Namespace, out: Path) -> int:
-    cfg = resolve_config(args)
-    refs, skipped = select_cases(args.data, args.split, args.shards, cfg.data.regions)
-    print(
-        f"[hmss] {len(refs)} case(s) in split {args.split!r} to evaluate, {len(skipped)} left out"
-    )
-    device = _device(args.device)
+def evaluate(job: EvaluationJob, cfg: ExperimentConfig) -> pd.DataFrame:
+    """Score every case of the split and write the report; returns the per-patient table."""
+    refs, skipped = select_cases(job.data, job.split, job.shards, cfg.data.regions)
+    print(f"[hmss] {len(refs)} case(s) in split {job.split!r} to evaluate, {len(skipped)} left out")
+    device = resolve_device(job.device)
     scorers = Scorers(
         load_extractor(Kind.VGG_DISTANCE, cfg.metrics.vgg_weights).to(device),
         load_extractor(Kind.INCEPTION, cfg.metrics.inception_weights).to(device),
         device,
     )
-    synth, sct_dir = None, Path(args.predictions or out / "sct")
-    if not args.predictions:
-        synth = Synthesizer.from_uri(args.model, device=str(device))
+    synth, sct_dir = None, Path(job.predictions or job.out / "sct")
+    if not job.predictions:
+        if not job.model:
+            raise ValueError("evaluate needs a model to synthesise with, or predictions to score")
+        synth = Synthesizer.from_uri(job.model, device=str(device))
         sct_dir.mkdir(parents=True, exist_ok=True)
     results = evaluate_cases(refs, cfg, sct_dir, scorers, skipped, synth)
     if results[0].empty:
-        print(f"error: none of the {len(refs)} case(s) could be evaluated", file=sys.stderr)
-        return EXIT_NOTHING
+        raise NothingEvaluated(f"none of the {len(refs)} case(s) could be evaluated")
     by_id = {str(r.id): r for r in refs}
 
     def load_pair(case_id: str) -> tuple[synthrad.Case, np.ndarray]:
         case = synthrad.load_case(by_id[case_id], cfg.data)
         return case, read_prediction(sct_dir / f"{case_id}.nii.gz", case)
 
-    write_outputs(args, cfg, out, results, skipped, load_pair, scorers)
-    return EXIT_OK
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m hmss_ray.evaluate",
-        description="SynthRAD2023 metrics, slice metrics, tables and figures for one split.",
-        epilog="example: python -m hmss_ray.evaluate --model outputs/registry/demo "
-        "--data data/phantom --shards data/shards --split test --out outputs/evaluation",
-    )
-    parser.add_argument("--model", help="registry entry or checkpoint (path, s3://)")
-    parser.add_argument("--data", required=True, help="SynthRAD Task1 folder (or its parent)")
-    parser.add_argument("--shards", help="shard root whose manifest gives each case's split")
-    parser.add_argument("--split", default="test", choices=synthrad.SPLITS,
-                        help="manifest split to score (default test; needs --shards)")  # fmt: skip
-    parser.add_argument("--predictions", help="local folder of <case_id>.nii.gz sCTs to score")
-    parser.add_argument("--out", default="outputs/evaluation", help="report folder (path, s3://)")
-    parser.add_argument("--config", help="experiment YAML (default: the model's own config)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted config override, repeatable")  # fmt: skip
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    args = parser.parse_args(argv)
-    if not args.model and not args.predictions:
-        parser.error("give --model (to synthesise the sCTs) or --predictions (sCTs to score)")
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="hmss-eval-") as tmp:
-        # s3:// reports are staged locally (matplotlib and pandas write files) and copied at the end
-        out = Path(tmp) if storage.is_remote(args.out) else Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        try:
-            code = run(args, out)
-        except (ConfigError, FileNotFoundError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        if code == EXIT_OK and storage.is_remote(args.out):
-            storage.copy_dir(str(out), args.out)
-    if code == EXIT_OK:
-        where = args.out if storage.is_remote(args.out) else Path(args.out).resolve()
-        print(f"[hmss] report: {storage.join(str(where), 'report.md')}")
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    write_outputs(job, cfg, results, skipped, load_pair, scorers)
+    return results[0]

@@ -1,7 +1,7 @@
 """Ray Serve: the registry's winner behind HTTP (FastAPI ingress).
 
     serve run serve/hmss.yaml          # from the config file (serve deploy on a cluster)
-    python -m hmss_ray.serving --model outputs/registry/demo --port 8000
+    python -m hmss_ray.serving --model outputs/registry/demo --port 8000   (see __main__)
 
 API: ``POST /v1/synthesize`` (MR NIfTI body, or multipart ``mr`` + optional ``mask``) -> sCT NIfTI;
 ``GET /v1/model``; ``GET /healthz``. A bad request gets a 4xx with a JSON ``detail`` that says
@@ -11,23 +11,19 @@ what is wrong, and never takes the replica down.
 # no `from __future__ import annotations`: FastAPI must see the real Request/Response types
 # on the routes of the Serve class to inject the request
 
-import argparse
-import gzip
 import hmac
 import os
-import sys
 import time
 from typing import Any
 
-import nibabel as nib
-import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from ray import serve
 
-from hmss_ray.cluster import init_ray
-from hmss_ray.inference import InputError, Synthesizer, synthesize_nifti
+from hmss_ray.inference.synthesizer import InputError, Synthesizer, synthesize_volume
+from hmss_ray.io import UnreadableVolume, Volume
+from hmss_ray.io.volume import nifti_bytes, nifti_from_bytes
 
 NIFTI_TYPES = {
     "application/octet-stream",
@@ -50,16 +46,12 @@ def _bad(status: int, message: str) -> HTTPException:
     return HTTPException(status_code=status, detail=message)
 
 
-def parse_nifti(data: bytes, what: str = "MR") -> nib.Nifti1Image:
-    """Bytes of a .nii or .nii.gz -> image with its data loaded; HTTP 400 when unreadable."""
+def parse_nifti(data: bytes, what: str = "MR") -> Volume:
+    """Bytes of a .nii or .nii.gz -> :class:`Volume`; HTTP 400 when unreadable."""
     try:
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        image = nib.Nifti1Image.from_bytes(data)
-        np.asanyarray(image.dataobj)  # force the read: truncated data fails here, not later
-        return image
-    except Exception as exc:  # untrusted bytes: any failure to parse means "not a NIfTI"
-        raise _bad(400, f"the {what} is not a readable NIfTI file: {exc}") from exc
+        return nifti_from_bytes(data, what)
+    except UnreadableVolume as exc:
+        raise _bad(400, str(exc)) from exc
 
 
 @serve.deployment(name=DEPLOYMENT)
@@ -99,8 +91,8 @@ class SCTSynthesizer:
         self._authorise(request)
         cfg = self.synth.cfg
         return {
-            **{k: v for k, v in self.synth.info.items() if k != "metrics"},
-            "validation_metrics": self.synth.info["metrics"],
+            **{k: v for k, v in self.synth.info.to_dict().items() if k != "metrics"},
+            "validation_metrics": self.synth.info.metrics,
             "config": {
                 "image_size": cfg.data.image_size,
                 "context_slices": cfg.data.context_slices,
@@ -114,21 +106,21 @@ class SCTSynthesizer:
     async def synthesize(self, request: Request) -> Response:
         self._authorise(request)
         mr_bytes, mask_bytes = await self._read_upload(request)
-        mr_img = parse_nifti(mr_bytes, "MR")
-        mask_img = parse_nifti(mask_bytes, "mask") if mask_bytes is not None else None
+        mr = parse_nifti(mr_bytes, "MR")
+        mask = parse_nifti(mask_bytes, "mask") if mask_bytes is not None else None
         t0 = time.perf_counter()
         try:
-            out = await run_in_threadpool(synthesize_nifti, self.synth, mr_img, mask_img)
+            out = await run_in_threadpool(synthesize_volume, self.synth, mr, mask)
         except InputError as exc:
             raise _bad(422, str(exc)) from exc
         elapsed_ms = (time.perf_counter() - t0) * 1000
-        body = gzip.compress(out.to_bytes(), compresslevel=1)
+        body = nifti_bytes(out)
         return Response(
             content=body,
             media_type="application/gzip",
             headers={
-                "X-Model-Name": str(self.synth.info["name"]),
-                "X-Model-Version": str(self.synth.info["version"]),
+                "X-Model-Name": self.synth.info.name,
+                "X-Model-Version": self.synth.info.version,
                 "X-Inference-Time-Ms": f"{elapsed_ms:.1f}",
                 "Content-Disposition": 'attachment; filename="sct.nii.gz"',
             },
@@ -190,7 +182,7 @@ def deploy(
     ``env`` reaches the replicas (e.g. the variable holding the API token); ``options`` go to
     ``SCTSynthesizer`` (``max_upload_mb``, ``api_token_env``, ``device``).
     """
-    from hmss_ray.checkpoint import localize, read_meta
+    from hmss_ray.models.checkpoint import localize, read_meta
 
     cfg = read_meta(localize(model)).cfg.serve
     serve.start(http_options={"host": host, "port": port})
@@ -214,28 +206,3 @@ def deploy(
         blocking=blocking,
     )
     return f"http://{host}:{port}{route_prefix.rstrip('/')}"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m hmss_ray.serving",
-        description="Serve a registry entry over HTTP with Ray Serve (binds 127.0.0.1 by default).",
-        epilog="example: python -m hmss_ray.serving --model outputs/registry/demo --port 8000",
-    )
-    parser.add_argument("--model", required=True, help="registry entry URI (path or s3://)")
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args(argv)
-    init_ray()
-    url = deploy(args.model, args.host, args.port)
-    print(f"[hmss] serving {args.model} at {url} (Ctrl-C to stop)", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        serve.shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,13 +1,8 @@
-"""Image metrics: the SynthRAD2023 3D metrics per patient, and the slice metrics of the notebooks.
+"""Slice metrics of [-1, 1] images (torch): the notebooks' validation metrics and bone Dice.
 
-``synthrad_metrics`` follows the challenge definitions exactly (HU range [-1024, 3000], data range
-4024; masked MAE unclipped; PSNR on clipped voxels inside the mask; SSIM on the clipped volume with
-the outside of the mask set to -1024, shifted by +1024, 3D skimage SSIM with its defaults, the
-3-voxel border cropped from map and mask, averaged inside the mask).
-
-``SliceMetrics`` accumulates the validation metrics over batches of [-1, 1] slices: MSE on the
-[-1, 1] scale, per-slice SSIM (skimage 2D defaults on [0, 1] images), PSNR and MAE in HU inside the
-mask, bone Dice, and optionally the VGG feature distance and FID.
+``SliceMetrics`` accumulates over batches: MSE on the [-1, 1] scale, per-slice SSIM (skimage 2D
+defaults on [0, 1] images), PSNR and MAE in HU inside the mask, bone Dice, and optionally the VGG
+feature distance and FID.
 """
 
 from __future__ import annotations
@@ -15,64 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
-from skimage.metrics import structural_similarity
 from torch import nn
 from torch.nn import functional as F
 
-from hmss_ray.features import fid_features
-
-HU_MIN, HU_MAX = -1024.0, 3000.0
-DATA_RANGE = HU_MAX - HU_MIN  # 4024
-SSIM_WIN = 7
-SSIM_CROP = SSIM_WIN // 2  # 3 voxels: where the 7-voxel window leaves the volume
-
-
-# --- SynthRAD2023, per patient, 3D --------------------------------------------------------------
-
-
-def synthrad_metrics(ct_hu: np.ndarray, sct_hu: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """``{"mae", "psnr", "ssim"}`` of one patient's volumes, SynthRAD2023 definitions.
-
-    PSNR is ``inf`` when the clipped volumes agree exactly inside the mask.
-    """
-    ct = np.asarray(ct_hu, dtype=np.float64)
-    sct = np.asarray(sct_hu, dtype=np.float64)
-    inside = np.asarray(mask) > 0
-    if ct.shape != sct.shape or ct.shape != inside.shape:
-        raise ValueError(f"shapes differ: ct {ct.shape}, sct {sct.shape}, mask {inside.shape}")
-    if not inside.any():
-        raise ValueError("the mask is empty: no voxel to score")
-    mae = float(np.abs(ct[inside] - sct[inside]).mean())  # no clipping, as the challenge does
-    ct_c, sct_c = np.clip(ct, HU_MIN, HU_MAX), np.clip(sct, HU_MIN, HU_MAX)
-    mse = float(np.mean((ct_c[inside] - sct_c[inside]) ** 2))
-    return {
-        "mae": mae,
-        "psnr": psnr_from_mse(mse, DATA_RANGE),
-        "ssim": _synthrad_ssim(ct_c, sct_c, inside),
-    }
-
-
-def _synthrad_ssim(ct: np.ndarray, sct: np.ndarray, inside: np.ndarray) -> float:
-    ct = np.where(inside, ct, HU_MIN) - HU_MIN  # non-negative, background exactly 0
-    sct = np.where(inside, sct, HU_MIN) - HU_MIN
-    if min(ct.shape) <= 2 * SSIM_CROP:
-        raise ValueError(f"volume {ct.shape} is too small for the {SSIM_WIN}-voxel SSIM window")
-    _, ssim_full = structural_similarity(ct, sct, data_range=DATA_RANGE, full=True)
-    crop = (slice(SSIM_CROP, -SSIM_CROP),) * ct.ndim
-    kept = inside[crop]
-    if not kept.any():
-        raise ValueError("the mask lies entirely within 3 voxels of the border: SSIM undefined")
-    return float(ssim_full[crop][kept].mean(dtype=np.float64))
-
-
-def psnr_from_mse(mse: float, data_range: float) -> float:
-    """skimage semantics, ``10 log10(range^2 / mse)``; ``inf`` for identical images."""
-    return math.inf if mse <= 0 else 10.0 * math.log10(data_range**2 / mse)
-
-
-# --- slice metrics (torch) -----------------------------------------------------------------------
+from hmss_ray.metrics.features import fid_features
+from hmss_ray.metrics.fid import FeatureStats, fid
+from hmss_ray.metrics.synthrad2023 import SSIM_WIN, psnr_from_mse
 
 
 def to_hu(x: torch.Tensor, hu_range: Sequence[float]) -> torch.Tensor:
@@ -120,49 +64,6 @@ def _bone_counts(ct_hu, sct_hu, mask, threshold_hu) -> tuple[float, float]:
     inside = mask > 0.5
     a, b = (ct_hu >= threshold_hu) & inside, (sct_hu >= threshold_hu) & inside
     return float((a & b).sum()), float(a.sum() + b.sum())
-
-
-def frechet_distance(
-    mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor
-) -> float:
-    """``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))`` in float64.
-
-    The trace of the matrix square root is the sum of square roots of the eigenvalues of S1 S2
-    (real and non-negative in exact arithmetic; round-off below zero is clamped).
-    """
-    mu1, mu2, s1, s2 = (t.double().cpu() for t in (mu1, mu2, sigma1, sigma2))
-    eig = torch.linalg.eigvals(s1 @ s2).real.clamp(min=0)
-    value = (mu1 - mu2).square().sum() + s1.trace() + s2.trace() - 2 * eig.sqrt().sum()
-    return float(value.clamp(min=0))
-
-
-class FeatureStats:
-    """Running mean and covariance of feature vectors (float64), bounded memory."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.total: torch.Tensor | None = None
-        self.outer: torch.Tensor | None = None
-
-    def update(self, feats: torch.Tensor) -> None:
-        feats = feats.detach().double().cpu()
-        if self.total is None:
-            self.total = torch.zeros(feats.shape[1], dtype=torch.float64)
-            self.outer = torch.zeros(feats.shape[1], feats.shape[1], dtype=torch.float64)
-        self.n += feats.shape[0]
-        self.total += feats.sum(0)
-        self.outer += feats.T @ feats
-
-    def mean_cov(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.n < 2 or self.total is None or self.outer is None:
-            raise ValueError("FID needs at least 2 slices on each side")
-        mu = self.total / self.n
-        cov = (self.outer - self.n * torch.outer(mu, mu)) / (self.n - 1)  # unbiased, as np.cov
-        return mu, cov
-
-
-def fid(stats_real: FeatureStats, stats_fake: FeatureStats) -> float:
-    return frechet_distance(*stats_real.mean_cov(), *stats_fake.mean_cov())
 
 
 class SliceMetrics:

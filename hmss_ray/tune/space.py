@@ -34,10 +34,14 @@ class Param:
     values: tuple[Any, ...]
 
     def corners(self) -> list[Any]:
-        """Values at the edges of the range: enough to validate the whole space cheaply."""
+        """Values to validate the space with: every choice, every integer of a range of at most
+        256, else both ends (ranges are checked by their ends: config ranges are intervals)."""
         if self.kind == "choice":
             return list(self.values)
-        return [self.values[0], self.values[1]]
+        low, high = self.values
+        if self.kind == "int" and high - low <= 256:
+            return list(range(low, high + 1))
+        return [low, high]
 
 
 @dataclass(frozen=True)

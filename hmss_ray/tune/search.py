@@ -1,12 +1,4 @@
-"""``python -m hmss_ray.tune``: Ray Tune + Optuna over the cascade; the winner goes to the registry.
-
-Example:
-    python -m hmss_ray.tune --config configs/demo.yaml --space tune_spaces/demo.yaml \\
-        --data data/shards --storage outputs/tune --registry outputs/registry
-
-On a cluster:
-    ray job submit --working-dir . -- python -m hmss_ray.tune --config configs/brain.yaml \\
-        --space tune_spaces/losses.yaml --data s3://bucket/shards --storage s3://bucket/tune
+"""Ray Tune + Optuna over the cascade; the winner goes to the registry.
 
 Each trial is one full Ray Train run (the Train V2 "driver function" pattern). The objective is
 ``score = w_ssim * (1 - SSIM) + w_fid * FID / fid_ref`` (weights in ``tune``), minimised, with ASHA
@@ -16,26 +8,35 @@ trials are not rerun.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
-import sys
 import threading
+from dataclasses import dataclass
 from typing import Any
 
-import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from hmss_ray import checkpoint as ckpt
-from hmss_ray import search_report, storage
-from hmss_ray.cluster import init_ray
-from hmss_ray.config import ConfigError, ExperimentConfig, describe, load_config
-from hmss_ray.data.shards import read_manifest
+from hmss_ray import storage
+from hmss_ray.config import ExperimentConfig
+from hmss_ray.data.manifest import read_manifest
+from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.train.trainer import build_trainer
-from hmss_ray.tune_space import SearchSpace, load_space, validate_space
+from hmss_ray.tune import report as search_report
+from hmss_ray.tune.report import TrialRow
+from hmss_ray.tune.space import SearchSpace, validate_space
+
+
+@dataclass
+class SearchResult:
+    """What a finished search leaves: the winner, its registry entry, the report, every trial."""
+
+    winner: TrialRow
+    registry_entry: str
+    report: str
+    rows: list[TrialRow]
 
 
 class SearchInterrupted(RuntimeError):
@@ -142,7 +143,7 @@ def run_search(
     name: str,
     registry_uri: str,
     entry_name: str,
-) -> dict[str, Any]:
+) -> SearchResult:
     """Run (or resume) the search, write the results table, plot and registry entry."""
     validate_space(space, cfg)
     tuner = build_tuner(cfg, space, data_uri, storage_uri, name)
@@ -159,91 +160,23 @@ def run_search(
         raise RuntimeError(f"search {name}: no trial reported a validation score")
     out_uri = storage.join(storage_uri, name, "report")
     written = search_report.write_report(rows, out_uri, cfg)
-    winner = min(rows, key=lambda r: r["score"])
+    winner = rows[0]  # sorted by score
     manifest = read_manifest(data_uri)
     entry = ckpt.write_registry_entry(
-        ckpt.localize(winner["checkpoint_path"]),
+        ckpt.localize(winner.checkpoint_path),
         registry_uri,
         entry_name,
-        metrics={k: v for k, v in winner.items() if k not in ("params", "checkpoint_path")},
+        metrics=winner.metrics(),
         winner={
-            "trial_id": winner["trial_id"],
+            "trial_id": winner.trial_id,
             "objective": search_report.objective_text(cfg),
-            "score": winner["score"],
-            "params": winner["params"],
+            "score": winner.score,
+            "params": winner.params,
             "space": space.to_dict(),
             "parent": cfg.train.init_from,
             "search": storage.join(storage_uri, name),
             "data": data_uri,
-            "data_manifest_hash": manifest.get("data_hash"),
+            "data_manifest_hash": manifest.data_hash,
         },
     )
-    return {"winner": winner, "registry_entry": entry, "report": written, "rows": rows}
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m hmss_ray.tune",
-        description="Ray Tune + Optuna search over the HMSS cascade; winner to the registry.",
-        epilog="example: python -m hmss_ray.tune --config configs/demo.yaml --space "
-        "tune_spaces/demo.yaml --data data/shards --storage outputs/tune",
-    )
-    parser.add_argument("--config", help="experiment YAML")
-    parser.add_argument("--space", required=True, help="search space YAML (tune_spaces/)")
-    parser.add_argument("--data", required=True, help="shard root (path or s3://)")
-    parser.add_argument("--storage", default="outputs/tune", help="search state root (path, s3://)")
-    parser.add_argument("--name", help="search name (default: tune.name); same name resumes")
-    parser.add_argument("--registry", help="model registry root (default: tune.registry)")
-    parser.add_argument("--entry", help="registry entry name (default: the search name)")
-    parser.add_argument("--init-from", help="warm-start every trial from this registry entry")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dotted config override, repeatable",
-    )
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        overrides = list(args.set) + (
-            [f"train.init_from={args.init_from}"] if args.init_from else []
-        )
-        cfg = load_config(args.config, overrides)
-        space = load_space(args.space)
-        validate_space(space, cfg)
-    except (ConfigError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    name = args.name or cfg.tune.name
-    print(describe(cfg))
-    print(f"[hmss] search space {space.name}: " + ", ".join(p.key for p in space.params))
-    init_ray()
-    try:
-        result = run_search(
-            cfg,
-            space,
-            args.data,
-            args.storage,
-            name,
-            args.registry or cfg.tune.registry,
-            args.entry or name,
-        )
-    except SearchInterrupted as exc:
-        print(f"[hmss] {exc}", file=sys.stderr)
-        return 130
-    print(search_report.markdown_table(result["rows"]))
-    print(f"[hmss] report: {result['report']}")
-    print(
-        f"[hmss] winner {result['winner']['trial_id']} (score {result['winner']['score']:.4f}) "
-        f"-> {result['registry_entry']}"
-    )
-    ray.shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return SearchResult(winner, entry, written, rows)

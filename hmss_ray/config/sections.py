@@ -1,0 +1,279 @@
+"""The sections of ``ExperimentConfig``: frozen dataclasses, each checking its own ranges.
+
+A value of the wrong type is refused while the tree is built (:mod:`.tree`); a value of the right
+type outside its range is refused by the section's ``__post_init__``, with the dotted key, the
+value and what is allowed. Choices are ``StrEnum`` members (their YAML form is the plain string).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from hmss_ray.config.tree import Section
+
+REGIONS = ("brain", "pelvis")
+
+
+class Norm(StrEnum):
+    """Normalisation after each convolution."""
+
+    INSTANCE = "instance"
+    BATCH = "batch"
+    NONE = "none"
+
+
+class AdversarialCriterion(StrEnum):
+    """How the discriminator's logits are turned into losses."""
+
+    LSGAN = "lsgan"  # least squares (pix2pixHD)
+    HINGE = "hinge"
+    BCE = "bce"  # binary cross-entropy on logits; real_label < 1 smooths the real target
+
+
+class MixedPrecision(StrEnum):
+    AUTO = "auto"  # bf16 autocast on CUDA, fp32 elsewhere
+    BF16 = "bf16"
+    OFF = "off"
+
+
+class Sampler(StrEnum):
+    TPE = "tpe"
+    RANDOM = "random"
+
+
+@dataclass(frozen=True)
+class DataConfig(Section):
+    """What a slice is and how cases are split.
+
+    Intensities: CT HU is clipped to ``hu_range`` and mapped to [-1, 1]; MR is normalised per
+    volume between the ``mr_percentiles`` inside the mask.
+    """
+
+    SECTION = "data"
+    regions: tuple[str, ...] = REGIONS
+    hu_range: tuple[float, float] = (-1024.0, 3000.0)
+    mr_percentiles: tuple[float, float] = (0.5, 99.5)
+    image_size: int = 256
+    context_slices: int = 0
+    min_mask_fraction: float = 0.05
+    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    split_seed: int = 0
+    max_train_slices: int | None = None
+    balance_centres: bool = False
+    slices_per_shard: int = 256
+    max_ct_hu: float = 4000.0
+    min_ct_hu: float = -2048.0
+
+    def __post_init__(self) -> None:
+        self.require("regions", len(self.regions) > 0, "needs at least one region")
+        for region in self.regions:
+            self.require("regions", region in REGIONS, f"items must be one of {list(REGIONS)}")
+        self.require(
+            "hu_range", self.hu_range[0] < self.hu_range[1], "must be [low, high], low < high"
+        )
+        lo, hi = self.mr_percentiles
+        self.require("mr_percentiles", 0 <= lo < hi <= 100, "must satisfy 0 <= low < high <= 100")
+        self.at_least(16, "image_size")
+        self.non_negative("context_slices")
+        self.require("min_mask_fraction", 0 <= self.min_mask_fraction < 1, "must be in [0, 1)")
+        fractions = self.split_fractions
+        self.require(
+            "split_fractions",
+            abs(sum(fractions) - 1) < 1e-6 and min(fractions) >= 0,
+            "must be three non-negative fractions (train, val, test) that sum to 1",
+        )
+        self.optional_at_least(1, "max_train_slices")
+        self.at_least(1, "slices_per_shard")
+        self.require("max_ct_hu", self.min_ct_hu < self.max_ct_hu, "must be > data.min_ct_hu")
+
+
+@dataclass(frozen=True)
+class AugmentConfig(Section):
+    """Paired augmentation: geometry on MR, CT and mask alike; intensity on the MR only."""
+
+    SECTION = "augment"
+    enabled: bool = True
+    flip_prob: float = 0.5
+    rotate_degrees: float = 10.0
+    rotate_prob: float = 0.5
+    scale_range: float = 0.05
+    bias_field_prob: float = 0.3
+    gamma_prob: float = 0.3
+    noise_prob: float = 0.3
+    noise_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        self.probability("flip_prob", "rotate_prob", "bias_field_prob", "gamma_prob", "noise_prob")
+        self.require("rotate_degrees", 0 <= self.rotate_degrees <= 180, "must be in [0, 180]")
+        self.require("scale_range", 0 <= self.scale_range < 1, "must be in [0, 1)")
+        self.non_negative("noise_std")
+
+
+@dataclass(frozen=True)
+class ModelConfig(Section):
+    """Widths and depths of the cascade (pix2pixHD-style global generator + local enhancer)."""
+
+    SECTION = "model"
+    lrg_channels: int = 64
+    lrg_downsamples: int = 3
+    lrg_res_blocks: int = 9
+    hrg_channels: int = 32
+    hrg_res_blocks: int = 3
+    norm: Norm = Norm.INSTANCE
+    disc_channels: int = 64
+    disc_layers: int = 3
+    disc_scales: int = 2
+    spectral_norm: bool = False
+
+    def __post_init__(self) -> None:
+        self.at_least(1, "lrg_channels", "hrg_channels", "disc_channels", "disc_layers")
+        self.non_negative("lrg_downsamples", "lrg_res_blocks", "hrg_res_blocks")
+        self.require("disc_scales", 1 <= self.disc_scales <= 3, "must be 1, 2 or 3")
+
+
+@dataclass(frozen=True)
+class LossConfig(Section):
+    """Loss weights by name; a weight of 0 switches a term off."""
+
+    SECTION = "loss"
+    adversarial: AdversarialCriterion = AdversarialCriterion.LSGAN
+    real_label: float = 1.0
+    lambda_adv: float = 1.0
+    lambda_l1: float = 10.0
+    lambda_low: float = 5.0
+    lambda_fm: float = 10.0
+    lambda_perc: float = 1.0
+    lambda_ssim: float = 1.0
+    lambda_gp: float = 0.0
+    masked_l1: bool = True
+    vgg_weights: str | None = None  # VGG19 file for the perceptual loss; else the torch hub cache
+
+    def __post_init__(self) -> None:
+        self.require("real_label", 0 < self.real_label <= 1, "must be in (0, 1]")
+        weights = ("lambda_adv", "lambda_l1", "lambda_low", "lambda_fm", "lambda_perc")
+        self.non_negative(*weights, "lambda_ssim", "lambda_gp")
+        generator = (self.lambda_adv, self.lambda_l1, self.lambda_fm, self.lambda_perc)
+        self.require(
+            "lambda_l1",
+            max(*generator, self.lambda_ssim) > 0,
+            "every generator loss weight (adv, l1, fm, perc, ssim) is 0: nothing to train",
+        )
+
+
+@dataclass(frozen=True)
+class OptimConfig(Section):
+    SECTION = "optim"
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    g_steps_per_d: int = 1
+
+    def __post_init__(self) -> None:
+        self.positive("lr_g", "lr_d")
+        for key in ("beta1", "beta2"):
+            self.require(key, 0 <= getattr(self, key) < 1, "must be in [0, 1)")
+        self.at_least(1, "g_steps_per_d")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Section):
+    """The staged schedule (LRG alone, HRG with LRG frozen, joint) and the Ray Train resources."""
+
+    SECTION = "train"
+    batch_size: int = 8
+    stage_epochs: tuple[int, int, int] = (2, 2, 6)
+    steps_per_epoch: int | None = None
+    val_max_slices: int | None = None
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 1.0
+    mixed_precision: MixedPrecision = MixedPrecision.AUTO
+    keep_checkpoints: int = 2
+    max_failures: int = 1
+    log_every: int = 10
+    seed: int = 0
+    init_from: str | None = None
+    shuffle_buffer: int = 256
+
+    def __post_init__(self) -> None:
+        self.at_least(1, "batch_size", "num_workers", "keep_checkpoints", "log_every")
+        self.require(
+            "stage_epochs",
+            min(self.stage_epochs) >= 0 and sum(self.stage_epochs) > 0,
+            "must be three epoch counts >= 0 (lrg, hrg, joint), not all 0",
+        )
+        self.optional_at_least(1, "steps_per_epoch", "val_max_slices")
+        self.positive("cpus_per_worker")
+        self.non_negative("gpus_per_worker", "shuffle_buffer")
+        self.require("gpus_per_worker", self.gpus_per_worker > 0 or not self.use_gpu,
+                     "must be > 0 when train.use_gpu is true")  # fmt: skip
+        self.at_least(-1, "max_failures")  # -1: retry forever (Ray's convention)
+
+
+@dataclass(frozen=True)
+class TuneConfig(Section):
+    """Search settings: ``score = w_ssim * (1 - SSIM) + w_fid * FID / fid_ref``, minimised."""
+
+    SECTION = "tune"
+    num_samples: int = 8
+    max_concurrent_trials: int = 1
+    w_ssim: float = 1.0
+    w_fid: float = 1.0
+    fid_ref: float = 100.0
+    multi_objective: bool = False
+    sampler: Sampler = Sampler.TPE
+    asha_grace_period: int = 1
+    asha_reduction_factor: int = 2
+    seed: int = 0
+    registry: str = "outputs/registry"
+    name: str = "hmss"
+
+    def __post_init__(self) -> None:
+        self.at_least(1, "num_samples", "max_concurrent_trials", "asha_grace_period")
+        self.at_least(2, "asha_reduction_factor")
+        self.non_negative("w_ssim", "w_fid")
+        self.require("w_fid", self.w_ssim + self.w_fid > 0, "w_ssim and w_fid cannot both be 0")
+        self.positive("fid_ref")
+        self.require("registry", bool(self.registry.strip()), "must name a path or s3:// URI")
+        self.require("name", bool(self.name.strip()), "must not be empty")
+
+
+@dataclass(frozen=True)
+class MetricsConfig(Section):
+    SECTION = "metrics"
+    bone_threshold_hu: float = 250.0
+    inception_weights: str | None = None
+    vgg_weights: str | None = None  # VGG16 file for the VGG distance; else the torch hub cache
+    fid_max_slices: int = 512
+
+    def __post_init__(self) -> None:
+        self.at_least(2, "fid_max_slices")  # a covariance needs two slices
+
+
+@dataclass(frozen=True)
+class ServeConfig(Section):
+    SECTION = "serve"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    min_replicas: int = 1
+    max_replicas: int = 1
+    target_ongoing_requests: float = 2.0
+    max_ongoing_requests: int = 4
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    max_upload_mb: float = 512.0
+    batch_slices: int = 16
+    min_size: int = 8
+    api_token_env: str = "HMSS_API_TOKEN"
+
+    def __post_init__(self) -> None:
+        self.require("port", 0 <= self.port <= 65535, "must be a TCP port, 0 to 65535")
+        self.non_negative("min_replicas", "num_cpus", "num_gpus")
+        self.at_least(1, "max_replicas", "max_ongoing_requests", "batch_slices", "min_size")
+        self.require("min_replicas", self.min_replicas <= self.max_replicas,
+                     "must be <= serve.max_replicas")  # fmt: skip
+        self.positive("target_ongoing_requests", "max_upload_mb")
+        self.require("api_token_env", bool(self.api_token_env), "must name a variable")

@@ -1,0 +1,75 @@
+"""``python -m hmss_ray.evaluate``: per-patient SynthRAD metrics, tables and figures of a split."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from hmss_ray import cli
+
+SPLITS = ("train", "val", "test")
+EXIT_OK, EXIT_NOTHING = 0, 3
+EXAMPLES = """example:
+  python -m hmss_ray.evaluate --model outputs/registry/demo --data data/phantom \\
+      --shards data/shards --split test --out outputs/evaluation
+
+exit status: 0 report written (cases left out are listed in it), 2 bad arguments or config,
+3 no case could be evaluated
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser(
+        "hmss_ray.evaluate",
+        "SynthRAD2023 metrics, slice metrics, tables and figures for one split.",
+        EXAMPLES,
+    )
+    parser.add_argument("--model", help="registry entry or checkpoint (path, s3://)")
+    parser.add_argument("--data", required=True, help="SynthRAD Task1 folder (or its parent)")
+    parser.add_argument("--shards", help="shard root whose manifest gives each case's split")
+    parser.add_argument("--split", default="test", choices=SPLITS,
+                        help="manifest split to score (default test; needs --shards)")  # fmt: skip
+    parser.add_argument("--predictions", help="local folder of <case_id>.nii.gz sCTs to score")
+    parser.add_argument("--out", default="outputs/evaluation", help="report folder (path, s3://)")
+    cli.add_config_args(parser)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    return parser
+
+
+def command(args: argparse.Namespace) -> int:
+    from hmss_ray import storage
+    from hmss_ray.evaluate.run import EvaluationJob, NothingEvaluated, evaluate, evaluation_config
+
+    if not args.model and not args.predictions:
+        raise cli.UserError("give --model (to synthesise the sCTs) or --predictions (to score)")
+    cfg = evaluation_config(args.model, args.config, args.set)
+    remote = storage.is_remote(args.out)
+    with tempfile.TemporaryDirectory(prefix="hmss-eval-") as tmp:
+        # s3:// reports are staged locally (matplotlib and pandas write files), then copied
+        out = Path(tmp) if remote else Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        job = EvaluationJob(
+            data=args.data, out=out, split=args.split, model=args.model, shards=args.shards,
+            predictions=args.predictions, device=args.device,
+        )  # fmt: skip
+        try:
+            evaluate(job, cfg)
+        except NothingEvaluated as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_NOTHING
+        if remote:
+            storage.copy_dir(str(out), args.out)
+    where = args.out if remote else Path(args.out).resolve()
+    print(f"[hmss] report: {storage.join(str(where), 'report.md')}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(command, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

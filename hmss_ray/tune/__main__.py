@@ -1,0 +1,73 @@
+"""``python -m hmss_ray.tune``: the search, the main job. Re-running the same command resumes it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hmss_ray import cli
+
+EXAMPLES = """examples:
+  python -m hmss_ray.tune --config configs/demo.yaml --space tune_spaces/demo.yaml \\
+      --data data/shards --storage outputs/tune --registry outputs/registry
+  ray job submit --working-dir . -- python -m hmss_ray.tune --config configs/brain.yaml \\
+      --space tune_spaces/losses.yaml --data s3://bucket/shards --storage s3://bucket/tune
+
+exit status: 0 winner written to the registry, 2 bad arguments or config, 130 interrupted
+(run the same command again to resume)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser(
+        "hmss_ray.tune",
+        "Ray Tune + Optuna search over the HMSS cascade; the winner goes to the model registry.",
+        EXAMPLES,
+    )
+    cli.add_config_args(parser)
+    parser.add_argument("--space", required=True, help="search space YAML (tune_spaces/)")
+    parser.add_argument("--data", required=True, help="shard root (path or s3://)")
+    parser.add_argument("--storage", default="outputs/tune", help="search state root (path, s3://)")
+    parser.add_argument("--name", help="search name (default: tune.name); same name resumes")
+    parser.add_argument("--registry", help="model registry root (default: tune.registry)")
+    parser.add_argument("--entry", help="registry entry name (default: the search name)")
+    parser.add_argument("--init-from", help="warm-start every trial from this registry entry")
+    return parser
+
+
+def command(args: argparse.Namespace) -> int:
+    from hmss_ray.cluster import init_ray
+    from hmss_ray.config import describe
+    from hmss_ray.tune import report
+    from hmss_ray.tune.search import SearchInterrupted, run_search
+    from hmss_ray.tune.space import load_space, validate_space
+
+    extra = [f"train.init_from={args.init_from}"] if args.init_from else []
+    cfg = cli.config_from_args(args, extra)
+    space = load_space(args.space)
+    validate_space(space, cfg)
+    name = args.name or cfg.tune.name
+    print(describe(cfg))
+    print(f"[hmss] search space {space.name}: " + ", ".join(p.key for p in space.params))
+    init_ray()
+    registry = args.registry or cfg.tune.registry
+    try:
+        result = run_search(cfg, space, args.data, args.storage, name, registry, args.entry or name)
+    except SearchInterrupted as exc:
+        print(f"[hmss] {exc}", file=sys.stderr)
+        return cli.EXIT_INTERRUPTED
+    print(report.markdown_rows(result.rows))
+    print(f"[hmss] report: {result.report}")
+    print(
+        f"[hmss] winner {result.winner.trial_id} (score {result.winner.score:.4f}) "
+        f"-> {result.registry_entry}"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(command, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
