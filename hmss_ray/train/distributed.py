@@ -62,7 +62,7 @@ class _HookState:
     log: CommLog | None
 
 
-def _comm_hook(state: _HookState, bucket):  # noqa: ANN001, ANN202
+def _comm_hook(state: _HookState, bucket):
     # no annotations: DDP compares them with dist.GradBucket / Future objects, and this module's
     # postponed annotations are strings
     if state.log is not None:

@@ -7,7 +7,8 @@ both, with the LRG output kept close to the downsampled CT by ``loss.lambda_low`
 
 The functions work on plain or DistributedDataParallel-wrapped modules. Side passes that must not
 trigger DDP's gradient bookkeeping (the discriminator inside the generator step, the fake image in
-a stand-alone D step, validation) call the inner module. Batches are moved to the networks' device and dtype.
+a stand-alone D step, validation) call the inner module. Batches are moved to the networks'
+device and dtype.
 :func:`build_training` puts the networks on their device before it builds and restores the
 optimisers (Adam's state follows the parameters it was restored onto). Validation is in
 :mod:`hmss_ray.train.validation`.

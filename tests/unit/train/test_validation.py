@@ -61,7 +61,8 @@ def test_shares_cover_the_split_once_in_order(shards, cfg, world_size, limit):
     expected = slices(whole)
     assert len(expected["mr"]) == whole.total == (limit or whole.total)
     shares = [ValidationShard.open(cfg, shards, r, world_size) for r in range(world_size)]
-    assert [s.start for s in shares] == [sum(x.slices for x in shares[:r]) for r in range(world_size)]
+    starts = [sum(x.slices for x in shares[:r]) for r in range(world_size)]
+    assert [s.start for s in shares] == starts
     assert max(s.slices for s in shares) - min(s.slices for s in shares) <= 1
     got = [slices(s) for s in shares]
     for key, value in expected.items():
@@ -76,7 +77,8 @@ def test_a_remote_share_is_copied_once_and_only_its_own_files(shards, cfg, s3_bu
     share = ValidationShard.open(cfg, uri, 1, 2, cache)
     whole = ValidationShard.open(cfg, uri, 0, 1)  # read in place, from the bucket
     assert all(Path(path).parent == cache for path, _, _ in share.files)
-    assert sorted(p.name for p in cache.iterdir()) == sorted(Path(p).name for p, _, _ in share.files)
+    copied = sorted(p.name for p in cache.iterdir())
+    assert copied == sorted(Path(p).name for p, _, _ in share.files)
     assert len(share.files) < len(whole.files)
     local = ValidationShard.open(cfg, shards, 1, 2)
     first, second = slices(share), slices(local)
