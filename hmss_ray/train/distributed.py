@@ -74,13 +74,15 @@ def _comm_hook(state: _HookState, bucket):
     return default_hooks.allreduce_hook(None, bucket)
 
 
-def _wrap(
+def wrap(
     module: nn.Module,
     device: torch.device,
     find_unused_parameters: bool,
     compression: GradCompression,
     log: CommLog | None,
 ) -> DistributedDataParallel:
+    """``module`` in DDP over its parameters that require a gradient now; a hook compresses
+    the gradients (``compression``) and/or records what is all-reduced (``log``)."""
     on_gpu = device.type == "cuda"
     ddp = DistributedDataParallel(
         module,
@@ -125,7 +127,7 @@ class StageParallel:
         self.d: nn.Module = discriminator
         if self.distributed:
             compression = cfg.train.grad_compression
-            self.d = _wrap(discriminator, self.device, False, compression, d_log)
+            self.d = wrap(discriminator, self.device, False, compression, d_log)
 
     def set_stage(self, stage: str) -> None:
         """Freeze what ``stage`` does not train and wrap the generator over what it does."""
@@ -135,7 +137,7 @@ class StageParallel:
         set_stage(self.generator, stage)
         if self.distributed:
             self.g = self.generator  # drop the previous wrapper (and its reducer) first
-            self.g = _wrap(
+            self.g = wrap(
                 self.generator,
                 self.device,
                 find_unused(self.cfg, stage),

@@ -158,7 +158,17 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         shutil.rmtree(cache, ignore_errors=True)
 
 
-def _epochs(cfg, run, nets, parallel, data, val, rank, world_size) -> None:
+def _epochs(
+    cfg: ExperimentConfig,
+    run: LoopConfig,
+    nets: steps.Networks,
+    parallel: StageParallel,
+    data: EpochBatches,
+    val: ValidationShard,
+    rank: int,
+    world_size: int,
+) -> None:
+    """The staged schedule from ``nets.start_epoch``: train, validate and report, checkpoint."""
     amp = steps.autocast_dtype(cfg.train.mixed_precision, parallel.device)
     progress = ProgressLog(run.log_dir, enabled=rank == 0)
     start_step, step = nets.step, nets.step
