@@ -40,6 +40,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.train_throughput
 	$(PY) -m bench.serve_latency
+	$(PY) -m bench.ddp_comm
 
 # on a machine with an NVIDIA GPU: .venv, the tests marked gpu, bench/gpu_check.py (~8 min);
 # elsewhere it says there is no GPU and exits 0 (scripts/gpu_check.sh)
