@@ -125,10 +125,15 @@ def _rate(run, clock: Clock, warmup: int, seconds: float, min_iters: int) -> tup
 
 
 def measure_variant(cfg, device, variant: str, args) -> dict[str, Any]:
+    import gc
+
     import torch
 
     from hmss_ray.train import steps
 
+    gc.collect()  # the previous variant's networks are not this one's peak memory
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     clock = Clock(device)
     amp = None if variant == "fp32" else torch.bfloat16
     nets = _networks(cfg, device, variant)

@@ -83,7 +83,9 @@ def test_bf16_train_step_on_cuda_in_every_stage():
     nets = steps.build_training(cfg, DEVICE)
     parallel = StageParallel(nets.generator, nets.discriminator, cfg, DEVICE)
     seen: list[torch.dtype] = []
-    nets.generator.low.stem.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    conv = nets.generator.low.stem[1]  # (pad, conv, norm, ReLU): autocast lists convolutions
+    assert isinstance(conv, torch.nn.Conv2d)
+    conv.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
     opt_g, opt_d = nets.optimizers["g"], nets.optimizers["d"]
     for index, stage in enumerate(("lrg", "hrg", "joint")):
         parallel.set_stage(stage)
