@@ -147,7 +147,10 @@ class StageParallel:
         self.stage = stage
 
     def ddp_parameters(self) -> int:
-        """Elements of the generator parameters the current wrapper all-reduces every step."""
+        """Elements of the generator parameters the current wrapper all-reduces every step (0
+        in a single process: nothing is wrapped)."""
+        if not self.distributed:
+            return 0
         return sum(p.numel() for p in self.generator.parameters() if p.requires_grad)
 
     def train(self) -> None:
