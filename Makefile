@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-all lint format bench clean cluster-test
+.PHONY: venv demo test test-all lint format bench clean cluster-test gpu-check
 
 venv: $(STAMP)
 
@@ -40,6 +40,12 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.train_throughput
 	$(PY) -m bench.serve_latency
+	$(PY) -m bench.ddp_comm
+
+# on a machine with an NVIDIA GPU: .venv, the tests marked gpu, bench/gpu_check.py (~8 min);
+# elsewhere it says there is no GPU and exits 0 (scripts/gpu_check.sh)
+gpu-check:
+	@bash scripts/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

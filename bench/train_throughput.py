@@ -140,7 +140,7 @@ def run_plain(cfg: ExperimentConfig, uri: str, epochs: int) -> dict[str, Any]:
     from hmss_ray.train.local import run_local
 
     print(f"[bench] plain loop: {epochs} epoch(s) in this process", flush=True)
-    from hmss_ray.train.loop import validation_batches
+    from hmss_ray.train.validation import validation_batches
 
     with RssSampler(None) as rss:
         start = time.perf_counter()

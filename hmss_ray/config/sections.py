@@ -37,6 +37,13 @@ class MixedPrecision(StrEnum):
     OFF = "off"
 
 
+class GradCompression(StrEnum):
+    """What DDP sends when it all-reduces gradients."""
+
+    NONE = "none"  # fp32 gradients
+    BF16 = "bf16"  # gradients cast to bf16 for the all-reduce, half the bytes (PyTorch's hook)
+
+
 class Sampler(StrEnum):
     TPE = "tpe"
     RANDOM = "random"
@@ -197,9 +204,15 @@ class TrainConfig(Section):
     seed: int = 0
     init_from: str | None = None
     shuffle_buffer: int = 256
+    val_every: int = 1  # validate every N epochs (and at stage ends, checkpoints, ASHA rungs)
+    checkpoint_every: int = 1  # checkpoint every N epochs, and after the last
+    grad_compression: GradCompression = GradCompression.NONE
+    # GPU runs refuse to start without pretrained VGG/Inception weights unless this is true
+    allow_random_features: bool = False
 
     def __post_init__(self) -> None:
         self.at_least(1, "batch_size", "num_workers", "keep_checkpoints", "log_every")
+        self.at_least(1, "val_every", "checkpoint_every")
         self.require(
             "stage_epochs",
             min(self.stage_epochs) >= 0 and sum(self.stage_epochs) > 0,
@@ -225,14 +238,17 @@ class TuneConfig(Section):
     fid_ref: float = 100.0
     multi_objective: bool = False
     sampler: Sampler = Sampler.TPE
-    asha_grace_period: int = 1
+    # epochs before ASHA's first cut; null: the end of the HRG stage (lrg + hrg epochs, at
+    # least lrg + 1), so the first cut never judges an HRG that has not trained
+    asha_grace_period: int | None = None
     asha_reduction_factor: int = 2
     seed: int = 0
     registry: str = "outputs/registry"
     name: str = "hmss"
 
     def __post_init__(self) -> None:
-        self.at_least(1, "num_samples", "max_concurrent_trials", "asha_grace_period")
+        self.at_least(1, "num_samples", "max_concurrent_trials")
+        self.optional_at_least(1, "asha_grace_period")
         self.at_least(2, "asha_reduction_factor")
         self.non_negative("w_ssim", "w_fid")
         self.require("w_fid", self.w_ssim + self.w_fid > 0, "w_ssim and w_fid cannot both be 0")

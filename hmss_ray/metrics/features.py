@@ -1,13 +1,16 @@
 """Frozen feature extractors for the perceptual loss, the VGG distance and FID.
 
-Pretrained ImageNet weights are never downloaded. They are read, with ``weights_only=True``, from a
-configured file (``loss.vgg_weights``, ``metrics.vgg_weights``, ``metrics.inception_weights``) or
-from the torch hub cache (``torch.hub.get_dir()/checkpoints``: ``$TORCH_HOME/hub/checkpoints`` or
-``~/.cache/torch/hub/checkpoints``) under torchvision's file names. When none is found a warning is
-logged once per kind (an info line when ``HMSS_RANDOM_FEATURES_OK=1``) and a small seeded
-random-weight conv net stands in; every extractor carries ``pretrained`` and ``label`` so reports
-can say "FID (random features)". The random net is deliberately small (3 stride-2 stages, 16-64
-channels, native resolution) so CPU tests stay fast; its numbers only compare runs that used it.
+Pretrained ImageNet weights are never downloaded at run time. They are read, with
+``weights_only=True``, from a configured file (``loss.vgg_weights``, ``metrics.vgg_weights``,
+``metrics.inception_weights``) or from the torch hub cache (``torch.hub.get_dir()/checkpoints``:
+``$TORCH_HOME/hub/checkpoints`` or ``~/.cache/torch/hub/checkpoints``; the container image bakes
+them in there) under torchvision's file names. A GPU run (``train.use_gpu``) refuses to start
+when one it needs is missing (:func:`check_pretrained`), unless ``train.allow_random_features``.
+Otherwise, when none is found, a warning is logged once per kind (an info line when
+``HMSS_RANDOM_FEATURES_OK=1``) and a small seeded random-weight conv net stands in; every
+extractor carries ``pretrained`` and ``label`` so reports can say "FID (random features)". The
+random net is deliberately small (3 stride-2 stages, 16-64 channels, native resolution) so CPU
+tests stay fast; its numbers only compare runs that used it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from hmss_ray.config import ExperimentConfig, UserError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +54,16 @@ _TAPS = {
     Kind.PERCEPTUAL: ((1, 6, 11, 20, 29), (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)),
     Kind.VGG_DISTANCE: ((15,), (1.0,)),
 }
+_USES = {
+    Kind.PERCEPTUAL: ("perceptual loss (VGG19)", "loss.vgg_weights"),
+    Kind.VGG_DISTANCE: ("validation VGG distance (VGG16)", "metrics.vgg_weights"),
+    Kind.INCEPTION: ("FID (InceptionV3)", "metrics.inception_weights"),
+}
 _warned: set[Kind] = set()
+
+
+class MissingWeightsError(UserError):
+    """A GPU run needs pretrained feature weights that this machine does not have."""
 
 
 def find_weights(kind: Kind, configured: str | None = None) -> Path | None:
@@ -61,6 +75,53 @@ def find_weights(kind: Kind, configured: str | None = None) -> Path | None:
         return path
     cached = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHT_FILES[Kind(kind)]
     return cached if cached.is_file() else None
+
+
+def needed_weights(cfg: ExperimentConfig) -> dict[Kind, str | None]:
+    """The extractors a training run uses, with their configured files: validation always
+    computes the VGG distance and FID; the perceptual loss only when ``loss.lambda_perc`` > 0."""
+    kinds: dict[Kind, str | None] = {}
+    if cfg.loss.lambda_perc:
+        kinds[Kind.PERCEPTUAL] = cfg.loss.vgg_weights
+    kinds[Kind.VGG_DISTANCE] = cfg.metrics.vgg_weights
+    kinds[Kind.INCEPTION] = cfg.metrics.inception_weights
+    return kinds
+
+
+def missing_weights(cfg: ExperimentConfig) -> list[Kind]:
+    """The kinds of :func:`needed_weights` with no weight file on this machine."""
+    missing = []
+    for kind, configured in needed_weights(cfg).items():
+        try:
+            found = find_weights(kind, configured)
+        except FileNotFoundError:
+            found = None
+        if found is None:
+            missing.append(kind)
+    return missing
+
+
+def check_pretrained(cfg: ExperimentConfig) -> list[Kind]:
+    """Refuse a GPU run whose perceptual loss, VGG distance or FID would use random features.
+
+    Returns the missing kinds (empty when all are there). Raises :class:`MissingWeightsError`
+    when any is missing, ``train.use_gpu`` is set and ``train.allow_random_features`` is not: on
+    a cluster the search objective would otherwise be computed on random features, silently.
+    """
+    missing = missing_weights(cfg)
+    if not missing or not cfg.train.use_gpu or cfg.train.allow_random_features:
+        return missing
+    what = "; ".join(
+        f"{_USES[k][0]}: {_USES[k][1]}={needed_weights(cfg)[k] or 'null'}, or "
+        f"{WEIGHT_FILES[k]} in the hub cache"
+        for k in missing
+    )
+    raise MissingWeightsError(
+        f"train.use_gpu is set but pretrained weights are missing on this machine ({what}). "
+        f"The hub cache is {torch.hub.get_dir()}/checkpoints (set TORCH_HOME to move it); the "
+        "image built from infra/docker/Dockerfile has all three. To train with seeded random "
+        "features anyway, pass --allow-random-features (train.allow_random_features=true)"
+    )
 
 
 def _warn_random(kind: Kind) -> None:

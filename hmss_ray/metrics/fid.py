@@ -36,6 +36,24 @@ class FeatureStats:
         self.total += feats.sum(0)
         self.outer += feats.T @ feats
 
+    def packed(self, dim: int) -> torch.Tensor:
+        """``[n, total (dim), outer (dim * dim)]`` as one float64 vector (zeros when nothing was
+        seen): plain sums, so the statistics of several workers merge by adding (an all-reduce)."""
+        total = torch.zeros(dim, dtype=torch.float64) if self.total is None else self.total
+        outer = torch.zeros(dim * dim, dtype=torch.float64) if self.outer is None else self.outer
+        count = torch.tensor([float(self.n)], dtype=torch.float64)
+        return torch.cat([count, total.flatten(), outer.flatten()])
+
+    @classmethod
+    def unpacked(cls, vector: torch.Tensor, dim: int) -> FeatureStats:
+        """The statistics :meth:`packed` (or a sum of packed vectors) describes."""
+        vector = vector.detach().double().cpu()
+        stats = cls()
+        stats.n = round(float(vector[0]))
+        stats.total = vector[1 : 1 + dim].clone()
+        stats.outer = vector[1 + dim : 1 + dim + dim * dim].reshape(dim, dim).clone()
+        return stats
+
     def mean_cov(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.n < 2 or self.total is None or self.outer is None:
             raise ValueError("FID needs at least 2 slices on each side")

@@ -93,7 +93,15 @@ class SliceMetrics:
         self.fid_real, self.fid_fake = FeatureStats(), FeatureStats()
 
     @torch.no_grad()
-    def update(self, ct: torch.Tensor, sct: torch.Tensor, mask: torch.Tensor) -> None:
+    def update(
+        self,
+        ct: torch.Tensor,
+        sct: torch.Tensor,
+        mask: torch.Tensor,
+        fid_slices: int | None = None,
+    ) -> None:
+        """Add a batch; ``fid_slices``: how many of its leading slices go into FID (default: as
+        many as ``fid_max_slices`` leaves room for on this accumulator)."""
         ct, sct, inside = ct.double(), sct.double(), (mask > 0.5).double()
         diff = sct - ct
         s = self.sums
@@ -113,10 +121,30 @@ class SliceMetrics:
         if self.vgg is not None:
             f_ct, f_sct = self.vgg(ct.float())[-1], self.vgg(sct.float())[-1]
             s["vgg"] += float((f_ct - f_sct).double().square().mean(dim=(1, 2, 3)).sum())
-        room = self.fid_max_slices - self.fid_real.n
+        room = self.fid_max_slices - self.fid_real.n if fid_slices is None else fid_slices
         if self.inception is not None and room > 0:
             self.fid_real.update(fid_features(self.inception, ct[:room].float()))
             self.fid_fake.update(fid_features(self.inception, sct[:room].float()))
+
+    def packed(self) -> torch.Tensor:
+        """Every accumulator as one float64 vector of sums (FID statistics included): the
+        accumulators of several workers merge by adding these vectors (an all-reduce)."""
+        parts = [torch.tensor(list(self.sums.values()), dtype=torch.float64)]
+        if self.inception is not None:
+            dim = self.inception.num_features
+            parts += [self.fid_real.packed(dim), self.fid_fake.packed(dim)]
+        return torch.cat(parts)
+
+    def load_packed(self, vector: torch.Tensor) -> None:
+        """Replace the accumulators with those a (summed) :meth:`packed` vector holds."""
+        vector = vector.detach().double().cpu()
+        count = len(self.sums)
+        self.sums = dict(zip(self.sums, vector[:count].tolist(), strict=True))
+        if self.inception is not None:
+            dim = self.inception.num_features
+            size = 1 + dim + dim * dim
+            self.fid_real = FeatureStats.unpacked(vector[count : count + size], dim)
+            self.fid_fake = FeatureStats.unpacked(vector[count + size :], dim)
 
     def compute(self, prefix: str = "") -> dict[str, float]:
         s = self.sums

@@ -10,8 +10,10 @@ checkpoint.json             config (plain dict), stage, epoch, step, metrics, pa
 ```
 
 Weights are safetensors and optimiser state is plain tensors and numbers, so loading a checkpoint
-never runs code. A registry entry ``<registry>/<name>/`` is a checkpoint directory plus
-``config.yaml``, ``metrics.json`` and ``winner.json``; it may live on local disk or ``s3://``.
+never runs code. A registry entry ``<registry>/<name>/`` holds what inference needs and nothing
+more: ``generator.safetensors`` and ``checkpoint.json`` (no discriminator, no optimiser state: a
+fifth of a training checkpoint of the brain model), plus ``config.yaml``, ``metrics.json`` and
+``winner.json``; it may live on local disk or ``s3://``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,9 @@ GENERATOR_FILE = "generator.safetensors"
 DISCRIMINATOR_FILE = "discriminator.safetensors"
 OPTIM_FILE = "optim.pt"
 META_FILE = "checkpoint.json"
+GENERATOR_FILES = (GENERATOR_FILE, META_FILE)  # what inference and a registry entry need
+WEIGHT_FILES = (GENERATOR_FILE, DISCRIMINATOR_FILE, META_FILE)  # a warm start: no optimiser state
+REGISTRY_FILES = (*GENERATOR_FILES, "config.yaml", "metrics.json", "winner.json")
 
 
 @dataclass
@@ -123,20 +129,36 @@ def load_training_state(
 # --- registry --------------------------------------------------------------------------------
 
 
-def localize(uri: str, cache_root: str | Path | None = None) -> Path:
-    """A local directory holding ``uri``'s files: the path itself, or a cached copy of s3://."""
+def localize(
+    uri: str, cache_root: str | Path | None = None, files: Sequence[str] | None = None
+) -> Path:
+    """A local directory holding ``uri``'s files: the path itself, or a cached copy of s3://.
+
+    Args:
+        uri: a checkpoint or registry entry (path or s3://).
+        cache_root: where remote copies go (default: ``<tmp>/hmss-ray-cache``).
+        files: copy only these names (those present), e.g. :data:`GENERATOR_FILES` to skip the
+            discriminator and the optimiser states of a training checkpoint; all when None.
+    """
     if not storage.is_remote(uri):
         path = Path(storage.resolve(uri)[1])
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint or registry entry at {uri}")
         return path
-    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    wanted = "*" if files is None else ",".join(sorted(files))
+    key = hashlib.sha256(f"{uri}|{wanted}".encode()).hexdigest()[:16]
     root = Path(cache_root or Path(tempfile.gettempdir()) / "hmss-ray-cache")
     target = root / key
     if not (target / META_FILE).exists():
         root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=root))
-        storage.copy_dir(uri, str(staging))
+        if files is None:
+            storage.copy_dir(uri, str(staging))
+        else:
+            for name in files:
+                source = storage.join(uri, name)
+                if storage.exists(source):
+                    (staging / name).write_bytes(storage.read_bytes(source))
         if not (staging / META_FILE).exists():
             shutil.rmtree(staging, ignore_errors=True)
             raise FileNotFoundError(f"{uri} holds no {META_FILE}: not a checkpoint")
@@ -153,11 +175,14 @@ def write_registry_entry(
     metrics: dict[str, Any],
     winner: dict[str, Any],
 ) -> str:
-    """Copy a checkpoint into ``<registry>/<name>/`` with config.yaml, metrics.json, winner.json."""
+    """Write ``<registry>/<name>/``: the checkpoint's generator and metadata (no discriminator,
+    no optimiser state), config.yaml, metrics.json and winner.json (:data:`REGISTRY_FILES`)."""
     meta = read_meta(checkpoint_dir)
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / name
-        shutil.copytree(checkpoint_dir, staged)
+        staged.mkdir()
+        for filename in GENERATOR_FILES:
+            shutil.copy2(Path(checkpoint_dir) / filename, staged / filename)
         (staged / "config.yaml").write_text(meta.cfg.to_yaml())
         (staged / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
         (staged / "winner.json").write_text(json.dumps(winner, indent=2, default=str))

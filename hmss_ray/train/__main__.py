@@ -23,6 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="shard root written by hmss_ray.prepare")
     parser.add_argument("--storage", default="outputs/runs", help="checkpoint root (path, s3://)")
     parser.add_argument("--name", help="run name; an existing name resumes that run")
+    parser.add_argument(
+        "--allow-random-features",
+        action="store_true",
+        help="let a GPU run (train.use_gpu) use seeded random VGG/Inception features when "
+        "pretrained weights are missing, instead of refusing to start "
+        "(= --set train.allow_random_features=true)",
+    )
     return parser
 
 
@@ -30,9 +37,12 @@ def command(args: argparse.Namespace) -> int:
     from hmss_ray import storage
     from hmss_ray.cluster import init_ray
     from hmss_ray.config import describe
+    from hmss_ray.metrics.features import check_pretrained
     from hmss_ray.train.trainer import build_trainer, default_run_name
 
-    cfg = cli.config_from_args(args)
+    extra = ["train.allow_random_features=true"] if args.allow_random_features else []
+    cfg = cli.config_from_args(args, extra)
+    check_pretrained(cfg)  # before Ray starts: a GPU run without its weights is an error line
     name = args.name or default_run_name(cfg)
     print(describe(cfg))
     storage.write_text(storage.join(args.storage, name, "config.yaml"), cfg.to_yaml())

@@ -19,6 +19,7 @@ from torch import nn
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.models.factory import build_discriminator, build_generator
 from hmss_ray.train import steps
+from hmss_ray.train.validation import validate
 
 Batches = Iterable[Mapping[str, Any]]
 BatchSource = Callable[[int], Batches] | Batches
@@ -137,7 +138,7 @@ def _train_epoch(
 
 def _validate(g: nn.Module, source: BatchSource, cfg: ExperimentConfig, device) -> dict:
     batches = (steps.prepare_batch(b, device) for b in _batches(source, 0))
-    return steps.validate(g, batches, cfg)
+    return validate(g, batches, cfg)
 
 
 def _line(summary: Mapping[str, Any]) -> str:

@@ -1,13 +1,22 @@
 """``train_loop_per_worker``: the only code that talks to the Ray Train session.
 
-It rebuilds the typed config from the plain dict Ray hands over, resumes from
-``ray.train.get_checkpoint()`` (or warm-starts from ``train.init_from``), runs the staged schedule
-with the pure step functions of ``hmss_ray.train.steps``, validates on rank 0 every epoch and
-reports metrics with a self-contained checkpoint.
+It rebuilds the typed config from the plain dict Ray hands over, puts the networks on the
+worker's device and only then builds and restores the optimisers (from
+``ray.train.get_checkpoint()``, or a warm start from ``train.init_from``), wraps them in DDP per
+stage over only what the stage trains (:mod:`hmss_ray.train.distributed`), runs the staged
+schedule with the pure step functions of :mod:`hmss_ray.train.steps`, validates on every rank
+(each its share of a locally cached split, the sums all-reduced: :mod:`hmss_ray.train.validation`)
+on the epochs :mod:`hmss_ray.train.schedule` names, and reports; rank 0 attaches a
+self-contained checkpoint every ``train.checkpoint_every`` epochs, uploaded in the background.
+
+DDP is set up here rather than by ``ray.train.torch.prepare_model``: that wraps once, with one
+``find_unused_parameters`` for the whole run, and cannot re-wrap when the stage changes what trains.
+Ray still starts the process group (gloo on CPU, NCCL on GPU) and assigns the device.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,35 +30,29 @@ import torch
 
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.data.manifest import read_manifest
-from hmss_ray.data.preprocess import centre_channels
-from hmss_ray.data.shards import iter_batches
+from hmss_ray.metrics.features import check_pretrained
 from hmss_ray.models import checkpoint as ckpt
-from hmss_ray.models.factory import build_discriminator, build_generator
-from hmss_ray.train import steps
+from hmss_ray.train import schedule, steps
+from hmss_ray.train.distributed import StageParallel, reduce_sum
 from hmss_ray.train.progress import EpochMeter, ProgressLog, log
+from hmss_ray.train.validation import ValidationShard, validate
 
 
-def _autocast_dtype(cfg: ExperimentConfig, device: torch.device) -> torch.dtype | None:
-    mode = cfg.train.mixed_precision
-    if mode == "off" or device.type != "cuda":
-        return None  # bf16 autocast on CPU is slower than fp32 for convolutions
-    return torch.bfloat16
-
-
-def _restore(cfg, g, d, optimizers) -> tuple[int, int, str | None]:
-    """(next epoch, global step, parent) from the run's checkpoint, or a warm start."""
+def _networks(cfg: ExperimentConfig, device: torch.device) -> steps.Networks:
+    """The networks on ``device``, resumed from the run's checkpoint or warm-started."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            meta = ckpt.load_training_state(directory, g, d, optimizers)
-        log.info("[hmss] resumed from checkpoint at epoch %d, step %d", meta.epoch, meta.step)
-        return meta.epoch + 1, meta.step, meta.parent
+            nets = steps.build_training(cfg, device, resume=directory)
+        log.info("[hmss] resumed at epoch %d, step %d", nets.start_epoch, nets.step)
+        return nets
     if cfg.train.init_from:
-        directory = ckpt.localize(cfg.train.init_from)
-        ckpt.load_training_state(directory, g, d)  # weights only: fresh optimisers, new lr
+        directory = ckpt.localize(cfg.train.init_from, files=ckpt.WEIGHT_FILES)
+        nets = steps.build_training(cfg, device, warm_start=directory)  # fresh optimisers
+        nets.parent = cfg.train.init_from
         log.info("[hmss] warm start from %s", cfg.train.init_from)
-        return 0, 0, cfg.train.init_from
-    return 0, 0, None
+        return nets
+    return steps.build_training(cfg, device)
 
 
 class EpochBatches:
@@ -109,27 +112,6 @@ class EpochBatches:
             yield batch
 
 
-def _validate(g, cfg: ExperimentConfig, data_uri: str) -> dict[str, float]:
-    """Rank 0 scores the validation split, read shard by shard: deterministic, never augmented."""
-    start = time.perf_counter()
-    metrics = steps.validate(g, validation_batches(cfg, data_uri), cfg)
-    return {**metrics, "validation_s": time.perf_counter() - start}
-
-
-def validation_batches(cfg: ExperimentConfig, data_uri: str) -> Iterator[dict]:
-    """The first ``train.val_max_slices`` slices of the val split, in order, as numpy batches."""
-    seen, limit = 0, cfg.train.val_max_slices
-    for batch in iter_batches(data_uri, "val", cfg.train.batch_size):
-        if limit and seen >= limit:
-            return
-        yield {
-            "mr": centre_channels(batch["mr"], cfg.in_channels),
-            "ct": batch["ct"],
-            "mask": batch["mask"],
-        }
-        seen += len(batch["mr"])
-
-
 @dataclass(frozen=True)
 class LoopConfig:
     """What every worker is handed: the experiment, the shards, where TensorBoard files go.
@@ -157,72 +139,104 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     run = LoopConfig.from_dict(loop_config)
     cfg = run.experiment
     context = ray.train.get_context()
-    rank = context.get_world_rank()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
-    torch.manual_seed(cfg.train.seed + rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL and DDP take the current device
+    check_pretrained(cfg)  # the weights must be on this worker's node, not only the driver's
+    torch.manual_seed(cfg.train.seed + rank)  # DDP's first wrap gives every rank rank 0's weights
+    nets = _networks(cfg, device)
+    parallel = StageParallel(nets.generator, nets.discriminator, cfg, device)
+    data = EpochBatches.for_run(
+        ray.train.get_dataset_shard("train"), cfg, device, run.data_uri, world_size
+    )
+    cache = tempfile.mkdtemp(prefix="hmss-val-")
+    try:
+        val = ValidationShard.open(cfg, run.data_uri, rank, world_size, cache)
+        _epochs(cfg, run, nets, parallel, data, val, rank, world_size)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
 
-    g, d = build_generator(cfg), build_discriminator(cfg)
-    optimizers = steps.build_optimizers(cfg, g, d)
-    start_epoch, step, parent = _restore(cfg, g, d, optimizers)
-    start_step = step
-    # find_unused_parameters: the staged schedule freezes whole sub-networks
-    ddp = {"find_unused_parameters": True}
-    g = ray.train.torch.prepare_model(g, parallel_strategy_kwargs=ddp)
-    d = ray.train.torch.prepare_model(d, parallel_strategy_kwargs=ddp)
-    amp = _autocast_dtype(cfg, device)
-    log = ProgressLog(run.log_dir, enabled=rank == 0)
 
-    total_epochs = sum(cfg.train.stage_epochs)
-    shard = ray.train.get_dataset_shard("train")
-    data = EpochBatches.for_run(shard, cfg, device, run.data_uri, context.get_world_size())
+def _epochs(
+    cfg: ExperimentConfig,
+    run: LoopConfig,
+    nets: steps.Networks,
+    parallel: StageParallel,
+    data: EpochBatches,
+    val: ValidationShard,
+    rank: int,
+    world_size: int,
+) -> None:
+    """The staged schedule from ``nets.start_epoch``: train, validate and report, checkpoint."""
+    amp = steps.autocast_dtype(cfg.train.mixed_precision, parallel.device)
+    progress = ProgressLog(run.log_dir, enabled=rank == 0)
+    start_step, step = nets.step, nets.step
+    opt_g, opt_d = nets.optimizers["g"], nets.optimizers["d"]
     cycle_start = time.perf_counter()
-    for epoch in range(start_epoch, total_epochs):
+    for epoch in range(nets.start_epoch, schedule.total_epochs(cfg)):
         stage = steps.stage_for_epoch(epoch, cfg.train.stage_epochs)
-        steps.set_stage(g, stage)
-        meter = EpochMeter(epoch, stage, world_size=context.get_world_size())
-        g.train(), d.train()
+        parallel.set_stage(stage)
+        meter = EpochMeter(epoch, stage, world_size=world_size)
+        parallel.train()
         for batch in meter.timed(data.epoch()):
             losses = steps.train_step(
-                g, d, optimizers["g"], optimizers["d"], batch, cfg, stage, step, amp
+                parallel.g, parallel.d, opt_g, opt_d, batch, cfg, stage, step, amp
             )
             step += 1
             meter.update(len(batch["mr"]), losses)
             if rank == 0 and step % cfg.train.log_every == 0:
-                log.step(step, meter)
-        metrics = {**meter.summary(), "epoch": epoch, "step": step, "stage": stage}
+                progress.step(step, meter)
+        metrics = {**meter.summary(), "epoch": epoch, "epochs_done": epoch + 1, "step": step}
+        metrics.update(stage=stage, ddp_params=parallel.ddp_parameters())
         metrics["start_step"] = start_step  # > 0 when this run resumed from a checkpoint
-        if rank == 0:
-            g.eval()
-            with torch.no_grad():
-                metrics.update(_validate(g, cfg, run.data_uri))
-            log.epoch(step, metrics)
-        # a whole epoch as the run sees it: the previous epoch's checkpoint and report, this
-        # epoch's steps and validation (the first also carries the data start-up)
+        if not schedule.is_validation_epoch(cfg, epoch):
+            progress.epoch(step, metrics)
+            continue
+        started = time.perf_counter()
+        metrics.update(
+            validate(
+                parallel.g, val.batches(), cfg, start=val.start, autocast_dtype=amp,
+                reduce=lambda vector: reduce_sum(vector, parallel.device),
+            )
+        )  # fmt: skip
+        metrics["validation_s"] = time.perf_counter() - started
+        progress.epoch(step, metrics)
+        # a whole reporting cycle as the run sees it: the previous report and checkpoint, the
+        # epochs' steps and this validation (the first also carries the data start-up)
         now = time.perf_counter()
         metrics["cycle_s"], cycle_start = now - cycle_start, now
-        _report(metrics, rank, g, d, optimizers, cfg, parent)
-    log.close()
+        save = rank == 0 and schedule.is_checkpoint_epoch(cfg, epoch)
+        _report(metrics, nets, cfg, save)
+    progress.close()
 
 
-def _report(metrics, rank, g, d, optimizers, cfg, parent) -> None:
-    """Every worker reports (it is a barrier); rank 0 attaches the checkpoint."""
-    if rank != 0:
+def _report(metrics: dict[str, Any], nets: steps.Networks, cfg: ExperimentConfig, save: bool):
+    """Every worker reports; rank 0 attaches a checkpoint on checkpoint epochs.
+
+    The files are written to local disk here (the weights are copied off the device first, so
+    training may go on); Ray uploads them to the run's storage in the background and then
+    deletes the local copy.
+    """
+    if not save:
         ray.train.report(metrics, checkpoint=None)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = ckpt.save_checkpoint(
-            Path(tmp),
-            generator=g,
-            discriminator=d,
-            optimizers=optimizers,
-            cfg=cfg,
-            stage=metrics["stage"],
-            epoch=metrics["epoch"],
-            step=metrics["step"],
-            metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-            parent=parent,
-        )
-        checkpoint = ray.train.Checkpoint.from_directory(str(directory))
-        ray.train.report(
-            metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{metrics['epoch']:04d}"
-        )
+    directory = ckpt.save_checkpoint(
+        Path(tempfile.mkdtemp(prefix="hmss-ckpt-")),
+        generator=nets.generator,
+        discriminator=nets.discriminator,
+        optimizers=nets.optimizers,
+        cfg=cfg,
+        stage=metrics["stage"],
+        epoch=metrics["epoch"],
+        step=metrics["step"],
+        metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        parent=nets.parent,
+    )
+    ray.train.report(
+        metrics,
+        checkpoint=ray.train.Checkpoint.from_directory(str(directory)),
+        checkpoint_dir_name=f"epoch_{metrics['epoch']:04d}",
+        checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC,
+        delete_local_checkpoint_after_upload=True,
+    )

@@ -7,26 +7,32 @@ both, with the LRG output kept close to the downsampled CT by ``loss.lambda_low`
 
 The functions work on plain or DistributedDataParallel-wrapped modules. Side passes that must not
 trigger DDP's gradient bookkeeping (the discriminator inside the generator step, the fake image in
-a stand-alone D step, validation) call the inner module. Devices come from the batch tensors.
+a stand-alone D step, validation) call the inner module. Batches are moved to the networks'
+device and dtype.
+:func:`build_training` puts the networks on their device before it builds and restores the
+optimisers (Adam's state follows the parameters it was restored onto). Validation is in
+:mod:`hmss_ray.train.validation`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from hmss_ray.config import ExperimentConfig, parse_choice
+from hmss_ray.config import ExperimentConfig, MixedPrecision, parse_choice
 from hmss_ray.data.shards import TENSOR_COLUMNS
-from hmss_ray.metrics import SliceMetrics
 from hmss_ray.metrics.features import Kind, load_extractor
+from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.blocks import downsample_image
-from hmss_ray.models.factory import unwrap
+from hmss_ray.models.factory import build_discriminator, build_generator, unwrap
 from hmss_ray.train.losses import d_adversarial, generator_loss, gradient_penalty, masked_l1
 
 
@@ -73,27 +79,96 @@ def build_optimizers(
     }
 
 
-def prepare_batch(batch: Mapping[str, Any], device: torch.device | str | None = None) -> dict:
-    """``mr``, ``ct``, ``mask`` as float32 tensors (numpy arrays converted); other keys dropped."""
+def autocast_dtype(mode: str, device: torch.device | str) -> torch.dtype | None:
+    """bf16 autocast on CUDA unless ``train.mixed_precision`` is ``off``; None (fp32) elsewhere.
+
+    On CPU bf16 autocast is slower than fp32 for these convolutions, so training never takes it.
+    """
+    if parse_choice(MixedPrecision, mode, "train.mixed_precision") is MixedPrecision.OFF:
+        return None
+    return torch.bfloat16 if torch.device(device).type == "cuda" else None
+
+
+@dataclass
+class Networks:
+    """The cascade, its discriminator and their optimisers on one device, and where they start."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    optimizers: dict[str, torch.optim.Optimizer]
+    start_epoch: int = 0  # the next epoch to train
+    step: int = 0  # global step reached
+    parent: str | None = None  # what this run continues or was warm-started from
+
+
+def build_training(
+    cfg: ExperimentConfig,
+    device: torch.device | str,
+    *,
+    dtype: torch.dtype | None = None,
+    resume: str | Path | None = None,
+    warm_start: str | Path | None = None,
+) -> Networks:
+    """Networks on ``device``, then their optimisers, then the restored state, in that order.
+
+    Adam's state is created on, and restored onto, the device and dtype of its parameters: a
+    module moved after the restore would step with its state left behind (on a GPU every resume
+    failed at its first step).
+
+    Args:
+        cfg: the experiment.
+        device: where the networks train.
+        dtype: floating dtype of the parameters (None keeps float32); float64 on a CPU is how
+            the tests stand in for a device move.
+        resume: a checkpoint directory to continue: weights, optimiser states, epoch and step.
+        warm_start: a checkpoint directory whose weights (only) start a new run.
+    """
+    generator = build_generator(cfg).to(device=device, dtype=dtype)
+    discriminator = build_discriminator(cfg).to(device=device, dtype=dtype)
+    optimizers = build_optimizers(cfg, generator, discriminator)
+    nets = Networks(generator, discriminator, optimizers)
+    if resume is not None:
+        meta = ckpt.load_training_state(resume, generator, discriminator, optimizers)
+        nets.start_epoch, nets.step, nets.parent = meta.epoch + 1, meta.step, meta.parent
+    elif warm_start is not None:
+        ckpt.load_training_state(warm_start, generator, discriminator)  # fresh optimisers
+    return nets
+
+
+def prepare_batch(
+    batch: Mapping[str, Any],
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> dict:
+    """``mr``, ``ct``, ``mask`` as ``dtype`` tensors (numpy arrays converted) on ``device`` (the
+    tensors' own when None); other keys dropped."""
     out = {}
     for key in TENSOR_COLUMNS:
         value = batch[key]
         tensor = torch.from_numpy(np.asarray(value)) if not torch.is_tensor(value) else value
-        out[key] = tensor.to(device=device or tensor.device, dtype=torch.float32)
+        out[key] = tensor.to(device=device or tensor.device, dtype=dtype)
     return out
 
 
-def _model_device(module: nn.Module) -> torch.device:
+def model_device(module: nn.Module) -> torch.device:
+    """Where a (possibly DDP-wrapped) module's parameters live."""
     return next(unwrap(module).parameters()).device
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
+def to_model(batch: Mapping[str, Any], module: nn.Module) -> dict:
+    """:func:`prepare_batch` on the device and in the floating dtype of ``module``'s parameters."""
+    param = next(unwrap(module).parameters())
+    return prepare_batch(batch, param.device, param.dtype)
+
+
+def amp(device: torch.device, dtype: torch.dtype | None):
+    """Autocast to ``dtype`` on ``device``'s type; nothing when ``dtype`` is None."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _low_views(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+def low_views(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """MR, CT and mask at the LRG's half resolution (the mask stays binary)."""
     mask = (downsample_image(batch["mask"]) > 0.5).float()
     return downsample_image(batch["mr"]), downsample_image(batch["ct"]), mask
@@ -102,7 +177,7 @@ def _low_views(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
 def _views(batch: dict[str, torch.Tensor], stage: Stage) -> tuple[torch.Tensor, ...]:
     """(condition MR, target CT, mask) at the resolution the stage is judged on."""
     if stage is Stage.LRG:
-        return _low_views(batch)
+        return low_views(batch)
     return batch["mr"], batch["ct"], batch["mask"]
 
 
@@ -128,16 +203,15 @@ def d_step(
 ) -> dict[str, float]:
     """One discriminator update; ``fake`` (the stage's output) is generated when not given."""
     stage = parse_stage(stage)
-    b = prepare_batch(batch, None if torch.is_tensor(batch["mr"]) else _model_device(generator))
+    b = to_model(batch, generator)
     cond, real, _ = _views(b, stage)
-    amp = _autocast(real.device, autocast_dtype)
     if fake is None:
-        with torch.no_grad(), amp:
+        with torch.no_grad(), amp(real.device, autocast_dtype):
             fake = _generate(unwrap(generator), b["mr"], stage)[
                 "low" if stage is Stage.LRG else "high"
             ]
     opt_d.zero_grad(set_to_none=True)  # also drops what the G step left on D's parameters
-    with _autocast(real.device, autocast_dtype):
+    with amp(real.device, autocast_dtype):
         # real and fake pairs in one forward: one DDP forward per backward
         pairs = torch.cat(
             [torch.cat([cond, real], 1), torch.cat([cond, fake.detach().to(real)], 1)]
@@ -159,11 +233,11 @@ def d_step(
 
 def _g_step(generator, discriminator, opt_g, batch, cfg, stage, autocast_dtype):
     stage = parse_stage(stage)
-    b = prepare_batch(batch, None if torch.is_tensor(batch["mr"]) else _model_device(generator))
+    b = to_model(batch, generator)
     cond, real, mask = _views(b, stage)
     loss_cfg = cfg.loss
     opt_g.zero_grad(set_to_none=True)
-    with _autocast(real.device, autocast_dtype):
+    with amp(real.device, autocast_dtype):
         out = _generate(generator, b["mr"], stage)
         fake = out["low" if stage is Stage.LRG else "high"]
         d_out: dict[str, Any] = {}
@@ -175,10 +249,11 @@ def _g_step(generator, discriminator, opt_g, batch, cfg, stage, autocast_dtype):
                     d_out["real_features"] = disc(torch.cat([cond, real], 1))[1]
         vgg = None
         if loss_cfg.lambda_perc:
-            vgg = load_extractor(Kind.PERCEPTUAL, loss_cfg.vgg_weights).to(real.device)
+            # the cached extractor follows the batch (a module's .to is in place)
+            vgg = load_extractor(Kind.PERCEPTUAL, loss_cfg.vgg_weights).to(real.device, real.dtype)
         total, terms = generator_loss(fake, real, mask, loss_cfg, vgg=vgg, **d_out)
         if stage is Stage.JOINT and loss_cfg.lambda_low:
-            _, low_ct, low_mask = _low_views(b)
+            _, low_ct, low_mask = low_views(b)
             terms["low_l1"] = masked_l1(out["low"], low_ct, low_mask)
             total = total + loss_cfg.lambda_low * terms["low_l1"]
     total.backward()
@@ -222,40 +297,3 @@ def train_step(
         )
         losses.update(d_losses)
     return losses
-
-
-@torch.no_grad()
-def validate(
-    generator: nn.Module, batches: Iterable[Mapping[str, Any]], cfg: ExperimentConfig
-) -> dict[str, float]:
-    """Deterministic validation metrics of both outputs, and the Tune ``score``.
-
-    LRG: ``low_mae_hu, low_mse, low_ssim, low_psnr`` against the downsampled CT. HRG: ``mae_hu,
-    mse, ssim, psnr, perceptual, fid, bone_dice``. ``fid_random_features`` and
-    ``perceptual_random_features`` are 1.0 when the fallback extractors were used.
-    """
-    model = unwrap(generator)
-    was_training = model.training
-    model.eval()
-    device = _model_device(model)
-    m = cfg.metrics
-    vgg = load_extractor(Kind.VGG_DISTANCE, m.vgg_weights).to(device)
-    inception = load_extractor(Kind.INCEPTION, m.inception_weights).to(device)
-    hu_range = cfg.data.hu_range
-    high = SliceMetrics(hu_range, m.bone_threshold_hu, vgg, inception, m.fid_max_slices)
-    low = SliceMetrics(hu_range)
-    try:
-        for batch in batches:
-            b = prepare_batch(batch, device)
-            out = model(b["mr"])
-            high.update(b["ct"], out["high"], b["mask"])
-            _, low_ct, low_mask = _low_views(b)
-            low.update(low_ct, out["low"], low_mask)
-    finally:
-        model.train(was_training)
-    metrics = {**low.compute("low_"), **high.compute()}
-    t = cfg.tune
-    metrics["score"] = t.w_ssim * (1 - metrics["ssim"]) + t.w_fid * metrics["fid"] / t.fid_ref
-    metrics["fid_random_features"] = float(not inception.pretrained)
-    metrics["perceptual_random_features"] = float(not vgg.pretrained)
-    return metrics

@@ -31,24 +31,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", help="search name (default: tune.name); same name resumes")
     parser.add_argument("--registry", help="model registry root (default: tune.registry)")
     parser.add_argument("--entry", help="registry entry name (default: the search name)")
-    parser.add_argument("--init-from", help="warm-start every trial from this registry entry")
+    parser.add_argument(
+        "--init-from",
+        help="warm-start every trial from this registry entry (the generator) or training "
+        "checkpoint (both networks; winner.json's 'checkpoint')",
+    )
+    parser.add_argument(
+        "--allow-random-features",
+        action="store_true",
+        help="let a GPU run (train.use_gpu) use seeded random VGG/Inception features when "
+        "pretrained weights are missing, instead of refusing to start "
+        "(= --set train.allow_random_features=true)",
+    )
     return parser
 
 
 def command(args: argparse.Namespace) -> int:
     from hmss_ray.cluster import init_ray
     from hmss_ray.config import describe
+    from hmss_ray.metrics.features import check_pretrained
+    from hmss_ray.train.schedule import asha_rungs, check_asha
     from hmss_ray.tune import report
     from hmss_ray.tune.search import SearchInterrupted, run_search
     from hmss_ray.tune.space import load_space, validate_space
 
     extra = [f"train.init_from={args.init_from}"] if args.init_from else []
+    if args.allow_random_features:
+        extra.append("train.allow_random_features=true")
     cfg = cli.config_from_args(args, extra)
+    check_pretrained(cfg)  # before Ray starts, not in every trial's workers
+    check_asha(cfg)
     space = load_space(args.space)
     validate_space(space, cfg)
     name = args.name or cfg.tune.name
     print(describe(cfg))
     print(f"[hmss] search space {space.name}: " + ", ".join(p.key for p in space.params))
+    print(f"[hmss] ASHA compares trials after epochs {asha_rungs(cfg)}")
     init_ray()
     registry = args.registry or cfg.tune.registry
     try:

@@ -57,6 +57,14 @@ def _as_uri(path: str, storage_uri: str) -> str:
     return path
 
 
+def _epochs(df: pd.DataFrame) -> int:
+    """Epochs the trial trained: ``epochs_done`` (reports need not come every epoch)."""
+    for column in ("epochs_done", "training_iteration"):
+        if column in df:
+            return int(df[column].max())
+    return 0
+
+
 def trial_rows(grid: Any, param_keys: list[str], storage_uri: str) -> list[TrialRow]:
     """Best reported epoch of every trial that reported one, best score first, Pareto marked."""
     rows = []
@@ -77,7 +85,7 @@ def trial_rows(grid: Any, param_keys: list[str], storage_uri: str) -> list[Trial
                 trial_id=str(best.get("trial_id", "")),
                 params={k: _plain(result.config.get(k)) for k in param_keys},
                 checkpoint_path=_as_uri(str(best["checkpoint_path"]), storage_uri),
-                epochs=int(df["training_iteration"].max()) if "training_iteration" in df else 0,
+                epochs=_epochs(df),
                 extra={k: v for k, v in numeric.items() if k not in COLUMNS},
                 **{c: float(best[c]) for c in COLUMNS if c in best},
             )

@@ -2,8 +2,10 @@
 
 Each trial is one full Ray Train run (the Train V2 "driver function" pattern). The objective is
 ``score = w_ssim * (1 - SSIM) + w_fid * FID / fid_ref`` (weights in ``tune``), minimised, with ASHA
-stopping weak trials early. Re-running the same command resumes an interrupted search; finished
-trials are not rerun.
+stopping weak trials early, at rungs counted in epochs and aligned with the staged schedule
+(:func:`hmss_ray.train.schedule.asha_rungs`: the first cut after the HRG stage, never on the
+untrained HRG of the LRG-only stage). Re-running the same command resumes an interrupted search;
+finished trials are not rerun.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from hmss_ray import storage
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.data.manifest import read_manifest
 from hmss_ray.models import checkpoint as ckpt
+from hmss_ray.train import schedule
 from hmss_ray.train.trainer import build_trainer
 from hmss_ray.tune import report as search_report
 from hmss_ray.tune.report import TrialRow
@@ -78,6 +81,19 @@ def _searcher(cfg: ExperimentConfig):
     return OptunaSearch(metric="score", mode="min", sampler=sampler)
 
 
+def asha_scheduler(cfg: ExperimentConfig) -> ASHAScheduler:
+    """ASHA over epochs (the reported ``epochs_done``), its rungs from the staged schedule."""
+    schedule.check_asha(cfg)
+    return ASHAScheduler(
+        metric="score",
+        mode="min",
+        time_attr="epochs_done",  # epochs, whatever train.val_every makes the reports
+        max_t=max(schedule.total_epochs(cfg), 1),
+        grace_period=schedule.asha_grace(cfg),
+        reduction_factor=cfg.tune.asha_reduction_factor,
+    )
+
+
 def build_tuner(
     cfg: ExperimentConfig, space: SearchSpace, data_uri: str, storage_uri: str, name: str
 ) -> tune.Tuner:
@@ -89,14 +105,7 @@ def build_tuner(
             f"{path}/{name}", trainable=trainable, resume_errored=True, storage_filesystem=fs
         )
     t = cfg.tune
-    scheduler = ASHAScheduler(
-        metric="score",
-        mode="min",
-        time_attr="training_iteration",
-        max_t=max(sum(cfg.train.stage_epochs), 1),
-        grace_period=t.asha_grace_period,
-        reduction_factor=t.asha_reduction_factor,
-    )
+    scheduler = asha_scheduler(cfg)
     return tune.Tuner(
         trainable,
         param_space=to_ray_space(space),
@@ -163,7 +172,7 @@ def run_search(
     winner = rows[0]  # sorted by score
     manifest = read_manifest(data_uri)
     entry = ckpt.write_registry_entry(
-        ckpt.localize(winner.checkpoint_path),
+        ckpt.localize(winner.checkpoint_path, files=ckpt.GENERATOR_FILES),
         registry_uri,
         entry_name,
         metrics=winner.metrics(),
@@ -174,6 +183,9 @@ def run_search(
             "params": winner.params,
             "space": space.to_dict(),
             "parent": cfg.train.init_from,
+            # the full training checkpoint (with the discriminator): --init-from it to fine-tune
+            # both networks; the entry itself holds the generator only
+            "checkpoint": winner.checkpoint_path,
             "search": storage.join(storage_uri, name),
             "data": data_uri,
             "data_manifest_hash": manifest.data_hash,

@@ -1,4 +1,5 @@
-"""Ray Train for real: DDP workers, shards and checkpoints on a real S3 server, resume, faults."""
+"""Ray Train for real: DDP workers through all three stages, shards and checkpoints on a real S3
+server, checkpoint cadence, resume, faults."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from hmss_ray import storage
 from hmss_ray.models.checkpoint import GENERATOR_FILE, read_meta
+from hmss_ray.models.factory import build_generator, count_parameters
 from hmss_ray.train.trainer import build_trainer
 
 from .conftest import tiny_config
@@ -27,25 +29,36 @@ def _checkpoints(run_uri: str) -> list[str]:
 def test_two_workers_on_s3_write_checkpoints_and_a_second_run_resumes(
     ray_session, s3_shards, s3_bucket
 ):
-    cfg = tiny_config("train.num_workers=2", "train.cpus_per_worker=0.5")
+    # all three stages on two DDP workers; every epoch checkpointed in the first run
+    cfg = tiny_config(
+        "train.num_workers=2", "train.cpus_per_worker=0.5", "train.stage_epochs=[1, 1, 1]",
+        "train.keep_checkpoints=5",
+    )  # fmt: skip
     runs = f"{s3_bucket}/runs"
     first = build_trainer(cfg, s3_shards, runs, "ddp").fit()
     assert first.error is None
-    assert first.metrics["epoch"] == 1
+    assert first.metrics["epoch"] == 2
     steps_first = first.metrics["step"]
-    assert steps_first == 2 * cfg.train.steps_per_epoch
+    assert steps_first == 3 * cfg.train.steps_per_epoch
     assert 0 < first.metrics["ssim"] <= 1 and first.metrics["mae_hu"] > 0
-    saved = _checkpoints(f"{runs}/ddp")
-    assert saved, "no checkpoint directory in the bucket"
-    assert GENERATOR_FILE in storage.listdir(f"{runs}/ddp/{saved[-1]}")
+    assert _checkpoints(f"{runs}/ddp") == ["epoch_0000", "epoch_0001", "epoch_0002"]
+    assert GENERATOR_FILE in storage.listdir(f"{runs}/ddp/epoch_0002")
+    # each stage's DDP all-reduced exactly the generator parameters that stage trains
+    g = build_generator(cfg)
+    trains = {"lrg": count_parameters(g.low), "hrg": count_parameters(g.high)}
+    trains["joint"] = count_parameters(g)
+    reported = {m["stage"]: m["ddp_params"] for _, m in first.best_checkpoints}
+    assert reported == trains
 
-    # the same run name with one more epoch: continues from the checkpoint, does not restart
-    longer = cfg.replace({"train.stage_epochs": [1, 0, 2]})
+    # the same run name with two more epochs: continues from the checkpoint, does not restart;
+    # checkpoint_every=3 checkpoints the last epoch (4) and not epoch 3
+    longer = cfg.replace({"train.stage_epochs": [1, 1, 3], "train.checkpoint_every": 3})
     second = build_trainer(longer, s3_shards, runs, "ddp").fit()
     assert second.error is None
     assert second.metrics["start_step"] == steps_first
-    assert second.metrics["epoch"] == 2
-    assert second.metrics["step"] == steps_first + cfg.train.steps_per_epoch
+    assert second.metrics["epoch"] == 4
+    assert second.metrics["step"] == steps_first + 2 * cfg.train.steps_per_epoch
+    assert _checkpoints(f"{runs}/ddp")[-2:] == ["epoch_0002", "epoch_0004"]
 
 
 def _kill_a_worker_after_first_checkpoint(run_dir: Path, killed: list[int]) -> None:

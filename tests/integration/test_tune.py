@@ -8,7 +8,7 @@ import pytest
 
 from hmss_ray import storage
 from hmss_ray.config import flatten
-from hmss_ray.models.checkpoint import load_generator, localize
+from hmss_ray.models.checkpoint import REGISTRY_FILES, load_generator, localize
 from hmss_ray.tune.search import run_search
 from hmss_ray.tune.space import load_space
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_tiny_search_on_s3_registers_a_loadable_winner(ray_session, s3_shards, s3_bucket):
-    cfg = tiny_config("tune.num_samples=2", "tune.asha_grace_period=1")
+    cfg = tiny_config("tune.num_samples=2")  # ASHA's first cut: after epoch 2 of 2
     space = load_space(ROOT / "tune_spaces" / "demo.yaml")
     out = run_search(
         cfg, space, s3_shards, f"{s3_bucket}/tune", "tiny", f"{s3_bucket}/registry", "winner"
@@ -34,10 +34,11 @@ def test_tiny_search_on_s3_registers_a_loadable_winner(ray_session, s3_shards, s
     assert winner.score == min(r.score for r in rows)
 
     entry = f"{s3_bucket}/registry/winner"
-    files = set(storage.listdir(entry))
-    assert {"generator.safetensors", "config.yaml", "metrics.json", "winner.json"} <= files
+    # the generator, config and metrics: no discriminator, no optimiser state
+    assert set(storage.listdir(entry)) == set(REGISTRY_FILES)
     record = storage.read_json(f"{entry}/winner.json")
     assert record["trial_id"] == winner.trial_id
+    assert "optim.pt" in storage.listdir(record["checkpoint"])  # the full one, to fine-tune
     assert record["data_manifest_hash"]
     assert "1 - SSIM" in record["objective"]
     _, meta = load_generator(localize(entry))

@@ -1,4 +1,5 @@
-"""The staged schedule, the pure D/G steps (plain and DDP-wrapped) and validation."""
+"""The staged schedule, the pure D/G steps (plain and DDP-wrapped), validation, and the order
+in which networks, optimisers and a restored state meet their device."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.models import build_discriminator, build_generator
+from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.train import steps
+from hmss_ray.train.validation import validate
 
 TINY = {
     "data.image_size": 32,
@@ -124,30 +127,86 @@ def test_every_criterion_trains_with_numpy_batches_and_context(criterion):
     assert {"g_adv", "g_fm", "g_l1", "g_perc", "g_ssim", "d_total"} <= set(losses)
 
 
-def test_bf16_autocast_runs_on_cpu():
-    cfg = tiny_cfg()
-    g, d, opt_g, opt_d = networks(cfg)
-    losses = steps.train_step(g, d, opt_g, opt_d, make_batch(), cfg, "joint", 0, torch.bfloat16)
-    assert all(math.isfinite(v) for v in losses.values())
+@pytest.mark.parametrize(
+    ("mode", "device", "dtype"),
+    [("auto", "cuda", torch.bfloat16), ("bf16", "cuda:1", torch.bfloat16), ("off", "cuda", None),
+     ("auto", "cpu", None), ("bf16", "cpu", None)],
+)  # fmt: skip
+def test_mixed_precision_is_bf16_on_cuda_only(mode, device, dtype):
+    # the CUDA bf16 step itself is tests/gpu/test_cuda.py (marked gpu): training on a CPU never
+    # autocasts, so no CPU test pretends to cover it
+    assert steps.autocast_dtype(mode, device) is dtype
 
 
-def test_steps_work_on_ddp_wrapped_networks(tmp_path):
+def test_steps_work_on_per_stage_ddp_wrappers(tmp_path):
     dist.init_process_group(
         "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
     )
     try:
         cfg = tiny_cfg(**{"loss.lambda_gp": 1.0})
         g, d, opt_g, opt_d = networks(cfg)
-        g = DistributedDataParallel(g, find_unused_parameters=True)
-        d = DistributedDataParallel(d, find_unused_parameters=True)
+        d = DistributedDataParallel(d)  # D trains in every stage: wrapped once
         for index, stage in enumerate(["lrg", "hrg", "joint", "joint"]):
             steps.set_stage(g, stage)
-            losses = steps.train_step(g, d, opt_g, opt_d, make_batch(), cfg, stage, index)
+            # wrapped after the freeze: DDP then registers only what the stage trains, and
+            # every registered parameter gets a gradient (find_unused_parameters off)
+            wrapped = DistributedDataParallel(g)
+            losses = steps.train_step(wrapped, d, opt_g, opt_d, make_batch(), cfg, stage, index)
             assert math.isfinite(losses["g_total"]) and math.isfinite(losses["d_total"])
-        assert all(p.requires_grad for p in g.module.parameters())  # joint trains all
-        assert math.isfinite(steps.validate(g, [make_batch()], cfg)["mae_hu"])
+        assert all(p.requires_grad for p in g.parameters())  # joint trains all
+        assert math.isfinite(validate(wrapped, [make_batch()], cfg)["mae_hu"])
     finally:
         dist.destroy_process_group()
+
+
+def _trained_checkpoint(cfg, directory):
+    g, d, opt_g, opt_d = networks(cfg)
+    for index in range(2):
+        steps.train_step(g, d, opt_g, opt_d, make_batch(seed=index), cfg, "joint", index)
+    optimizers = {"g": opt_g, "d": opt_d}
+    return ckpt.save_checkpoint(
+        directory, generator=g, discriminator=d, optimizers=optimizers, cfg=cfg, epoch=4, step=2
+    )
+
+
+def test_a_module_moved_after_the_restore_cannot_step(tmp_path):
+    # the order train/loop.py used to have (prepare_model moved the modules to cuda:N after the
+    # restore); float64 stands in for the device on a CPU: the same mismatch, the same failure
+    cfg = tiny_cfg()
+    directory = _trained_checkpoint(cfg, tmp_path / "ckpt")
+    g, d, opt_g, opt_d = networks(cfg)
+    ckpt.load_training_state(directory, g, d, {"g": opt_g, "d": opt_d})
+    g.to(torch.float64), d.to(torch.float64)
+    batch = {k: v.double() for k, v in make_batch().items()}
+    with pytest.raises(RuntimeError, match="dtype"):
+        steps.g_step(g, d, opt_g, batch, cfg, "joint")
+
+
+def test_build_training_moves_before_it_restores(tmp_path):
+    cfg = tiny_cfg()
+    directory = _trained_checkpoint(cfg, tmp_path / "ckpt")
+    nets = steps.build_training(cfg, "cpu", dtype=torch.float64, resume=directory)
+    assert (nets.start_epoch, nets.step) == (5, 2)
+    restored = [s for opt in nets.optimizers.values() for s in opt.state.values()]
+    assert restored and all(s["exp_avg"].dtype == torch.float64 for s in restored)
+    g, d = nets.generator, nets.discriminator
+    saved = ckpt.load_generator(directory)[0].state_dict()
+    assert all(torch.equal(v.double(), g.state_dict()[k].double()) for k, v in saved.items())
+    batch = {k: v.double() for k, v in make_batch().items()}
+    before = snapshot(g)
+    opt_g, opt_d = nets.optimizers["g"], nets.optimizers["d"]
+    losses = steps.train_step(g, d, opt_g, opt_d, batch, cfg, "joint", 2)
+    assert math.isfinite(losses["g_total"]) and changed(g, before)
+
+
+def test_warm_start_takes_weights_and_fresh_optimisers(tmp_path):
+    cfg = tiny_cfg()
+    directory = _trained_checkpoint(cfg, tmp_path / "ckpt")
+    nets = steps.build_training(cfg, "cpu", warm_start=directory)
+    assert (nets.start_epoch, nets.step) == (0, 0)
+    assert all(not opt.state for opt in nets.optimizers.values())
+    saved = ckpt.load_generator(directory)[0].state_dict()
+    assert all(torch.equal(v, nets.generator.state_dict()[k]) for k, v in saved.items())
 
 
 def test_validate_reports_every_metric_deterministically():
@@ -155,14 +214,14 @@ def test_validate_reports_every_metric_deterministically():
     g, *_ = networks(cfg)
     g.train()
     batches = [make_batch(2, seed=1), make_batch(2, seed=2)]
-    first = steps.validate(g, batches, cfg)
+    first = validate(g, batches, cfg)
     assert g.training  # the caller's mode is restored
     expected = {"low_mae_hu", "low_mse", "low_ssim", "low_psnr", "mae_hu", "mse", "ssim", "psnr"}
     expected |= {"perceptual", "fid", "bone_dice", "score"}
     assert expected <= set(first)
     assert first["fid_random_features"] == 1.0  # no weights on a test machine
     assert all(math.isfinite(first[k]) for k in expected)
-    assert steps.validate(copy.deepcopy(g), batches, cfg) == first
+    assert validate(copy.deepcopy(g), batches, cfg) == first
     t = cfg.tune
     score = t.w_ssim * (1 - first["ssim"]) + t.w_fid * first["fid"] / t.fid_ref
     assert first["score"] == pytest.approx(score)

@@ -1,0 +1,81 @@
+"""Which epochs validate, report and checkpoint, and where ASHA cuts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ray.tune.schedulers import ASHAScheduler
+
+from hmss_ray.config import ConfigError, ExperimentConfig, load_config
+from hmss_ray.train import schedule
+from hmss_ray.tune.search import asha_scheduler
+
+CONFIGS = sorted(Path(__file__).parents[3].joinpath("configs").glob("*.yaml"))
+
+
+def cfg_with(**overrides) -> ExperimentConfig:
+    return ExperimentConfig().replace(overrides)
+
+
+def ray_rungs(scheduler: ASHAScheduler) -> list[int]:
+    # the milestones Ray's own bracket will cut at (its rungs are stored last-first)
+    return sorted(int(milestone) for milestone, _ in scheduler._brackets[0]._rungs)
+
+
+@pytest.mark.parametrize(
+    ("stage_epochs", "grace", "factor", "rungs"),
+    [
+        ((10, 5, 35), None, 2, [15, 30]),  # configs/brain.yaml: after the HRG stage, then joint
+        ((10, 5, 35), None, 3, [15, 45]),
+        ((10, 0, 40), None, 2, [11, 22, 44]),  # no HRG stage: one joint epoch first
+        ((1, 1, 2), None, 2, [2, 4]),
+        ((2, 2, 6), 3, 2, [3, 6]),
+        ((1, 0, 1), None, 2, [2]),
+        ((0, 0, 3), None, 2, [1, 2]),
+    ],
+)
+def test_asha_rungs_follow_the_schedule_and_match_rays_own(stage_epochs, grace, factor, rungs):
+    cfg = cfg_with(**{"train.stage_epochs": list(stage_epochs), "tune.asha_grace_period": grace,
+                      "tune.asha_reduction_factor": factor})  # fmt: skip
+    assert schedule.asha_rungs(cfg) == rungs
+    assert ray_rungs(asha_scheduler(cfg)) == rungs
+    lrg = stage_epochs[0]
+    assert all(r > lrg for r in rungs)  # never the LRG-only stage's untrained HRG
+
+
+def test_a_grace_period_inside_the_lrg_stage_is_refused():
+    cfg = cfg_with(**{"train.stage_epochs": [10, 5, 35], "tune.asha_grace_period": 10})
+    with pytest.raises(ConfigError, match=r"tune.asha_grace_period = 10 is not allowed.*\(15\)"):
+        asha_scheduler(cfg)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_cut_after_the_hrg_stage(path):
+    cfg = load_config(path)
+    schedule.check_asha(cfg)
+    lrg, hrg, _ = cfg.train.stage_epochs
+    assert schedule.asha_rungs(cfg)[0] >= lrg + max(hrg, 1)
+
+
+def test_validation_and_checkpoint_epochs():
+    cfg = cfg_with(**{"train.stage_epochs": [3, 2, 7], "train.val_every": 4,
+                      "train.checkpoint_every": 5})  # fmt: skip
+    checkpoints = [e for e in range(12) if schedule.is_checkpoint_epoch(cfg, e)]
+    assert checkpoints == [4, 9, 11]  # every 5th epoch and the last
+    validations = [e for e in range(12) if schedule.is_validation_epoch(cfg, e)]
+    # every 4th (3, 7, 11), stage ends (2, 4, 11), checkpoints (4, 9, 11), rungs 5 and 10 (4, 9)
+    assert validations == [2, 3, 4, 7, 9, 11]
+    assert schedule.stage_ends(cfg_with(**{"train.stage_epochs": [2, 0, 3]})) == {1, 4}
+
+
+@pytest.mark.parametrize("key", ["train.val_every", "train.checkpoint_every"])
+def test_every_keys_are_at_least_one(key):
+    with pytest.raises(ConfigError, match=rf"{key} = 0 is not allowed: must be >= 1"):
+        cfg_with(**{key: 0})
+
+
+def test_grad_compression_is_a_choice():
+    assert cfg_with(**{"train.grad_compression": "bf16"}).train.grad_compression == "bf16"
+    with pytest.raises(ConfigError, match="choose one of: 'none', 'bf16'"):
+        cfg_with(**{"train.grad_compression": "fp16"})
