@@ -16,10 +16,12 @@ from typing import Any
 import yaml
 
 from hmss_ray.config.sections import (
+    REGION_EDITIONS,
     REGIONS,
     AdversarialCriterion,
     AugmentConfig,
     DataConfig,
+    Edition,
     LossConfig,
     MetricsConfig,
     MixedPrecision,
@@ -45,10 +47,12 @@ from hmss_ray.config.tree import (
 
 __all__ = [
     "REGIONS",
+    "REGION_EDITIONS",
     "AdversarialCriterion",
     "AugmentConfig",
     "ConfigError",
     "DataConfig",
+    "Edition",
     "ExperimentConfig",
     "LossConfig",
     "MetricsConfig",
