@@ -23,7 +23,8 @@ REGIONS_2025 = tuple(STAND_IN)
 def render(case_id: CaseId, shape: tuple[int, int, int], seed: int = 0):
     """The 2023 phantom of the stand-in region, rendered for this case (centre contrast A-C)."""
     stand_in = CaseId(1, STAND_IN[case_id.region], "ABC"[(case_id.number - 1) % 3], case_id.number)
-    return make_case(stand_in, seed=seed, shape=shape)
+    offset = REGIONS_2025.index(case_id.region)  # TH and AB share a stand-in, not the patients
+    return make_case(stand_in, seed=seed + offset, shape=shape)
 
 
 def write_case(

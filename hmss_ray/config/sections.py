@@ -31,6 +31,14 @@ REGION_EDITIONS = {
 REGIONS = tuple(REGION_EDITIONS)
 
 
+class SegmentationMethod(StrEnum):
+    """How SynthRAD2025's Dice and HD95 segment the CT and the sCT (``evaluate --segmentation``)."""
+
+    AUTO = "auto"  # TotalSegmentator when installed with its weights, else thresholds
+    TOTALSEGMENTATOR = "totalsegmentator"
+    THRESHOLDS = "thresholds"
+
+
 class Norm(StrEnum):
     """Normalisation after each convolution."""
 

@@ -17,23 +17,16 @@ import importlib.util
 import os
 import warnings
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 
-from hmss_ray.config import UserError
+from hmss_ray.config import SegmentationMethod, UserError
 
 TS_FAST_DATASET = "Dataset297_"  # TotalSegmentator's "total" task, fast (3 mm) model
 TS_INSTALL = "pip install 'hmss-ray[totalseg]'"
-
-
-class SegmentationMethod(StrEnum):
-    AUTO = "auto"  # TotalSegmentator when installed with its weights, else thresholds
-    TOTALSEGMENTATOR = "totalsegmentator"
-    THRESHOLDS = "thresholds"
 
 
 class Segmenter(Protocol):

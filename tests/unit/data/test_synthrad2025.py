@@ -26,7 +26,7 @@ from hmss_ray.data.synthrad import (
     validate_case,
 )
 from hmss_ray.io import Volume, read_volume, write_volume
-from tests.layout2025 import write_case, write_layout
+from tests.layout2025 import render, write_case, write_layout
 
 SHAPE = (32, 32, 10)
 SMALL = {"data.image_size": 32, "model.lrg_downsamples": 1, "data.slices_per_shard": 40}
@@ -90,7 +90,9 @@ def test_load_case_reads_metaimage_on_one_grid(root: Path) -> None:
     assert case.mr.shape == case.ct.shape == case.mask.shape == ct.shape
     assert case.mr.dtype == np.float32 and case.mask.dtype == np.uint8
     assert np.array_equal(case.ct, ct.array.astype(np.float32))
-    assert np.allclose(case.affine, ct.affine)  # the LPS header read back as RAS
+    written = render(CaseId.parse("1HNB002"), SHAPE)
+    assert np.allclose(case.affine, written.affine)  # the LPS header read back as RAS
+    assert np.array_equal(case.mask, written.mask)
     assert np.allclose(np.abs(np.diag(case.affine)[:3]), (1.0, 1.0, 1.0))
 
 
