@@ -139,3 +139,26 @@ def test_mixed_report_scores_each_case_by_its_own_release(mixed: dict) -> None:
     line = next(ln for ln in md.splitlines() if ln.startswith("| 1BA001 |"))
     cells = [cell.strip() for cell in line.split("|")]
     assert cells.count("–") == 3  # no MS-SSIM, Dice, HD95 for a 2023 case
+
+
+def test_demo_2025_plan_and_upload(tmp_path: Path) -> None:
+    """What ``python -m hmss_ray.demo --edition 2025`` configures and sends (the run itself is
+    the slow test in tests/integration/test_demo_2025.py)."""
+    from hmss_ray import demo
+
+    plan = demo.EDITIONS["2025"]
+    cfg = load_config(CONFIG, [*plan.overrides, *demo.QUICK])
+    assert cfg.data.regions == ("HN", "TH", "AB") and cfg.data.hu_range == (-1024.0, 3071.0)
+    assert plan.phantom_args == ("--edition", "2025")
+    write_layout(tmp_path / "data", per_region=1, regions=("TH",), shape=(32, 32, 8))
+    case = tmp_path / "data" / "Task1" / "TH" / "1THA001"
+    sent = demo.upload_file(case, tmp_path / "upload")
+    assert sent.name == "1THA001.nii.gz"  # the endpoint takes NIfTI: converted, same grid
+    original, converted = read_volume(case / "mr.mha"), read_volume(sent)
+    assert np.array_equal(original.array, converted.array)
+    assert np.allclose(original.affine, converted.affine, atol=1e-5)
+    brain = tmp_path / "Task1" / "brain" / "1BA001"
+    phantom.write_case(
+        brain, phantom.make_case(synthrad.CaseId(1, "brain", "A", 1), shape=(32, 32, 8))
+    )
+    assert demo.upload_file(brain, tmp_path / "upload") == brain / "mr.nii.gz"  # as it is
