@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from hmss_ray.config import ConfigError, Edition, ExperimentConfig
+from hmss_ray.config import ConfigError, Edition, ExperimentConfig, load_config
 from hmss_ray.data import phantom
 from hmss_ray.data.prepare import PrepareError, prepare_dataset
 from hmss_ray.data.synthrad import (
@@ -28,6 +28,7 @@ from hmss_ray.data.synthrad import (
 from hmss_ray.io import Volume, read_volume, write_volume
 from tests.layout2025 import render, write_case, write_layout
 
+ROOT = Path(__file__).parents[3]
 SHAPE = (32, 32, 10)
 SMALL = {"data.image_size": 32, "model.lrg_downsamples": 1, "data.slices_per_shard": 40}
 
@@ -186,6 +187,9 @@ def test_regions_in_the_config_name_the_release_folders() -> None:
     assert set(ExperimentConfig().data.regions) == {"brain", "pelvis", "HN", "TH", "AB"}
     with pytest.raises(ConfigError, match=r"items must be one of \['brain', 'pelvis', 'HN'"):
         ExperimentConfig().replace({"data.regions": ["head_neck"]})
+    for name, region in (("head_neck", "HN"), ("thorax", "TH"), ("abdomen", "AB")):
+        shipped = load_config(ROOT / "configs" / f"{name}.yaml")  # the GPU configs
+        assert shipped.data.regions == (region,) and shipped.data.hu_range == (-1024.0, 3071.0)
 
 
 def test_prepare_reads_the_2025_layout_and_reports_bad_cases(root: Path, tmp_path: Path) -> None:
