@@ -1,13 +1,15 @@
 """``make demo``: the whole job end to end on the embedded default (local Ray, disk, phantoms).
 
-    python -m hmss_ray.demo [--out outputs/demo] [--cases 9] [--quick]
+    python -m hmss_ray.demo [--out outputs/demo] [--cases 9] [--quick] [--edition 2023|2025]
 
-1. phantom data in SynthRAD2023 layout (one deliberately corrupt case: reported and skipped)
+1. phantom data in the SynthRAD2023 layout (brain, NIfTI), or with ``--edition 2025`` in the
+   SynthRAD2025 layout (HN, TH, AB, MetaImage); one deliberately corrupt case: reported, skipped
 2. ``hmss_ray.prepare``: validate, split by patient, normalise, slice, write Parquet shards
 3. ``hmss_ray.tune``: a tiny Ray Tune + Optuna search, each trial a Ray Train run -> registry
 4. Ray Serve: the winner behind HTTP on 127.0.0.1
 5. ``hmss_ray.client``: every held-out test MR sent over HTTP, the returned sCT saved
-6. ``hmss_ray.evaluate``: SynthRAD2023 metrics of the served sCTs, tables and figures
+6. ``hmss_ray.evaluate``: the release's metrics of the served sCTs (SynthRAD2023: MAE, PSNR,
+   SSIM; SynthRAD2025: MAE, PSNR, MS-SSIM, Dice, HD95), tables and figures
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from hmss_ray import storage
@@ -27,6 +30,27 @@ QUICK = [
     "train.batch_size=4",
     "metrics.fid_max_slices=16",
 ]
+
+
+@dataclass(frozen=True)
+class EditionPlan:
+    """What the demo changes for a SynthRAD release: phantom arguments, config, case count."""
+
+    phantom_args: tuple[str, ...]
+    overrides: tuple[str, ...]  # on configs/demo.yaml
+    cases: int  # default --cases: paired cases per region
+    what: str
+
+
+EDITIONS = {
+    "2023": EditionPlan(("--regions", "brain"), (), 12, "brain cases (3 centres)"),
+    "2025": EditionPlan(
+        ("--edition", "2025"),
+        ("data.regions=[HN, TH, AB]", "data.hu_range=[-1024, 3071]"),
+        4,
+        "cases per region, head-neck, thorax, abdomen (5 centres), MetaImage",
+    ),
+}
 
 
 def _step(n: int, text: str) -> float:
@@ -57,12 +81,28 @@ def _deploy(entry: str, port: int) -> str:
     raise AssertionError("unreachable")
 
 
+def upload_file(case: Path, staging: Path) -> Path:
+    """The case's MR as a file the endpoint takes: NIfTI as it is, other formats (MetaImage)
+    converted to NIfTI on the same grid first, so the sCT comes back on the case's grid."""
+    from hmss_ray.data.synthrad import CaseId, CaseRef
+    from hmss_ray.io import read_volume, write_volume
+
+    mr = CaseRef(CaseId.parse(case.name), case).file("mr")
+    if mr is None:
+        raise FileNotFoundError(f"{case}: no MR file")
+    if mr.name.endswith((".nii.gz", ".nii")):
+        return mr
+    staging.mkdir(parents=True, exist_ok=True)
+    return write_volume(read_volume(mr), staging / f"{case.name}.nii.gz")
+
+
 def held_out_cases(data_dir: Path, shards: str) -> list[Path]:
     """Folders of the cases the split held out for testing."""
     from hmss_ray.data.manifest import read_manifest
+    from hmss_ray.data.synthrad import find_cases
 
-    ids = read_manifest(shards).case_ids("test")
-    return [next(data_dir.glob(f"Task1/*/{case_id}")) for case_id in ids]
+    folders = {str(ref.id): ref.path for ref in find_cases(data_dir)}
+    return [folders[case_id] for case_id in read_manifest(shards).case_ids("test")]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,22 +114,28 @@ def run(args: argparse.Namespace) -> int:
     from hmss_ray.tune.space import load_space
 
     out = Path(args.out).resolve()
-    data, shards = out / "phantom", str(out / "shards")
+    data = Path(args.data).resolve() if args.data else out / "phantom"
+    shards = str(out / "shards")
     config = str(ROOT / "configs" / "demo.yaml")
-    overrides = QUICK if args.quick else []
+    plan = EDITIONS[args.edition]
+    cases = args.cases if args.cases is not None else plan.cases
+    overrides = [*plan.overrides, *(QUICK if args.quick else [])]
     cfg = load_config(config, overrides)
     t_all = time.perf_counter()
 
-    t0 = _step(1, f"phantom data: {args.cases} brain cases + 1 corrupt -> {data}")
-    code = phantom.main(
-        ["--out", str(data), "--cases", str(args.cases), "--regions", "brain", "--corrupt", "1"]
-    )
-    if code != 0:
-        return code
+    if args.data:
+        t0 = _step(1, f"data: {data} as given (no phantoms written)")
+    else:
+        t0 = _step(1, f"phantom data: {cases} {plan.what} + 1 corrupt -> {data}")
+        argv = ["--out", str(data), "--cases", str(cases), *plan.phantom_args, "--corrupt", "1"]
+        code = phantom.main(argv)
+        if code != 0:
+            return code
     _done(t0)
 
     t0 = _step(2, f"prepare: validate, split by patient, slice, shard -> {shards}")
-    code = prepare.main(["--data", str(data), "--out", shards, "--config", config])
+    sets = [a for o in plan.overrides for a in ("--set", o)]
+    code = prepare.main(["--data", str(data), "--out", shards, "--config", config, *sets])
     if code != 0:  # 0 also when cases were skipped: they are listed above
         return code
     _done(t0)
@@ -123,9 +169,8 @@ def run(args: argparse.Namespace) -> int:
     served = out / "served_sct"
     served.mkdir(parents=True, exist_ok=True)
     for case in held_out_cases(data, shards):
-        code = client.main(
-            [str(case / "mr.nii.gz"), "-o", str(served / f"{case.name}.nii.gz"), "--url", url]
-        )
+        mr = upload_file(case, out / "upload")
+        code = client.main([str(mr), "-o", str(served / f"{case.name}.nii.gz"), "--url", url])
         if code != 0:
             print(f"error: the endpoint failed on {case.name}", file=sys.stderr)
             return code
@@ -133,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     ray.shutdown()
     _done(t0)
 
-    t0 = _step(6, "evaluate: SynthRAD2023 metrics of the served sCTs, tables, figures")
+    t0 = _step(6, f"evaluate: SynthRAD{args.edition} metrics of the served sCTs, tables, figures")
     report = out / "report"
     code = evaluate.main(
         [
@@ -164,10 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hmss_ray.demo",
         description="Run the whole job end to end on phantom data (local Ray, local storage).",
-        epilog="example: python -m hmss_ray.demo --out outputs/demo",
+        epilog="examples: python -m hmss_ray.demo --out outputs/demo\n"
+        "          python -m hmss_ray.demo --edition 2025 --out outputs/demo2025",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", default="outputs/demo", help="where everything is written")
-    parser.add_argument("--cases", type=int, default=12, help="phantom brain cases (3 centres)")
+    parser.add_argument("--edition", default="2023", choices=list(EDITIONS),
+                        help="phantoms of SynthRAD2023 (brain, NIfTI; default) or SynthRAD2025 "
+                        "(head-neck, thorax, abdomen; MetaImage)")  # fmt: skip
+    parser.add_argument("--cases", type=int, default=None,
+                        help="phantom cases per region (default 12 brain for 2023, 4 per region "
+                        "for 2025)")  # fmt: skip
+    parser.add_argument("--data", help="a SynthRAD folder of this edition to use instead of "
+                        "writing phantoms (its Task1 folder or the parent)")  # fmt: skip
     parser.add_argument("--port", type=int, default=0, help="HTTP port (default: a free one)")
     parser.add_argument("--quick", action="store_true", help="a few steps only (used by tests)")
     return run(parser.parse_args(argv))

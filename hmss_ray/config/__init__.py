@@ -16,10 +16,12 @@ from typing import Any
 import yaml
 
 from hmss_ray.config.sections import (
+    REGION_EDITIONS,
     REGIONS,
     AdversarialCriterion,
     AugmentConfig,
     DataConfig,
+    Edition,
     GradCompression,
     LossConfig,
     MetricsConfig,
@@ -28,6 +30,7 @@ from hmss_ray.config.sections import (
     Norm,
     OptimConfig,
     Sampler,
+    SegmentationMethod,
     ServeConfig,
     TrainConfig,
     TuneConfig,
@@ -46,10 +49,12 @@ from hmss_ray.config.tree import (
 
 __all__ = [
     "REGIONS",
+    "REGION_EDITIONS",
     "AdversarialCriterion",
     "AugmentConfig",
     "ConfigError",
     "DataConfig",
+    "Edition",
     "ExperimentConfig",
     "GradCompression",
     "LossConfig",
@@ -59,6 +64,7 @@ __all__ = [
     "Norm",
     "OptimConfig",
     "Sampler",
+    "SegmentationMethod",
     "ServeConfig",
     "TrainConfig",
     "TuneConfig",

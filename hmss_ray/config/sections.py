@@ -12,7 +12,31 @@ from enum import StrEnum
 
 from hmss_ray.config.tree import Section
 
-REGIONS = ("brain", "pelvis")
+
+class Edition(StrEnum):
+    """The SynthRAD release a region comes from: its layout, file format and challenge metrics."""
+
+    SYNTHRAD2023 = "2023"  # Task1/{brain,pelvis}/1BA001/*.nii.gz; MAE, PSNR, SSIM
+    SYNTHRAD2025 = "2025"  # Task1/{HN,TH,AB}/1HNA001/*.mha; MAE, PSNR, MS-SSIM, Dice, HD95
+
+
+# A region is named as its release names its folder under Task1/: no table maps the names.
+REGION_EDITIONS = {
+    "brain": Edition.SYNTHRAD2023,
+    "pelvis": Edition.SYNTHRAD2023,
+    "HN": Edition.SYNTHRAD2025,  # head and neck
+    "TH": Edition.SYNTHRAD2025,  # thorax
+    "AB": Edition.SYNTHRAD2025,  # abdomen
+}
+REGIONS = tuple(REGION_EDITIONS)
+
+
+class SegmentationMethod(StrEnum):
+    """How SynthRAD2025's Dice and HD95 segment the CT and the sCT (``evaluate --segmentation``)."""
+
+    AUTO = "auto"  # TotalSegmentator when installed with its weights, else thresholds
+    TOTALSEGMENTATOR = "totalsegmentator"
+    THRESHOLDS = "thresholds"
 
 
 class Norm(StrEnum):

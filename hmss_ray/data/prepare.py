@@ -238,6 +238,20 @@ def _split_jobs(checks: list[CaseCheck], cfg: DataConfig) -> tuple[list[CaseJob]
     return sorted(jobs, key=lambda j: (SPLITS.index(j.split), j.ref.id)), split
 
 
+def _nothing_found(data_dir: str | Path, regions: Iterable[str]) -> str:
+    """Why no case was found: no case folder at all, or none of the configured regions."""
+    present = sorted({ref.id.region for ref in find_cases(data_dir)})
+    if present:
+        return (
+            f"no case of data.regions {list(regions)} under {data_dir} "
+            f"(found: {', '.join(present)}; set data.regions to use them)"
+        )
+    return (
+        f"no SynthRAD case folders under {data_dir} (like Task1/brain/1BA001/mr.nii.gz of "
+        "SynthRAD2023 or Task1/HN/1HNA001/mr.mha of SynthRAD2025)"
+    )
+
+
 def prepare_dataset(
     data_dir: str | Path,
     out_uri: str,
@@ -257,7 +271,7 @@ def prepare_dataset(
     cfg = cfg or ExperimentConfig()
     refs = find_cases(data_dir, cfg.data.regions)
     if not refs:
-        raise PrepareError(f"no SynthRAD case folders (like Task1/brain/1BA001) under {data_dir}")
+        raise PrepareError(_nothing_found(data_dir, cfg.data.regions))
     run = _Run(out_uri, cfg.data)
     pool = case_pool(workers)
     try:

@@ -1,34 +1,49 @@
-"""SynthRAD2023 cases: ids, finding case folders, loading and validating them.
+"""SynthRAD cases of both releases: ids, finding case folders, loading and validating them.
 
-Layout: ``Task1/{brain,pelvis}/<id>/{mr,ct,mask}.nii.gz`` (``.nii`` too); ``overview/`` folders are
-ignored. A case without ``ct`` is MR-only (the validation release ships that way): it is an
-inference case, not an error. Every problem is reported as a :class:`Problem` naming the case.
+Layouts (the edition follows from each case's region folder, so nothing needs to be told):
+
+- SynthRAD2023: ``Task1/{brain,pelvis}/<id>/{mr,ct,mask}.nii.gz``, ids like ``1BA001`` (task,
+  region letter B or P, centre letter, number), ``overview/`` folders beside the cases.
+- SynthRAD2025: ``Task1/{HN,TH,AB}/<id>/{mr,ct,mask}.mha``, ids like ``1HNA001`` (task, region
+  HN, TH or AB, centre A-E, number), ``overviews/`` folders beside the cases.
+
+Files are read through :func:`hmss_ray.io.read_volume`, so either format works in either layout
+(a folder's own format is looked for first). A case without ``ct`` is MR-only (the validation
+releases ship that way): an inference case, not an error. Every problem is reported as a
+:class:`Problem` naming the case.
 """
 
 from __future__ import annotations
 
 import re
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
-from hmss_ray.config import DataConfig, UserError
+from hmss_ray.config import REGION_EDITIONS, DataConfig, Edition, UserError
+from hmss_ray.io import read_volume
 
-REGIONS = {"B": "brain", "P": "pelvis"}
-REGION_LETTERS = {name: letter for letter, name in REGIONS.items()}
+# the id's region code -> the region's name (its folder under Task1/)
+REGION_CODES = {"B": "brain", "P": "pelvis", "HN": "HN", "TH": "TH", "AB": "AB"}
+REGION_CODE = {name: code for code, name in REGION_CODES.items()}
+CENTRES_2025 = "ABCDE"
 SPLITS = ("train", "val", "test")
 MODALITIES = ("mr", "ct", "mask")
-_ID_RE = re.compile(r"^(?P<task>[12])(?P<region>[BP])(?P<centre>[A-Z])(?P<number>\d{3,})$")
+# per edition, the file suffixes looked for; the first is the release's own format
+SUFFIXES = {
+    Edition.SYNTHRAD2023: (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd"),
+    Edition.SYNTHRAD2025: (".mha", ".mhd", ".nii.gz", ".nii", ".nrrd"),
+}
+_ID_RE = re.compile(r"^(?P<task>[12])(?P<region>HN|TH|AB|B|P)(?P<centre>[A-Z])(?P<number>\d{3,})$")
 AFFINE_TOLERANCE_MM = 1e-3
 
 
 @dataclass(frozen=True, order=True)
 class CaseId:
-    """A SynthRAD case id such as ``1BA001``: task 1, brain, centre A, number 1."""
+    """A SynthRAD case id: ``1BA001`` (task 1, brain, centre A, number 1) or ``1HNA001`` (task 1,
+    head and neck, centre A, number 1). ``region`` is the region's name (:data:`REGION_CODES`)."""
 
     task: int
     region: str
@@ -40,18 +55,24 @@ class CaseId:
         match = _ID_RE.match(str(text).strip())
         if not match:
             raise ValueError(
-                f"case id {text!r} does not parse: expected <task 1|2><region B|P>"
-                "<centre letter><number>, e.g. 1BA001"
+                f"case id {text!r} does not parse: expected <task 1|2><region B|P (SynthRAD2023)"
+                " or HN|TH|AB (SynthRAD2025)><centre letter><number>, e.g. 1BA001 or 1HNA001"
             )
-        return cls(
-            task=int(match["task"]),
-            region=REGIONS[match["region"]],
-            centre=match["centre"],
-            number=int(match["number"]),
-        )
+        region = REGION_CODES[match["region"]]
+        if REGION_EDITIONS[region] is Edition.SYNTHRAD2025 and match["centre"] not in CENTRES_2025:
+            raise ValueError(
+                f"case id {text!r} does not parse: SynthRAD2025 centres are "
+                f"{', '.join(CENTRES_2025)}, not {match['centre']}"
+            )
+        return cls(int(match["task"]), region, match["centre"], int(match["number"]))
+
+    @property
+    def edition(self) -> Edition:
+        """The release the case's region belongs to (its layout, format and metrics)."""
+        return REGION_EDITIONS[self.region]
 
     def __str__(self) -> str:
-        return f"{self.task}{REGION_LETTERS[self.region]}{self.centre}{self.number:03d}"
+        return f"{self.task}{REGION_CODE[self.region]}{self.centre}{self.number:03d}"
 
 
 @dataclass(frozen=True)
@@ -62,12 +83,16 @@ class CaseRef:
     path: Path
 
     def file(self, modality: str) -> Path | None:
-        """``<modality>.nii.gz`` or ``<modality>.nii`` in the folder, or None."""
-        for suffix in (".nii.gz", ".nii"):
+        """``<modality>.<suffix>`` in the folder (the release's own format first), or None."""
+        for suffix in SUFFIXES[self.id.edition]:
             candidate = self.path / f"{modality}{suffix}"
             if candidate.is_file():
                 return candidate
         return None
+
+    def expected_name(self, modality: str) -> str:
+        """The file name the release uses: ``mr.nii.gz`` (2023) or ``mr.mha`` (2025)."""
+        return f"{modality}{SUFFIXES[self.id.edition][0]}"
 
     @property
     def paired(self) -> bool:
@@ -107,15 +132,17 @@ class Case:
 def find_cases(root: str | Path, regions: Iterable[str] | None = None) -> list[CaseRef]:
     """Case folders under a ``Task1`` folder, a folder holding ``Task1``, or one region folder.
 
-    Folders whose name is not a case id (``overview/``, hidden ones) are ignored. Sorted by id.
+    Both layouts are recognised (region folders of either release may even sit side by side).
+    Folders whose name is not a case id (``overview/``, ``overviews/``, hidden ones) are ignored.
+    Sorted by id.
     """
     base = Path(root)
     if not base.is_dir():
         raise FileNotFoundError(f"{root}: not a directory")
     if (base / "Task1").is_dir():
         base = base / "Task1"
-    region_dirs = [base / r for r in REGION_LETTERS if (base / r).is_dir()] or [base]
-    wanted = set(regions) if regions is not None else set(REGION_LETTERS)
+    region_dirs = [base / r for r in REGION_EDITIONS if (base / r).is_dir()] or [base]
+    wanted = set(regions) if regions is not None else set(REGION_EDITIONS)
     found: dict[CaseId, CaseRef] = {}
     for region_dir in region_dirs:
         for child in sorted(region_dir.iterdir()):
@@ -124,25 +151,34 @@ def find_cases(root: str | Path, regions: Iterable[str] | None = None) -> list[C
             try:
                 case_id = CaseId.parse(child.name)
             except ValueError:
-                continue  # overview/ and anything else that is not a case folder
+                continue  # overview(s)/ and anything else that is not a case folder
             if case_id.region in wanted:
                 found.setdefault(case_id, CaseRef(case_id, child))
     return [found[k] for k in sorted(found)]
 
 
+def editions(refs: Iterable[CaseRef]) -> list[Edition]:
+    """The releases whose layout the cases come from (sorted; usually one)."""
+    return sorted({ref.id.edition for ref in refs})
+
+
 def _unreadable(path: Path, exc: Exception) -> str:
-    if isinstance(exc, (EOFError, zlib.error, OSError)):
-        return f"{path.name}: unreadable (truncated or corrupt gzip: {exc})"
-    return f"{path.name}: unreadable ({type(exc).__name__}: {exc})"
+    detail = str(exc).strip()
+    detail = detail.removeprefix(f"{path}: ").removeprefix(f"{path.name}: ")
+    wrapper = "not a readable volume ("
+    if detail.startswith(wrapper) and detail.endswith(")"):
+        detail = detail[len(wrapper) : -1]  # "unreadable (not a readable volume (...))" reads badly
+    if not detail or not isinstance(exc, UserError):
+        detail = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return f"{path.name}: unreadable ({detail})"
 
 
 def _read(path: Path, problems: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Fully read one NIfTI (so truncation shows now, not later); record why it failed."""
+    """Fully read one volume (so truncation shows now, not later); record why it failed."""
     try:
-        image = nib.load(path)
-        data = np.asanyarray(image.dataobj).astype(np.float32, copy=False)
-        affine = np.asarray(image.affine, dtype=np.float64)
-    except Exception as exc:
+        volume = read_volume(path)
+        data = np.asarray(volume.array).astype(np.float32, copy=False)
+    except Exception as exc:  # a damaged file can fail in any of the readers' layers
         problems.append(_unreadable(path, exc))
         return None
     if data.ndim != 3:
@@ -151,7 +187,7 @@ def _read(path: Path, problems: list[str]) -> tuple[np.ndarray, np.ndarray] | No
     n_bad = int(data.size - np.count_nonzero(np.isfinite(data)))
     if n_bad:
         problems.append(f"{path.name}: {n_bad} non-finite voxels (NaN or inf)")
-    return data, affine
+    return data, np.asarray(volume.affine, dtype=np.float64)
 
 
 def _check_grid(grids: dict[str, tuple[tuple[int, ...], np.ndarray]], problems: list[str]) -> None:
@@ -182,7 +218,7 @@ def inspect_case(ref: CaseRef, cfg: DataConfig | None = None) -> tuple[Case | No
         path = ref.file(modality)
         if path is None:
             if modality != "ct":  # no CT = an MR-only inference case, not a problem
-                reasons.append(f"missing {modality}.nii.gz")
+                reasons.append(f"missing {ref.expected_name(modality)}")
             continue
         loaded = _read(path, reasons)
         if loaded is not None:

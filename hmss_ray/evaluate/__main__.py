@@ -1,4 +1,8 @@
-"""``python -m hmss_ray.evaluate``: per-patient SynthRAD metrics, tables and figures of a split."""
+"""``python -m hmss_ray.evaluate``: per-patient SynthRAD metrics, tables and figures of a split.
+
+The metrics are those of the data's release, found from its layout: SynthRAD2023 (MAE, PSNR,
+SSIM) or SynthRAD2025 (MAE, PSNR, MS-SSIM, Dice, HD95).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hmss_ray import cli
+from hmss_ray.config import SegmentationMethod
 
 SPLITS = ("train", "val", "test")
 EXIT_OK, EXIT_NOTHING = 0, 3
-EXAMPLES = """example:
+EXAMPLES = """examples:
   python -m hmss_ray.evaluate --model outputs/registry/demo --data data/phantom \\
       --shards data/shards --split test --out outputs/evaluation
+  python -m hmss_ray.evaluate --data /data/SynthRAD2025/Task1 --predictions sct/ \\
+      --config configs/thorax.yaml --segmentation thresholds --out outputs/eval-thorax
 
 exit status: 0 report written (cases left out are listed in it), 2 bad arguments or config,
 3 no case could be evaluated
@@ -24,7 +31,7 @@ exit status: 0 report written (cases left out are listed in it), 2 bad arguments
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser(
         "hmss_ray.evaluate",
-        "SynthRAD2023 metrics, slice metrics, tables and figures for one split.",
+        "SynthRAD2023/2025 metrics, slice metrics, tables and figures for one split.",
         EXAMPLES,
     )
     parser.add_argument("--model", help="registry entry or checkpoint (path, s3://)")
@@ -32,7 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shards", help="shard root whose manifest gives each case's split")
     parser.add_argument("--split", default="test", choices=SPLITS,
                         help="manifest split to score (default test; needs --shards)")  # fmt: skip
-    parser.add_argument("--predictions", help="local folder of <case_id>.nii.gz sCTs to score")
+    parser.add_argument(
+        "--predictions", help="local folder of <case_id>.nii.gz or <case_id>.mha sCTs to score"
+    )
+    parser.add_argument("--segmentation", default="auto", choices=list(SegmentationMethod),
+                        help="SynthRAD2025 Dice/HD95 segmentations: auto (TotalSegmentator when "
+                        "installed with its weights, else HU thresholds), totalsegmentator or "
+                        "thresholds (default auto)")  # fmt: skip
     parser.add_argument("--out", default="outputs/evaluation", help="report folder (path, s3://)")
     cli.add_config_args(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
@@ -53,7 +66,7 @@ def command(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         job = EvaluationJob(
             data=args.data, out=out, split=args.split, model=args.model, shards=args.shards,
-            predictions=args.predictions, device=args.device,
+            predictions=args.predictions, device=args.device, segmentation=args.segmentation,
         )  # fmt: skip
         try:
             evaluate(job, cfg)

@@ -168,7 +168,7 @@ def mae_boxplot(mae_by_group: Mapping[str, Sequence[float]]) -> Figure:
         x = position + jitter.uniform(-0.12, 0.12, len(v))
         ax.scatter(x, v, s=22, color="tab:blue", alpha=0.8, zorder=3)
     ax.set_ylabel("MAE inside the body mask (HU)")
-    ax.set_title("Per-patient MAE by centre (SynthRAD2023 definition)")
+    ax.set_title("Per-patient MAE by centre (SynthRAD definition)")  # the same in 2023 and 2025
     ax.grid(axis="y", alpha=0.3)
     finite = [x for v in values for x in v if np.isfinite(x)]
     ax.set_ylim(0, 1.12 * max(finite, default=1.0))  # MAE >= 0; headroom keeps top dots visible
@@ -192,9 +192,11 @@ def write_figures(
     for index in sorted(set(picks.values())):
         row = ranked.iloc[index]
         why = ", ".join(k for k, v in picks.items() if v == index)
+        ssim = ("MS-SSIM", row["ms_ssim"]) if "ssim" not in row or np.isnan(row["ssim"]) else (
+            "SSIM", row["ssim"])  # fmt: skip
         title = (
             f"{row['case_id']} ({row['group']}, {why}): MAE {row['mae']:.1f} HU, "
-            f"PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.3f}"
+            f"PSNR {row['psnr']:.2f} dB, {ssim[0]} {ssim[1]:.3f}"
         )
         case, sct = load_pair(str(row["case_id"]))
         fig = panel_figure(case.mr, sct, case.ct, case.mask, case.affine, title)

@@ -9,12 +9,18 @@ import pandas as pd
 
 from hmss_ray.cli import markdown_table
 
-PATIENT_METRICS = ("mae", "psnr", "ssim", "bone_dice", "slice_mse", "slice_ssim", "vgg")
-# (column, header, format); the VGG header is filled in with the extractor's label
+PATIENT_METRICS = (
+    "mae", "psnr", "ssim", "ms_ssim", "dice", "hd95", "bone_dice", "slice_mse", "slice_ssim", "vgg"
+)  # fmt: skip
+# (column, header, format); the VGG header is filled in with the extractor's label. A release's
+# columns are shown only when the report holds cases of it (ssim: 2023; ms_ssim, dice, hd95: 2025)
 _TABLE = (
     ("mae", "MAE (HU)", "{:.1f}"),
     ("psnr", "PSNR (dB)", "{:.2f}"),
     ("ssim", "SSIM", "{:.4f}"),
+    ("ms_ssim", "MS-SSIM", "{:.4f}"),
+    ("dice", "Dice", "{:.3f}"),
+    ("hd95", "HD95 (mm)", "{:.2f}"),
     ("bone_dice", "bone Dice", "{:.3f}"),
     ("slice_mse", "slice MSE", "{:.6f}"),
     ("slice_ssim", "slice SSIM", "{:.4f}"),
@@ -22,9 +28,11 @@ _TABLE = (
 )
 DEFINITIONS = """\
 MAE, PSNR, SSIM: SynthRAD2023 definitions, per patient, 3D, in HU inside the body mask (PSNR and
-SSIM on [-1024, 3000] HU, data range 4024). Bone Dice: HU >= metrics.bone_threshold_hu inside the
-mask. Slice metrics, on the slices the shards hold for each patient: MSE on [-1, 1], mean per-slice
-SSIM, VGG distance; FID over all of a group's slices. Definitions: README.md, "Evaluation"."""
+SSIM on [-1024, 3000] HU, data range 4024)."""
+COMMON_DEFINITIONS = """\
+Bone Dice: HU >= metrics.bone_threshold_hu inside the mask. Slice metrics, on the slices the shards
+hold for each patient: MSE on [-1, 1], mean per-slice SSIM, VGG distance; FID over all of a group's
+slices. Definitions: README.md, "Evaluation" and "SynthRAD2025"."""
 NOTEBOOK_MK630 = {"mse": 0.013473, "ssim": 0.866290, "fid": 97.26, "vgg": 1.324}
 PROTOCOL_NOTE = """\
 The two rows are not measured the same way. The notebooks' numbers come from a validation set split
@@ -47,6 +55,11 @@ def _md(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return markdown_table(header, rows).split("\n")
 
 
+def present(per_patient: pd.DataFrame) -> list[str]:
+    """The :data:`PATIENT_METRICS` the per-patient table holds (a release's own columns)."""
+    return [c for c in PATIENT_METRICS if c in per_patient]
+
+
 def markdown_report(
     context: Mapping[str, str],
     per_patient: pd.DataFrame,
@@ -55,26 +68,46 @@ def markdown_report(
     figures: Sequence[tuple[str, str]],
     vgg_label: str,
     fid_label: str,
+    definitions: str = DEFINITIONS,
 ) -> str:
-    """``report.md``: context, per-centre and per-patient tables, notebook comparison, figures."""
-    headers = [h.format(vgg=vgg_label) for _, h, _ in _TABLE]
+    """``report.md``: context, per-centre and per-patient tables, notebook comparison, figures.
+
+    ``definitions`` describes the challenge metrics of the releases present; the tables show the
+    columns of those releases only.
+    """
+    table = [(c, h.format(vgg=vgg_label), f) for c, h, f in _TABLE if c in per_patient]
+    headers = [h for _, h, _ in table]
     lines = ["# hmss-ray evaluation", ""]
     lines += [f"- **{key}**: {value}" for key, value in context.items()]
-    lines += [f"- **feature extractors**: {vgg_label}; {fid_label}", "", DEFINITIONS, ""]
+    lines += [f"- **feature extractors**: {vgg_label}; {fid_label}", ""]
+    lines += [definitions, COMMON_DEFINITIONS, ""]
     lines += ["## Per centre (mean ± std over patients)", ""]
     rows = []
     for _, s in summary.iterrows():
-        cells = [f"{_fmt(s[f'{c}_mean'], f)} ± {_fmt(s[f'{c}_std'], f)}" for c, _, f in _TABLE]
+        cells = [f"{_fmt(s[f'{c}_mean'], f)} ± {_fmt(s[f'{c}_std'], f)}" for c, _, f in table]
         rows.append([str(s["group"]), str(s["patients"]), *cells, _fmt(s["fid"], "{:.4g}")])
     lines += _md(["group", "patients", *headers, f"{fid_label}, all slices"], rows)
     lines += ["", "## Per patient", ""]
     rows = [
-        [str(p["case_id"]), str(p["group"]), *[_fmt(p[c], f) for c, _, f in _TABLE],
+        [str(p["case_id"]), str(p["group"]), *[_fmt(p[c], f) for c, _, f in table],
          str(int(p["slices"]))]
         for _, p in per_patient.iterrows()
     ]  # fmt: skip
     lines += _md(["case", "centre", *headers, "slices"], rows)
-    lines += ["", "## Beside the notebooks (MK6.3.0)", ""]
+    if "ssim" in per_patient:  # the notebooks scored SynthRAD2023 brains: no 2025 counterpart
+        lines += _notebooks(summary, fid_label, vgg_label)
+    lines += ["", "## Figures", ""]
+    lines += [f"![{caption}]({name})\n\n*{caption}*\n" for name, caption in figures]
+    lines += ["## Cases left out", ""]
+    if skipped:
+        lines += _md(["case", "reason"], [[c, r] for c, r in skipped])
+    else:
+        lines.append("None.")
+    return "\n".join(lines) + "\n"
+
+
+def _notebooks(summary: pd.DataFrame, fid_label: str, vgg_label: str) -> list[str]:
+    lines = ["", "## Beside the notebooks (MK6.3.0)", ""]
     overall = summary.iloc[-1]  # the last summary row is the overall one
     nb = NOTEBOOK_MK630
     rows = [
@@ -85,11 +118,4 @@ def markdown_report(
          _fmt(overall["vgg_pooled"], "{:.4g}")],
     ]  # fmt: skip
     lines += _md(["", "MSE ([-1, 1])", "SSIM (per slice)", fid_label, vgg_label], rows)
-    lines += ["", PROTOCOL_NOTE, "", "## Figures", ""]
-    lines += [f"![{caption}]({name})\n\n*{caption}*\n" for name, caption in figures]
-    lines += ["## Cases left out", ""]
-    if skipped:
-        lines += _md(["case", "reason"], [[c, r] for c, r in skipped])
-    else:
-        lines.append("None.")
-    return "\n".join(lines) + "\n"
+    return [*lines, "", PROTOCOL_NOTE]

@@ -1,10 +1,12 @@
-"""Evaluation: per-patient SynthRAD2023 metrics, tables and figures of one split.
+"""Evaluation: per-patient SynthRAD metrics, tables and figures of one split.
 
 For every case of the split (from the shard manifest, else every paired case under ``--data``) the
-sCT is read from ``--predictions/<case_id>.nii.gz`` or synthesised with the model, then scored:
-SynthRAD2023 MAE / PSNR / SSIM in HU inside the mask, bone Dice, and the notebooks' slice metrics
-(MSE on [-1, 1], per-slice SSIM, VGG distance; FID over all the split's slices). Writes
-``per_patient.csv``, ``summary.csv`` (per centre and overall), ``report.md`` and PNG figures.
+sCT is read from ``--predictions/<case_id>.nii.gz`` (or ``.mha``) or synthesised with the model,
+then scored: the challenge metrics of the case's release (SynthRAD2023 MAE / PSNR / SSIM, or
+SynthRAD2025 MAE / PSNR / MS-SSIM / Dice / HD95: :mod:`.challenge`), bone Dice, and the
+notebooks' slice metrics (MSE on [-1, 1], per-slice SSIM, VGG distance; FID over all the split's
+slices). Writes ``per_patient.csv``, ``summary.csv`` (per centre and overall), ``report.md`` and PNG
+figures.
 Every metric comes from :mod:`hmss_ray.metrics`; this module only chooses the data and tabulates.
 """
 
@@ -16,19 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
 
 from hmss_ray import metrics
-from hmss_ray.config import ExperimentConfig, load_config, parse_overrides
+from hmss_ray.config import Edition, ExperimentConfig, load_config, parse_overrides
 from hmss_ray.data import preprocess, synthrad
 from hmss_ray.data.manifest import read_manifest
-from hmss_ray.evaluate import figures, report
+from hmss_ray.evaluate import challenge, figures, report
 from hmss_ray.inference.synthesizer import Synthesizer, synthesize_volume
 from hmss_ray.io import read_volume, write_volume
 from hmss_ray.metrics.features import Kind, describe, fid_features, load_extractor
+from hmss_ray.metrics.segmentation import Segmenter, make_segmenter
 from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.factory import resolve_device
 
@@ -47,6 +49,7 @@ class EvaluationJob:
     shards: str | None = None
     predictions: str | None = None
     device: str = "auto"
+    segmentation: str = "auto"  # SynthRAD2025 Dice/HD95: auto, totalsegmentator or thresholds
 
 
 class NothingEvaluated(RuntimeError):
@@ -59,6 +62,7 @@ class Scorers(NamedTuple):
     vgg: torch.nn.Module
     inception: torch.nn.Module
     device: torch.device
+    segmenter: Segmenter | None = None  # for SynthRAD2025 cases' Dice and HD95
 
 
 def select_cases(
@@ -76,19 +80,31 @@ def select_cases(
         refs = [found[c] for c in sorted(wanted & set(found))]
     else:
         refs = [ref for ref in found.values() if ref.id.region in regions]
-    no_ct = "MR only (no ct.nii.gz): no reference CT to score against"
-    skipped += [(str(r.id), no_ct) for r in refs if not r.paired]
+    no_ct = "MR only (no {}): no reference CT to score against"
+    skipped += [(str(r.id), no_ct.format(r.expected_name("ct"))) for r in refs if not r.paired]
     return [r for r in refs if r.paired], skipped
 
 
+PREDICTION_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
+
+
+def prediction_path(sct_dir: Path, case_id: synthrad.CaseId) -> Path:
+    """``<case_id>.nii.gz``, ``.mha``, ... in ``sct_dir``: the one there, else the name the
+    case's release uses (``.nii.gz`` for 2023, ``.mha`` for 2025)."""
+    for suffix in PREDICTION_SUFFIXES:
+        if (sct_dir / f"{case_id}{suffix}").is_file():
+            return sct_dir / f"{case_id}{suffix}"
+    return sct_dir / f"{case_id}{synthrad.SUFFIXES[case_id.edition][0]}"
+
+
 def read_prediction(path: Path, case: synthrad.Case) -> np.ndarray:
-    """An sCT NIfTI that must lie on the case's grid (same shape and affine)."""
+    """An sCT volume (NIfTI, MetaImage, ...) that must lie on the case's grid (shape, affine)."""
     if not path.is_file():
         raise FileNotFoundError(f"no prediction {path}")
     try:
-        image = nib.load(path)
-        sct = np.asanyarray(image.dataobj).astype(np.float32)
-    except Exception as exc:  # nibabel raises ImageFileError, EOFError, zlib.error, ...
+        image = read_volume(path)
+        sct = np.asarray(image.array).astype(np.float32)
+    except Exception as exc:  # a damaged file can fail in any of the readers' layers
         raise ValueError(
             f"prediction {path.name} unreadable ({type(exc).__name__}: {exc})"
         ) from exc
@@ -116,9 +132,7 @@ def patient_metrics(
     slice metrics match what training validation measures.
     """
     assert case.ct is not None  # select_cases keeps paired cases only
-    row: dict[str, float] = dict(metrics.synthrad_metrics(case.ct, sct, case.mask))
-    hu = [torch.from_numpy(np.asarray(v, dtype=np.float32)) for v in (case.ct, sct, case.mask)]
-    row["bone_dice"] = metrics.bone_dice(*hu, threshold_hu=cfg.metrics.bone_threshold_hu)
+    row = challenge.challenge_metrics(case, sct, cfg, scorers.segmenter)
     reference = preprocess.prepare_volume(case.mr, case.ct, case.mask, cfg.data)
     predicted = preprocess.prepare_volume(case.mr, sct, case.mask, cfg.data)
     ct_s = slice_stack(reference.ct, reference.keep)
@@ -162,7 +176,7 @@ def summarise(per_patient: pd.DataFrame, fids: dict[str, float]) -> pd.DataFrame
             "patients": len(df),
             "slices": int(df["slices"].sum()),
         }
-        for col in report.PATIENT_METRICS:
+        for col in report.present(per_patient):  # a release's metrics: NaN for the other's
             row[f"{col}_mean"], row[f"{col}_std"] = df[col].mean(), df[col].std()
         weights = df["slices"].where(df["slices"] > 0)
         for col in ("slice_mse", "slice_ssim", "vgg"):
@@ -182,7 +196,7 @@ def sct_for(
     Synthesis goes through :func:`synthesize_volume`, the code path the HTTP endpoint runs, so a
     model evaluated here and the same model served give the same sCT.
     """
-    path = sct_dir / f"{case.id}.nii.gz"
+    path = prediction_path(sct_dir, case.id)
     if synth is not None:
         mr, mask = read_volume(ref.file("mr")), read_volume(ref.file("mask"))
         write_volume(synthesize_volume(synth, mr, mask), path)
@@ -219,11 +233,8 @@ def evaluate_cases(
         update_fid([stats[k][1] for k in keys], scorers, sct_s)
         rows.append({"case_id": str(case.id), "region": case.id.region,
                      "centre": case.id.centre, "group": group, **row})  # fmt: skip
-        print(
-            f"[hmss] ({n}/{len(refs)}) {case.id} {group}: MAE {row['mae']:.1f} HU, "
-            f"PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}, bone Dice {row['bone_dice']:.3f}",
-            flush=True,
-        )
+        line = challenge.summary_line(row)
+        print(f"[hmss] ({n}/{len(refs)}) {case.id} {group}: {line}", flush=True)
     fids = {
         key: metrics.fid(real, fake) if min(real.n, fake.n) >= 2 else float("nan")
         for key, (real, fake) in stats.items()
@@ -263,8 +274,15 @@ def write_outputs(
         "split": f"{job.split} (from {job.shards})" if job.shards else "all paired cases",
         "slice metrics": f"HU mapped from data.hu_range {list(cfg.data.hu_range)} to [-1, 1]",
     }
+    editions = sorted({synthrad.CaseId.parse(c).edition for c in per_patient["case_id"]})
+    context["edition"] = ", ".join(f"SynthRAD{e}" for e in editions) + " (from the layout)"
+    if scorers.segmenter is not None and "dice" in per_patient:
+        context["Dice/HD95 segmentation"] = scorers.segmenter.description
     labels = describe(scorers.vgg, "VGG distance"), describe(scorers.inception, "FID")
-    text = report.markdown_report(context, per_patient, summary, skipped, written, *labels)
+    text = report.markdown_report(
+        context, per_patient, summary, skipped, written, *labels,
+        definitions=challenge.definitions(editions),
+    )  # fmt: skip
     (out / "report.md").write_text(text)
 
 
@@ -273,10 +291,14 @@ def evaluate(job: EvaluationJob, cfg: ExperimentConfig) -> pd.DataFrame:
     refs, skipped = select_cases(job.data, job.split, job.shards, cfg.data.regions)
     print(f"[hmss] {len(refs)} case(s) in split {job.split!r} to evaluate, {len(skipped)} left out")
     device = resolve_device(job.device)
+    needs_segmenter = any(r.id.edition is Edition.SYNTHRAD2025 for r in refs)
     scorers = Scorers(
         load_extractor(Kind.VGG_DISTANCE, cfg.metrics.vgg_weights).to(device),
         load_extractor(Kind.INCEPTION, cfg.metrics.inception_weights).to(device),
         device,
+        make_segmenter(job.segmentation, cfg.metrics.bone_threshold_hu, str(device))
+        if needs_segmenter
+        else None,
     )
     synth, sct_dir = None, Path(job.predictions or job.out / "sct")
     if not job.predictions:
@@ -291,7 +313,7 @@ def evaluate(job: EvaluationJob, cfg: ExperimentConfig) -> pd.DataFrame:
 
     def load_pair(case_id: str) -> tuple[synthrad.Case, np.ndarray]:
         case = synthrad.load_case(by_id[case_id], cfg.data)
-        return case, read_prediction(sct_dir / f"{case_id}.nii.gz", case)
+        return case, read_prediction(prediction_path(sct_dir, case.id), case)
 
     write_outputs(job, cfg, results, skipped, load_pair, scorers)
     return results[0]

@@ -137,7 +137,7 @@ def test_cli_prints_the_summary(corrupt_root: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "split  region  centre  cases  slices" in done.stdout
     assert "skipped: 10 case(s):" in done.stdout
-    assert "ct.nii.gz: unreadable (truncated or corrupt gzip" in done.stdout
+    assert "ct.nii.gz: unreadable (EOFError: Compressed file ended" in done.stdout
     assert "inference-only (MR only, split 'infer'): 1BA004, 1PC004" in done.stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert np.sum([s["rows"] for s in manifest["shards"]]) > 0

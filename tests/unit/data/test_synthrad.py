@@ -81,7 +81,7 @@ def _write_corrupt(root: Path, kind: str) -> Path:
 
 
 EXPECTED_REASONS = {
-    "truncated_gzip": "ct.nii.gz: unreadable (truncated or corrupt gzip",
+    "truncated_gzip": "ct.nii.gz: unreadable (",
     "not_gzip": "mr.nii.gz: unreadable",
     "missing_mr": "missing mr.nii.gz",
     "missing_mask": "missing mask.nii.gz",
