@@ -24,6 +24,7 @@ from hmss_ray.data.phantom.shapes import (
     FourierField,
     Level,
     Prism,
+    RadialField,
     Union,
     rotation,
     tube,
@@ -148,23 +149,23 @@ def brain(anatomy: Anatomy, size: HeadSize, cavity, rng: np.random.Generator) ->
     """Cortex folded into gyri, white matter, fissures, deep nuclei, ventricles, cerebellum,
     brain stem."""
     _, cy, cz = size.centre
-    gyri = FourierField(rng, 18.0, 40.0, 24)
+    gyri = RadialField(rng, (0.0, cy, cz - 10.0), 70.0, 14.0, 30.0, 24)
     folia = FourierField(rng, 6.0, 12.0, 16)
     hemispheres = cavity.grow(-size.csf)
     anatomy.add(T.GREY, hemispheres)
 
     def white_depth(x, y, z):  # white matter reaches into the gyri, stays deep under sulci
-        return 2.6 + 9.0 * np.exp(-((gyri(x, y, z) / 0.5) ** 2))
+        return 3.2 + 8.0 * np.exp(-((gyri(x, y, z) / 0.7) ** 2))
 
     anatomy.add(T.WHITE, hemispheres.grow(lambda x, y, z: -white_depth(x, y, z)))
     band = hemispheres - hemispheres.grow(-11.0)
-    anatomy.add(T.CSF, band & Level(gyri, size.sulcus / 4.0, 4.0))  # sulci
+    anatomy.add(T.CSF, band & Level(gyri, 0.15 * size.sulcus, 3.3))  # sulci
     for s in (-1, 1):  # Sylvian fissures
         fissure = Ellipsoid(
             (s * (size.radii[0] - 22), cy + 14, -6), (14, 28, 3.0), rotation(z=s * 15, y=s * 20)
         )
         anatomy.add(T.CSF, fissure & cavity)
-    w = 1.2 + 0.5 * size.sulcus
+    w = 0.8 + 0.4 * size.sulcus
     anatomy.add(T.CSF, cavity & Prism((0, cy), (w, 300), z0=cz - 4))  # interhemispheric
     for s in (-1, 1):  # thalamus, lentiform and caudate nuclei
         anatomy.add(T.GREY, Ellipsoid((s * 10, cy - 4, cz - 12), (9, 14, 9)))

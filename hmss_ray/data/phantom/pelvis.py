@@ -42,11 +42,28 @@ def pelvis(rng: np.random.Generator) -> Anatomy:
     size = TrunkSize(half_width, (front - back) / 2, fat, 30.0)
     centre_y = (front + back) / 2
     thighs = Ellipsoid((0, 0, -75 * k - 150), (35, 400, 150))  # the gap between the thighs
-    body_wall(anatomy, size, -400, 400, 2.6, centre_y=centre_y, minus=thighs)
+    body = body_wall(anatomy, size, -400, 400, 2.6, _waist, centre_y=centre_y, minus=thighs)
+    _muscles(anatomy, body.grow(-2.0 - 0.8 * fat), k, centre_y - size.half_depth)
     _soft_tissue(anatomy, size, k, centre_y, rng)
     _bones(anatomy, k)
     couch(anatomy, centre_y - size.half_depth - 2.0)
     return anatomy
+
+
+def _waist(z):
+    """The body narrows from the hips (z <= 0) towards the waist."""
+    return 1.0 - 0.1 * np.clip(z / 150.0, 0.0, 1.0) ** 2
+
+
+def _muscles(anatomy: Anatomy, wall, k: float, back: float) -> None:
+    """Gluteal muscles in their fascia (thin fat planes), ischioanal fat under the pelvic floor."""
+    for s in SIDES:
+        maximus = Ellipsoid((s * 78 * k, back + 60, 0), (80, 36, 95), rotation(z=s * 28))
+        medius = Ellipsoid((s * 120 * k, -25, 70), (28, 60, 60), rotation(z=-s * 30))
+        for muscle in (medius, maximus):
+            anatomy.add(T.FAT, muscle.grow(2.5) & wall)
+            anatomy.add(T.MUSCLE, muscle & wall)
+        anatomy.add(T.FAT, Ellipsoid((s * 32 * k, -38 * k, -62), (20, 30, 26)))  # ischioanal
 
 
 def _soft_tissue(anatomy: Anatomy, size: TrunkSize, k: float, centre_y: float, rng) -> None:

@@ -136,17 +136,12 @@ def make_case(
     box = fov or spec.fov
     grid = Grid.covering(box, spacing_for(spec, spacing, shape, box))
     n = len(T)
-    values = np.stack(
-        [
-            CT_HU + look.standard_normal(n).astype(np.float32) * CT_SPREAD,
-            CT_TEXTURE,
-            MR_SIGNAL[sequence] * look.uniform(0.95, 1.05, n).astype(np.float32),
-        ],
-        axis=1,
-    )
-    labels, (hu, hu_texture, signal) = paint(anatomy, grid, values)
+    hu_of = CT_HU + look.standard_normal(n).astype(np.float32) * CT_SPREAD
+    mr_of = MR_SIGNAL[sequence] * look.uniform(0.95, 1.05, n).astype(np.float32)
+    labels, (hu, signal) = paint(anatomy, grid, np.stack([hu_of, mr_of], axis=1))
     texture = FourierField(look, 2.0, 12.0, 16)(*grid.coords())
-    ct = hu + hu_texture * texture + noise.normal(0, spec.ct_noise, hu.shape).astype(np.float32)
+    ct = hu + CT_TEXTURE[labels] * texture
+    ct += noise.normal(0, spec.ct_noise, hu.shape).astype(np.float32)
     ct = np.clip(np.rint(ct), *HU_LIMITS).astype(np.int16)
     mr = _mr(signal, texture, grid, pid.centre, look, noise)
     mask = _mask(labels, grid.spacing)

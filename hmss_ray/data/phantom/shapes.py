@@ -261,13 +261,35 @@ class FourierField:
         self.scale = float(np.sqrt(2.0 / modes))
 
     def __call__(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        shape = np.broadcast_shapes(x.shape, y.shape, z.shape)
+        out, tmp = np.zeros(shape, np.float32), np.empty(shape, np.float32)
+        for (kx, ky, kz), phase in zip(self.k, self.phase, strict=True):
+            # cos(kx x + ky y + kz z + phase) = Re(e^i(kx x + phase) e^i ky y e^i kz z): on a
+            # grid (x, y, z along their own axes) the full volume sees two real multiplies
+            xy = np.exp(1j * (float(kx) * x + float(phase))) * np.exp(1j * (float(ky) * y))
+            ez = np.exp(1j * (float(kz) * z))
+            np.multiply(xy.real.astype(np.float32), ez.real.astype(np.float32), out=tmp)
+            out += tmp
+            np.multiply(xy.imag.astype(np.float32), ez.imag.astype(np.float32), out=tmp)
+            out -= tmp
+        out *= self.scale
+        return out
+
+
+class RadialField(FourierField):
+    """A :class:`FourierField` on the sphere of ``radius`` mm round ``centre``, constant along
+    each ray from the centre: its level sets are sheets standing perpendicular to any surface
+    round the centre (sulci cut into the cortex, not along it)."""
+
+    def __init__(self, rng, centre, radius, shortest, longest, modes: int = 16) -> None:
+        super().__init__(rng, shortest, longest, modes)
+        self.c, self.radius = _floats(centre), float(radius)
+
+    def __call__(self, x, y, z):
+        dx, dy, dz = x - self.c[0], y - self.c[1], z - self.c[2]
+        scale = self.radius / (np.sqrt(dx * dx + dy * dy + dz * dz) + 1e-3)
         out = None
         for (kx, ky, kz), phase in zip(self.k, self.phase, strict=True):
-            # cos(kx x + ky y + kz z + phase) as a product of per-axis complex factors: the full
-            # grid sees one complex multiply per wave instead of a cosine
-            ex = np.exp(1j * (float(kx) * x + float(phase))).astype(np.complex64)
-            ey = np.exp(1j * (float(ky) * y)).astype(np.complex64)
-            ez = np.exp(1j * (float(kz) * z)).astype(np.complex64)
-            wave = ((ex * ey) * ez).real
+            wave = np.cos((float(kx) * dx + float(ky) * dy + float(kz) * dz) * scale + float(phase))
             out = wave if out is None else out + wave
         return out * self.scale
