@@ -38,13 +38,21 @@ from hmss_ray.data.phantom.trunk import (
 
 
 def diaphragm(x, y):
-    return 118.0 - 0.0012 * x * x + 0.35 * np.minimum(y, 0.0) + 10.0 * np.tanh(x / 40.0)
+    """Domes of the diaphragm (the right one higher), lowest behind (costophrenic recesses)."""
+    front = np.maximum(y, 0.0)
+    return (
+        135.0
+        - 0.0015 * x * x
+        - 0.0015 * front * front
+        + 0.45 * np.minimum(y, 0.0)
+        + 8.0 * np.tanh(x / 40.0)
+    )
 
 
 def abdomen(rng: np.random.Generator) -> Anatomy:
     anatomy = Anatomy()
     size = TrunkSize.draw(rng, (300, 430), (200, 300), (10, 55), (10, 15))
-    body_wall(anatomy, size, -400, 400, 2.5)
+    wall = body_wall(anatomy, size, -400, 400, 2.5).grow(-2.0 - 0.8 * size.fat)
     ax, ay = size.cavity
     cavity = Prism((0, 0), (ax, ay), power=2.4)
     y_front = -ay + 45.0  # front of the vertebral bodies
@@ -54,8 +62,8 @@ def abdomen(rng: np.random.Generator) -> Anatomy:
     heart = Ellipsoid((-20, 40, 178), (62, 48, 55), rotation(z=-25))
     organ(anatomy, T.BLOOD, heart & Above(lambda x, y: diaphragm(x, y) + 4), fat=4.0)
     for s in SIDES:
-        anatomy.add(T.MUSCLE, Prism((s * 32, y_front - 60), (24, 24)))  # paraspinal
-        anatomy.add(T.MUSCLE, Prism((s * 62, y_front - 35), (15, 18), z1=70))  # quadratus
+        anatomy.add(T.MUSCLE, Prism((s * 32, y_front - 60), (24, 24)) & wall)  # paraspinal
+        anatomy.add(T.MUSCLE, Prism((s * 62, y_front - 35), (15, 18), z1=70) & wall)
         anatomy.add(
             T.MUSCLE, Capsule((s * 28, y_front - 8, 60), (s * 52, y_front + 2, -150), 8, 26)
         )

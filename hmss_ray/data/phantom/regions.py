@@ -8,7 +8,7 @@ pelvis 1x1x2.5 mm; 2025: 1x1x3 mm), any other spacing renders the same patients.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,13 +87,25 @@ def region(name: str) -> Region:
     return REGIONS[name]
 
 
-def spacing_for(spec: Region, spacing=None, shape=None, fov: Box | None = None):
-    """The voxel size: ``spacing`` as given, or the field of view fitted into ``shape``
-    (in-plane isotropic, at most ``shape`` voxels), or the data set's."""
+def spacing_for(
+    spec: Region,
+    spacing: Sequence[float] | None = None,
+    shape: Sequence[int] | None = None,
+    fov: Box | None = None,
+) -> tuple[float, float, float]:
+    """The voxel size (mm).
+
+    Args:
+        spacing: used as given.
+        shape: otherwise, fit the field of view (``fov`` or the region's) into at most this
+            many voxels, in-plane isotropic.
+
+    Without either: the data set's own spacing.
+    """
     if spacing is not None and shape is not None:
         raise ValueError("give spacing or shape, not both")
     if spacing is not None:
-        return tuple(float(s) for s in spacing)
+        return (float(spacing[0]), float(spacing[1]), float(spacing[2]))
     if shape is None:
         return spec.spacing
     extent = [hi - lo for lo, hi in (fov or spec.fov)]
@@ -101,6 +113,7 @@ def spacing_for(spec: Region, spacing=None, shape=None, fov: Box | None = None):
     return (in_plane, in_plane, extent[2] / shape[2])
 
 
-def box_around(centre, size) -> Box:
+def box_around(centre: Sequence[float], size: Sequence[float]) -> Box:
     """A box of ``size`` mm centred on ``centre`` (mm), e.g. a small field of view for a test."""
-    return tuple((float(c) - s / 2, float(c) + s / 2) for c, s in zip(centre, size, strict=True))
+    lo_hi = [(float(c) - s / 2, float(c) + s / 2) for c, s in zip(centre, size, strict=True)]
+    return (lo_hi[0], lo_hi[1], lo_hi[2])

@@ -47,7 +47,7 @@ def thorax(rng: np.random.Generator) -> Anatomy:
         return cy - ay + 14.0 - 8.0 * float(np.exp(-((z / 120.0) ** 2)))
 
     for s in SIDES:
-        anatomy.add(T.MUSCLE, Prism((s * 30, spine_y(0) - 40), (24, 26)))  # paraspinal
+        anatomy.add(T.MUSCLE, Prism((s * 30, spine_y(0) - 40), (24, 26)) & wall)  # paraspinal
         pectoral = Ellipsoid((s * 70, cy + ay + 12, 70), (80, 16, 75))
         anatomy.add(T.MUSCLE, pectoral & wall)
     cage = Prism((0, cy), (ax, ay), power=2.2, profile=apex)
@@ -73,7 +73,7 @@ def thorax(rng: np.random.Generator) -> Anatomy:
                Ellipsoid((0, cy + ay + 10, 40), (15, 7, 62)),
                Capsule((0, cy + ay + 10, -22), (0, cy + ay + 6, -50), 5.0)]  # fmt: skip
     anatomy.bone(sternum, 1.5)
-    _scapulae(anatomy, ax, ay, cy)
+    _scapulae(anatomy, ax, ay, cy, wall)
     couch(anatomy, -size.half_depth - 2.0)
     anatomy.mark("lung", (ax * 0.55, cy, 30.0))
     anatomy.mark("heart", (-22.0, 28.0, -45.0))
@@ -82,14 +82,19 @@ def thorax(rng: np.random.Generator) -> Anatomy:
 
 
 def _vessels(anatomy: Anatomy, ax: float, ay: float, cy: float, rng) -> None:
-    """Pulmonary vessels branching from each hilum into the lung."""
+    """Pulmonary vessels branching from each hilum into the lung: lobar trunks, then branches
+    fanning out towards the pleura, thinning as they go."""
     for s in SIDES:
         hilum = np.array([s * 45.0, cy + 5.0, 0.0])
-        for _ in range(12):
-            angle, height = rng.uniform(-1.3, 1.3), rng.uniform(-90, 110)
-            end = np.array([s * ax * 0.8 * np.cos(angle), cy + ay * 0.75 * np.sin(angle), height])
-            middle = hilum + (end - hilum) * 0.5 + rng.normal(0, 8, 3)
-            anatomy.add(T.BLOOD, tube([hilum, middle, end], [5.0, 3.0, 1.2]))
+        for _ in range(7):
+            angle, height = rng.uniform(-1.4, 1.4), rng.uniform(-80, 100)
+            end = np.array([s * ax * 0.85 * np.cos(angle), cy + ay * 0.8 * np.sin(angle), height])
+            fork = hilum + (end - hilum) * 0.35 + rng.normal(0, 6, 3)
+            anatomy.add(T.BLOOD, Capsule(hilum, fork, 5.5, 4.0))
+            for _ in range(4):
+                tip = end + rng.normal(0, 1, 3) * np.array([0.25 * ax, 0.25 * ay, 35.0])
+                middle = fork + (tip - fork) * 0.5 + rng.normal(0, 5, 3)
+                anatomy.add(T.BLOOD, tube([fork, middle, tip], [3.5, 2.2, 1.0]))
 
 
 def _mediastinum(anatomy: Anatomy, ay: float, cy: float) -> None:
@@ -112,10 +117,10 @@ def _mediastinum(anatomy: Anatomy, ay: float, cy: float) -> None:
     anatomy.add(T.SOFT, Capsule((-6, -18, 200), (-14, -32, -400), 7.0))  # oesophagus
 
 
-def _scapulae(anatomy: Anatomy, ax: float, ay: float, cy: float) -> None:
+def _scapulae(anatomy: Anatomy, ax: float, ay: float, cy: float, wall) -> None:
     phi = 0.3 * np.pi
     for s in SIDES:
-        centre = (s * (ax + 24) * np.sin(phi), cy - (ay + 24) * np.cos(phi), 85.0)
+        centre = (s * (ax + 16) * np.sin(phi), cy - (ay + 16) * np.cos(phi), 85.0)
         tx, ty = s * ax * np.cos(phi), ay * np.sin(phi)  # the cage's tangent there
         angle = float(np.degrees(np.arctan2(-tx, ty)))
-        anatomy.bone(Ellipsoid(centre, (7.0, 55.0, 60.0), rotation(z=angle)), 2.0)
+        anatomy.bone(Ellipsoid(centre, (6.0, 55.0, 60.0), rotation(z=angle)) & wall, 2.0)
