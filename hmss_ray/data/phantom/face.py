@@ -119,13 +119,13 @@ def jaw(anatomy: Anatomy, size, rng: np.random.Generator) -> None:
     f = size.face
     width, depth, back = 45.0 * f, 64.0 * f, 6.0
     for s in SIDES:  # masseters, lateral to the rami
-        anatomy.add(T.MUSCLE, Capsule((s * 56 * f, 14, -34), (s * 54 * f, 8, -100), 8.0))
+        anatomy.add(T.MUSCLE, Capsule((s * 55 * f, 14, -34), (s * 54 * f, 8, -100), 6.5))
     anatomy.add(T.MUSCLE, Ellipsoid((0, 36 * f, -73), (24 * f, 30 * f, 14)))  # tongue
     if rng.random() < 0.6:
         anatomy.add(T.GAS, Ellipsoid((0, 40, -53.5), (15, 22, 1.6)))  # air under the palate
-    t = np.linspace(-1, 1, 15)
+    t = np.linspace(-1, 1, 27)
     slope = np.degrees(np.arctan2(-2 * depth * t, width))
-    body = [Ellipsoid(p, (9.0, 5.5, 12.0), rotation(z=float(a)))
+    body = [Ellipsoid(p, (10.0, 5.5, 12.0), rotation(z=float(a)))
             for p, a in zip(_arch(t, width, depth, back, -96.0), slope, strict=True)]  # fmt: skip
     rami = []
     for s in SIDES:

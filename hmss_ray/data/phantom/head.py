@@ -103,7 +103,7 @@ def outline(anatomy: Anatomy, size: HeadSize) -> None:
     body = Union(
         skull.grow(lambda x, y, z: size.scalp + temporalis(x, y, z), most=size.scalp + 6.0),
         Ellipsoid((0, 40, -34), (66 * f, 52, 44)),  # midface
-        Ellipsoid((0, 34, -90), (62 * f, 50, 34)),  # lower face and jaw
+        Ellipsoid((0, 34, -90), (68 * f, 50, 34)),  # lower face and jaw
         Capsule((0, 84, -5), (0, 98, -38), 6.0, 9.0),  # nose
         Ellipsoid((0, 90, -38), (16, 10, 8)),
         Ellipsoid((0, -10, -60), (64, 66, 40)),  # where the neck meets the head

@@ -139,3 +139,11 @@ def test_cli_2025_and_a_region_of_the_wrong_edition(tmp_path: Path) -> None:
     wrong = subprocess.run([*cmd, "--regions", "brain"], capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2
     assert wrong.stderr.strip().startswith("error:") and "HN, TH, AB" in wrong.stderr
+
+
+def test_adding_cases_leaves_existing_mha_files_byte_identical(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "a", cases=1, regions=["HN"], edition="2025", shape=SMALL)
+    write_dataset(tmp_path / "b", cases=2, regions=["HN"], edition="2025", shape=SMALL)
+    for name in ("mr", "ct", "mask", "labels"):
+        rel = f"Task1/HN/1HNA001/{name}.mha"
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
