@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hmss_ray.data.phantom.anatomy import Anatomy, spine
+from hmss_ray.data.phantom.anatomy import SIDES, Anatomy, spine
 from hmss_ray.data.phantom.shapes import (
     Capsule,
     Ellipsoid,
@@ -22,8 +22,6 @@ from hmss_ray.data.phantom.shapes import (
     tube,
 )
 from hmss_ray.data.phantom.tissues import T
-
-SIDES = (-1, 1)
 
 
 def _cells(anatomy: Anatomy, rng, centre, spread, radius, count: int) -> None:

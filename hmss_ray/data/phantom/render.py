@@ -82,7 +82,7 @@ def _sequence(spec: Region, centre: str, rng: np.random.Generator) -> str:
 def _mr(signal, texture, grid: Grid, centre: str, look, noise) -> np.ndarray:
     gain, gamma, strength, level = SCANNERS[centre]
     signal = np.clip(signal * (1.0 + 0.04 * texture), 0.0, None) ** gamma
-    x, y, z = (c / 150.0 for c in grid.coords())
+    x, y, z = (c / 200.0 for c in grid.coords())
     basis = (x, y, z, x * y, x * z, y * z, x * x - 0.3, y * y - 0.3, z * z - 0.3)
     coeffs = look.normal(0, 0.5, len(basis))
     field = sum(float(c) * b for c, b in zip(coeffs, basis, strict=True))

@@ -12,11 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hmss_ray.data.phantom.anatomy import Anatomy, spine
+from hmss_ray.data.phantom.anatomy import SIDES, Anatomy, spine
 from hmss_ray.data.phantom.shapes import Ellipsoid, Prism, Shape, rotation, tube
 from hmss_ray.data.phantom.tissues import T
-
-SIDES = (-1, 1)
 
 
 @dataclass(frozen=True)
