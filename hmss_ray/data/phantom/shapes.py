@@ -74,11 +74,16 @@ class Ellipsoid(Shape):
 
     def sdf(self, x, y, z):
         u, v, w = self._local(x, y, z)
-        (a, b, c), small = self.r, min(self.r)
+        a, b, c = self.r
         k0 = np.sqrt((u / a) ** 2 + (v / b) ** 2 + (w / c) ** 2)
         k1 = np.sqrt((u / a**2) ** 2 + (v / b**2) ** 2 + (w / c**2) ** 2)
-        # k0 (k0 - 1) / k1 is the distance near the surface; deep inside any negative value does
-        return np.where(k0 < 0.5, (k0 - 1) * small, k0 * (k0 - 1) / np.maximum(k1, 1e-6))
+        # (k0 - 1) k0 / k1 is the distance near the surface; k0 / k1 lies between the smallest
+        # and largest radius (exact for a sphere), which also settles the centre (0 / 0)
+        np.maximum(k1, 1e-12, out=k1)
+        ratio = np.clip(np.divide(k0, k1, out=k1), min(self.r), max(self.r), out=k1)
+        k0 -= 1.0
+        k0 *= ratio
+        return k0
 
     def bounds(self):
         radii = np.asarray(self.r)
