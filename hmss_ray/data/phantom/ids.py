@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 
-from hmss_ray.data.synthrad import REGION_LETTERS, CaseId
+from hmss_ray.data.synthrad import CaseId
 
-REGION_CODES = {**REGION_LETTERS, "HN": "HN", "TH": "TH", "AB": "AB"}
-_REGIONS = {code: region for region, code in REGION_CODES.items()}
+# region name (its folder under Task1/) -> its code in the id
+_CODE_OF = {"brain": "B", "pelvis": "P", "HN": "HN", "TH": "TH", "AB": "AB"}
+_REGION_OF = {code: region for region, code in _CODE_OF.items()}
 _ID_RE = re.compile(r"^(?P<task>[12])(?P<region>B|P|HN|TH|AB)(?P<centre>[A-Z])(?P<number>\d{3,})$")
 
 
@@ -27,7 +28,7 @@ class PhantomId(CaseId):
                 f"case id {text!r} does not parse: expected <task><region B|P|HN|TH|AB>"
                 "<centre letter><number>, e.g. 1BA001 or 1HNA001"
             )
-        region = _REGIONS[match["region"]]
+        region = _REGION_OF[match["region"]]
         return cls(int(match["task"]), region, match["centre"], int(match["number"]))
 
     @classmethod
@@ -36,4 +37,4 @@ class PhantomId(CaseId):
         return case_id if isinstance(case_id, PhantomId) else cls.parse(str(case_id))
 
     def __str__(self) -> str:
-        return f"{self.task}{REGION_CODES[self.region]}{self.centre}{self.number:03d}"
+        return f"{self.task}{_CODE_OF[self.region]}{self.centre}{self.number:03d}"
