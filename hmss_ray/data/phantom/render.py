@@ -66,11 +66,11 @@ def anatomy_of(case_id: CaseId | str, seed: int = 0) -> Anatomy:
 
 
 def _sequence(spec: Region, centre: str, rng: np.random.Generator) -> str:
-    if centre not in spec.sequences:
-        raise ValueError(
-            f"{spec.name} has no centre {centre!r}; centres: {', '.join(spec.centres)}"
-        )
-    names, weights = zip(*spec.sequences[centre], strict=True)
+    if centre not in SCANNERS:
+        raise ValueError(f"no centre {centre!r}; centres: {', '.join(SCANNERS)}")
+    # a centre the data set lacks for this region (pelvis B) scans like the region's first one
+    choices = spec.sequences.get(centre, spec.sequences[spec.centres[0]])
+    names, weights = zip(*choices, strict=True)
     draw, total = rng.random(), 0.0
     for name, weight in zip(names, weights, strict=True):
         total += weight
