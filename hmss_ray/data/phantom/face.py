@@ -38,8 +38,8 @@ def face(anatomy: Anatomy, size, rng: np.random.Generator) -> None:
     # maxilla with its sinuses, nasal cavity, palate
     anatomy.bone(Ellipsoid((0, 50, -32), (40 * f, 30, 18)), 1.5, T.DIPLOE)
     for s in SIDES:
-        anatomy.bone(Ellipsoid((s * 50 * f, 50, -20), (9, 11, 11)), 1.5, T.DIPLOE)  # zygoma
-        anatomy.bone(Capsule((s * 52 * f, 44, -20), (s * 61 * f, 0, -22), 3.5), 1.2, T.DIPLOE)
+        anatomy.bone(Ellipsoid((s * 48 * f, 50, -20), (9, 11, 11)), 1.5, T.DIPLOE)  # zygoma
+        anatomy.bone(Capsule((s * 51 * f, 44, -20), (s * 57 * f, 0, -22), 3.5), 1.2, T.DIPLOE)
         anatomy.bone(Capsule((s * 46 * f, 60, -20), (s * 47 * f, 60, 6), 4.0), 1.2, T.DIPLOE)
         radii = (rng.uniform(11, 15) * f, rng.uniform(14, 18), rng.uniform(12, 15))
         anatomy.add(T.GAS, Ellipsoid((s * 25 * f, 50, -30), radii))  # maxillary sinus

@@ -53,7 +53,7 @@ class HeadSize:
         age = rng.uniform(0, 1)
         return cls(
             centre=(0.0, float(rng.uniform(-8, -4)), 22.0),
-            radii=(rng.uniform(66, 78), rng.uniform(86, 97), rng.uniform(74, 84)),
+            radii=(rng.uniform(62, 73), rng.uniform(86, 97), rng.uniform(74, 84)),
             scalp=rng.uniform(4.5, 7.0),
             fat=rng.uniform(2.5, 7.0),
             outer_table=rng.uniform(1.4, 2.2),
@@ -165,7 +165,7 @@ def brain(anatomy: Anatomy, size: HeadSize, cavity, rng: np.random.Generator) ->
             (s * (size.radii[0] - 22), cy + 14, -6), (14, 28, 3.0), rotation(z=s * 15, y=s * 20)
         )
         anatomy.add(T.CSF, fissure & cavity)
-    w = 0.8 + 0.4 * size.sulcus
+    w = 0.5 + 0.3 * size.sulcus
     anatomy.add(T.CSF, cavity & Prism((0, cy), (w, 300), z0=cz - 4))  # interhemispheric
     for s in (-1, 1):  # thalamus, lentiform and caudate nuclei
         anatomy.add(T.GREY, Ellipsoid((s * 10, cy - 4, cz - 12), (9, 14, 9)))
