@@ -22,7 +22,7 @@ import torch
 
 from bench import DEMO
 from hmss_ray.config import ExperimentConfig, load_config
-from hmss_ray.data.phantom import write_dataset
+from hmss_ray.data.phantom import COARSE_SHAPE, write_dataset
 from hmss_ray.data.prepare import prepare_dataset
 from hmss_ray.data.shards import iter_batches
 from hmss_ray.metrics import SliceMetrics
@@ -57,7 +57,9 @@ def score(cfg: ExperimentConfig, data: dict[str, np.ndarray], predict) -> dict[s
 
 def compare(cfg: ExperimentConfig, cases: int, workdir: Path, log=print) -> dict:
     """Train and score both methods; ``{"cascade": metrics, "baseline": metrics, ...}``."""
-    write_dataset(workdir / "raw", cases=cases, regions=("brain",), seed=cfg.train.seed)
+    write_dataset(
+        workdir / "raw", cases=cases, regions=("brain",), seed=cfg.train.seed, shape=COARSE_SHAPE
+    )
     uri = str(workdir / "shards")
     prepare_dataset(workdir / "raw", uri, cfg)
     train, test = load_split(uri, "train"), load_split(uri, "test")

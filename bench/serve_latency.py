@@ -249,13 +249,13 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     from hmss_ray.cluster import init_ray
     from hmss_ray.config import load_config
-    from hmss_ray.data.phantom import write_dataset
+    from hmss_ray.data.phantom import COARSE_SHAPE, write_dataset
     from hmss_ray.inference.synthesizer import Synthesizer
     from hmss_ray.models.checkpoint import localize, read_meta
     from hmss_ray.serving.app import deploy, parse_nifti
 
     regions = load_config(args.config).data.regions
-    write_dataset(workdir / "raw", cases=args.cases, regions=regions, seed=0)
+    write_dataset(workdir / "raw", cases=args.cases, regions=regions, seed=0, shape=COARSE_SHAPE)
     entry = args.model or build_entry(workdir, args.config, args.train_steps)
     threads = args.threads or max(1, int(read_meta(localize(entry)).cfg.serve.num_cpus))
     os.environ["OMP_NUM_THREADS"] = str(threads)  # the replica inherits it from the raylet

@@ -73,10 +73,16 @@ def bench_config(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def make_shards(workdir: Path, cases: int, cfg: ExperimentConfig) -> str:
-    from hmss_ray.data.phantom import write_dataset
+    from hmss_ray.data.phantom import COARSE_SHAPE, write_dataset
     from hmss_ray.data.prepare import prepare_dataset
 
-    write_dataset(workdir / "raw", cases=cases, regions=cfg.data.regions, seed=cfg.train.seed)
+    write_dataset(
+        workdir / "raw",
+        cases=cases,
+        regions=cfg.data.regions,
+        seed=cfg.train.seed,
+        shape=COARSE_SHAPE,
+    )
     prepare_dataset(workdir / "raw", str(workdir / "shards"), cfg)
     return str(workdir / "shards")
 

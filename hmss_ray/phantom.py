@@ -1,8 +1,10 @@
-"""``python -m hmss_ray.phantom``: write a paired MR/CT phantom data set in the SynthRAD2023 layout.
+"""``python -m hmss_ray.phantom``: write paired MR/CT phantoms in a SynthRAD layout.
 
-Writes ``<out>/Task1/{brain,pelvis}/<id>/{mr,ct,mask}.nii.gz`` (plus ``overview/``), deterministic
-for ``--seed``. ``--corrupt K`` adds K deliberately broken cases (truncated gzip, NaNs, empty
-mask, ...) to show how ``hmss_ray.prepare`` skips and reports them.
+Edition 2023 (default): ``<out>/Task1/{brain,pelvis}/<id>/{mr,ct,mask}.nii.gz`` plus
+``overview/``; edition 2025: ``<out>/Task1/{HN,TH,AB}/<id>/{mr,ct,mask}.mha`` plus ``overviews/``.
+Each case also gets ``labels`` (tissue per voxel). Deterministic for ``--seed``. Full resolution
+by default; ``--coarse``, ``--shape`` or ``--spacing`` render the same patients on coarser grids.
+``--corrupt K`` adds K deliberately broken cases to show how ``hmss_ray.prepare`` skips them.
 """
 
 from __future__ import annotations
@@ -12,36 +14,53 @@ import sys
 from collections.abc import Sequence
 
 from hmss_ray import cli
-from hmss_ray.data.phantom import CENTRES, DEFAULT_SHAPES, summary_table, write_dataset
+from hmss_ray.data.phantom import (
+    COARSE_SHAPE,
+    EDITIONS,
+    REGIONS,
+    check_regions,
+    summary_table,
+    write_dataset,
+)
 
 EXAMPLES = """examples:
   python -m hmss_ray.phantom --out data/phantom --cases 6
+  python -m hmss_ray.phantom --out data/phantom-small --cases 12 --regions brain --coarse
   python -m hmss_ray.phantom --out data/phantom-corrupt --cases 6 --corrupt 4 --mr-only 1
-  python -m hmss_ray.phantom --out data/phantom-big --cases 30 --regions brain --shape 256 256 64
+  python -m hmss_ray.phantom --edition 2025 --out data/phantom2025 --cases 5
+  python -m hmss_ray.phantom --out data/phantom-2mm --regions pelvis --spacing 2 2 5
 """
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = cli.parser(
         "hmss_ray.phantom",
-        "Write deterministic head/pelvis MR+CT phantoms in the SynthRAD2023 layout.",
+        "Write deterministic MR+CT phantoms (brain, pelvis; or HN, TH, AB) in a SynthRAD layout.",
         EXAMPLES,
     )
     parser.add_argument("--out", required=True, help="folder to write (Task1/ is created in it)")
+    parser.add_argument("--edition", choices=list(EDITIONS), default="2023", help="(2023)")
     parser.add_argument("--cases", type=int, default=6, help="paired cases per region (6)")
-    parser.add_argument("--regions", nargs="+", default=list(CENTRES), choices=list(CENTRES))
+    parser.add_argument(
+        "--regions", nargs="+", choices=list(REGIONS), help="default: the edition's regions"
+    )
     parser.add_argument("--seed", type=int, default=0, help="same seed, same volumes (0)")
     parser.add_argument("--corrupt", type=int, default=0, help="extra broken cases (0)")
     parser.add_argument("--mr-only", type=int, default=0, help="extra MR-only cases per region")
-    parser.add_argument(
-        "--shape",
-        type=int,
-        nargs=3,
-        metavar=("X", "Y", "Z"),
-        help="volume shape for every region (defaults: "
-        + ", ".join(f"{r} {'x'.join(map(str, s))}" for r, s in DEFAULT_SHAPES.items())
-        + "); in-plane size varies +-4 per case",
-    )
+    grid = parser.add_mutually_exclusive_group()
+    grid.add_argument(
+        "--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"),
+        help="voxel size in mm (default: the data set's: brain 1, pelvis 1x1x2.5, 2025 1x1x3)",
+    )  # fmt: skip
+    grid.add_argument(
+        "--shape", type=int, nargs=3, metavar=("X", "Y", "Z"),
+        help="fit each region's field of view into at most this many voxels",
+    )  # fmt: skip
+    grid.add_argument(
+        "--coarse", action="store_true",
+        help=f"the same as --shape {' '.join(map(str, COARSE_SHAPE))} (tests, CI, the demo)",
+    )  # fmt: skip
+    parser.add_argument("--no-labels", action="store_true", help="do not write labels volumes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -49,15 +68,26 @@ def _parser() -> argparse.ArgumentParser:
 def command(args: argparse.Namespace) -> int:
     if args.cases < 0 or args.corrupt < 0 or args.mr_only < 0:
         raise cli.UserError("--cases, --corrupt and --mr-only must be >= 0")
+    if args.spacing is not None and min(args.spacing) <= 0:
+        raise cli.UserError("--spacing must be > 0 mm")
+    if args.shape is not None and min(args.shape) < 1:
+        raise cli.UserError("--shape must be >= 1 voxel")
+    try:
+        regions = check_regions(args.edition, args.regions)
+    except ValueError as exc:
+        raise cli.UserError(str(exc)) from None
     summary = write_dataset(
         args.out,
         cases=args.cases,
-        regions=args.regions,
+        regions=regions,
         seed=args.seed,
         corrupt=args.corrupt,
         mr_only=args.mr_only,
-        shape=args.shape,
+        shape=COARSE_SHAPE if args.coarse else args.shape,
+        spacing=args.spacing,
         progress=not args.quiet,
+        edition=args.edition,
+        labels=not args.no_labels,
     )
     print(f"wrote {summary.root}")
     print(summary_table(summary))

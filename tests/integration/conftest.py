@@ -28,10 +28,10 @@ def tiny_config(*extra: str) -> ExperimentConfig:
 
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from hmss_ray.data.phantom import write_dataset
+    from hmss_ray.data.phantom import COARSE_SHAPE, write_dataset
 
     out = tmp_path_factory.mktemp("phantom")
-    write_dataset(out, cases=9, regions=["brain"])
+    write_dataset(out, cases=9, regions=["brain"], shape=COARSE_SHAPE)  # whole heads, ~4 mm
     return out
 
 

@@ -1,140 +1,118 @@
-"""Phantom anatomy: label maps of tissue classes, drawn from a seeded generator.
+"""A patient as an ordered list of painted solids, and the helpers the region builders share.
 
-A head or pelvis is built from rotated ellipsoids in normalised coordinates (in-plane axes share one
-scale so circles stay round); :mod:`.render` turns the labels into CT and MR.
+Each region builder (:mod:`.head`, :mod:`.thorax`, :mod:`.abdomen`, :mod:`.pelvis`) draws one
+patient's dimensions from a seeded generator and adds solids in patient millimetres, outside in:
+body, fat, muscle, organs, bone, air. Later solids are painted over earlier ones. Nothing here
+knows about voxels: :mod:`.paint` renders an anatomy at any spacing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from enum import IntEnum
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
-Grid = tuple[np.ndarray, np.ndarray, np.ndarray]  # u, v, w coordinates of every voxel
+from hmss_ray.data.phantom.shapes import Capsule, Prism, Shape, tube
+from hmss_ray.data.phantom.tissues import T
+
+Point = tuple[float, float, float]
+SIDES = (-1, 1)
 
 
-class T(IntEnum):
-    """Tissue classes of the label map (the index into the intensity tables below)."""
+@dataclass
+class Anatomy:
+    """Paint operations (solid, tissue) in order, named landmarks (mm), and the couch top."""
 
-    AIR = 0
-    SOFT = 1
-    FAT = 2
-    CORTEX = 3
-    MARROW = 4
-    CSF = 5
-    GREY = 6
-    WHITE = 7
-    GAS = 8  # air inside the body: sinuses, rectal gas
-    FLUID = 9
-    MUSCLE = 10
+    ops: list[tuple[Shape, T]] = field(default_factory=list)
+    landmarks: dict[str, Point] = field(default_factory=dict)
+    couch_y: float | None = None  # the couch top, posterior to the patient (CT only)
 
+    def add(self, tissue: T, *shapes: Shape | Iterable[Shape]) -> None:
+        """Paint each shape (or list of shapes) with ``tissue``."""
+        for shape in shapes:
+            parts = [shape] if isinstance(shape, Shape) else list(shape)
+            self.ops += [(part, tissue) for part in parts]
 
-def grid(shape: Sequence[int]) -> Grid:
-    # in-plane coordinates share one scale so circles stay round; axial spans [-1, 1]
-    nx, ny, nz = shape
-    half = max(nx, ny) / 2.0
-    u = (np.arange(nx) - (nx - 1) / 2.0) / half
-    v = (np.arange(ny) - (ny - 1) / 2.0) / half
-    w = (np.arange(nz) - (nz - 1) / 2.0) / (nz / 2.0)
-    return np.meshgrid(u, v, w, indexing="ij")
+    def layered(self, shapes: Sequence[Shape], *layers: tuple[float, T]) -> None:
+        """Concentric layers: ``(depth_mm, tissue)`` painted over all ``shapes`` in turn, each
+        shrunk by its depth (a bone: ``(0, CORTEX), (2, MARROW)``; a gut: wall then lumen)."""
+        for depth, tissue in layers:
+            self.add(tissue, [s if depth == 0 else s.grow(-depth) for s in shapes])
 
+    def bone(self, shapes: Shape | Sequence[Shape], cortex: float, inner: T = T.MARROW) -> None:
+        """Cortical shell ``cortex`` mm thick over cancellous bone."""
+        parts = [shapes] if isinstance(shapes, Shape) else list(shapes)
+        self.layered(parts, (0.0, T.CORTEX), (cortex, inner))
 
-def _q(
-    grid: Grid, centre: Sequence[float], radii: Sequence[float], angle: float = 0.0
-) -> np.ndarray:
-    """Normalised ellipsoid radius (1 on the surface), rotated in-plane by ``angle``."""
-    u, v, w = grid
-    du, dv = u - centre[0], v - centre[1]
-    c, s = np.cos(angle), np.sin(angle)
-    a = (c * du + s * dv) / radii[0]
-    b = (-s * du + c * dv) / radii[1]
-    d = (w - centre[2]) / radii[2]
-    return np.sqrt(a * a + b * b + d * d)
+    def mark(self, name: str, point: Sequence[float]) -> None:
+        self.landmarks[name] = (float(point[0]), float(point[1]), float(point[2]))
 
 
-def _bone(labels: np.ndarray, q: np.ndarray, cortex: float) -> None:
-    labels[q <= 1] = T.CORTEX
-    labels[q <= 1 - cortex] = T.MARROW
+def vertebra(
+    anatomy: Anatomy,
+    centre: Point,
+    radii: tuple[float, float],
+    height: float,
+    canal: float,
+    process: float,
+) -> None:
+    """One vertebra: body (cortex over marrow), pedicles, laminae, transverse and spinous
+    processes around a canal of radius ``canal`` behind the body. ``process``: the spinous
+    process length (mm)."""
+    x, y, z = centre
+    rx, ry = radii
+    body = Prism((x, y), radii, z - height / 2, z + height / 2, power=2.2)
+    anatomy.bone(body, 1.2)
+    yc = y - ry - canal - 1.0  # canal centre
+    ring, arch = canal + 2.5, 2.6  # the posterior arch runs around the canal
+    back = (x, yc - ring, z)
+    parts = [
+        *[Capsule((x + s * 0.8 * ring, y - ry + 2, z), (x + s * ring, yc, z), arch) for s in SIDES],
+        *[Capsule((x + s * ring, yc, z), back, arch) for s in SIDES],
+        Capsule(back, (x, yc - ring - process, z - 0.35 * process), 3.0, 2.2),
+        *[Capsule((x + s * ring, yc, z), (x + s * (ring + 0.6 * rx + 6), yc - 4, z), 3.0, 2.4)
+          for s in (-1, 1)],
+    ]  # fmt: skip
+    anatomy.bone(parts, 1.2)
 
 
-def head(grid: Grid, rng: np.random.Generator, texture: np.ndarray) -> np.ndarray:
-    """Labels: scalp with fat, skull of varying thickness with marrow, CSF, grey and white
-    matter, ventricles; below the skull base, soft tissue with air sinuses in bony walls."""
-    u, v, w = grid
-    s = rng.uniform(0.82, 0.97)
-    cz, w_base = rng.uniform(-0.5, -0.3), rng.uniform(-0.7, -0.55)
-    head = _q(
-        grid,
-        (0, 0, cz),
-        (0.76 * s * rng.uniform(0.95, 1.05), 0.9 * s, rng.uniform(1.25, 1.45)),
-        rng.uniform(-0.15, 0.15),
-    )
-    phi = np.arctan2(v, u)
-    # skull thickness varies around the head (thicker occiput/frontal, thin temporal)
-    t_skull = rng.uniform(0.07, 0.1) * (
-        1
-        + 0.35 * np.sin(2 * phi + rng.uniform(0, 6.28))
-        + 0.15 * np.cos(3 * phi + rng.uniform(0, 6.28))
-    )
-    t_scalp = rng.uniform(0.05, 0.08)
-    inner = 1 - t_scalp - t_skull
-    labels = np.zeros(u.shape, np.uint8)
-    labels[head <= 1] = T.SOFT
-    labels[(head <= 1 - 0.3 * t_scalp) & (head > 1 - 0.7 * t_scalp)] = T.FAT
-    labels[(head <= 1 - t_scalp) & (head > inner)] = T.CORTEX
-    labels[(head <= 1 - t_scalp - 0.3 * t_skull) & (head > inner + 0.3 * t_skull)] = T.MARROW
-    cranium = (head <= inner) & (w >= w_base)
-    labels[cranium] = T.CSF
-    brain = cranium & (head <= inner - 0.03)
-    labels[brain] = T.GREY
-    labels[brain & (head <= (inner - 0.03) * (0.8 + 0.05 * texture))] = T.WHITE
-    for side in (-1, 1):
-        labels[_q(grid, (side * 0.1 * s, 0.02, cz + 0.3), (0.06 * s, 0.24 * s, 0.3)) <= 1] = T.CSF
-    face = (head <= inner) & (w < w_base)
-    labels[face] = T.SOFT
-    labels[face & (w >= w_base - 0.12)] = T.CORTEX  # skull base plate
-    for centre, radii in (
-        ((-0.22 * s, 0.45 * s), (0.13, 0.17)),
-        ((0.22 * s, 0.45 * s), (0.13, 0.17)),
-        ((0.0, 0.62 * s), (0.05, 0.18)),
-    ):
-        q = _q(grid, (*centre, w_base - 0.3), (*radii, 0.25))
-        labels[face & (q <= 1.25)] = T.CORTEX  # thin bony wall around each air cavity
-        labels[face & (q <= 1)] = T.GAS
-    return labels
+def spine(
+    anatomy: Anatomy,
+    levels: Sequence[tuple[float, float, float, float]],
+    curve: Callable[[float], float],
+    canal: float,
+    cord: float,
+    process: float,
+) -> None:
+    """Vertebrae at ``levels`` (z centre, radius x, radius y, height; top to bottom) with discs
+    between, then the canal (CSF) and the cord through all of them; ``curve(z)`` is the y of the
+    front half of the bodies (lordosis, kyphosis)."""
+    for upper, lower in zip(levels, [*levels[1:], None], strict=True):
+        z, rx, ry, h = upper
+        vertebra(anatomy, (0.0, curve(z), z), (rx, ry), h, canal, process)
+        if lower is not None:
+            bottom, top = z - h / 2, lower[0] + lower[3] / 2
+            zd = (bottom + top) / 2
+            disc = Prism((0.0, curve(zd)), (rx * 0.95, ry * 0.95), top, bottom, power=2.2)
+            anatomy.add(T.CARTILAGE, disc)
+    z_top, z_bottom = levels[0][0] + levels[0][3], levels[-1][0] - levels[-1][3]
+    zs = np.linspace(z_top, z_bottom, max(2, int((z_top - z_bottom) // 20) + 2))
+    ry = np.interp(zs, [lv[0] for lv in levels[::-1]], [lv[2] for lv in levels[::-1]])
+    path = [
+        (0.0, curve(float(z)) - float(r) - canal - 1.0, float(z))
+        for z, r in zip(zs, ry, strict=True)
+    ]
+    anatomy.add(T.CSF, tube(path, canal))
+    anatomy.add(T.CORD, tube(path, cord))
 
 
-def pelvis(grid: Grid, rng: np.random.Generator, texture: np.ndarray) -> np.ndarray:
-    """Labels: body with subcutaneous and visceral fat, gluteal and psoas muscles, bladder,
-    rectum (often with gas), iliac wings, sacrum, femoral heads and pubic bones."""
-    u, _, w = grid
-    s, ay = rng.uniform(0.85, 1.0), rng.uniform(0.56, 0.66)
-    inf = np.inf
-    body = _q(grid, (0, 0, 0), (0.92 * s, ay * s, inf), rng.uniform(-0.08, 0.08)) / (1 + 0.04 * w)
-    t_fat = rng.uniform(0.06, 0.16)  # subcutaneous fat differs a lot between patients
-    labels = np.zeros(u.shape, np.uint8)
-    inside = body <= 1
-    labels[inside] = T.SOFT
-    labels[inside & (body > 1 - t_fat) & (body <= 0.98)] = T.FAT
-    labels[inside & (body <= 1 - t_fat) & (texture > 0.9)] = T.FAT  # visceral fat
-    for side in (-1, 1):
-        labels[
-            _q(grid, (side * 0.42 * s, -0.28 * s, 0), (0.3 * s, 0.18 * s, inf), side * 0.4) <= 1
-        ] = T.MUSCLE
-        labels[_q(grid, (side * 0.3 * s, 0.12 * s, 0), (0.09 * s, 0.11 * s, inf)) <= 1] = T.MUSCLE
-    r_bladder = rng.uniform(0.12, 0.22) * s
-    labels[_q(grid, (0, 0.22 * s, -0.1), (r_bladder, 0.8 * r_bladder, 0.7)) <= 1] = T.FLUID
-    labels[_q(grid, (0, -0.32 * s, 0), (0.07 * s, 0.07 * s, inf)) <= 1] = T.SOFT
-    if rng.random() < 0.7:
-        labels[_q(grid, (0, -0.32 * s, 0), (0.035 * s, 0.035 * s, inf)) <= 1] = T.GAS
-    for side in (-1, 1):
-        _bone(
-            labels,
-            _q(grid, (side * 0.55 * s, -0.1 * s, 0.6), (0.1 * s, 0.26 * s, 0.75), side * 0.5),
-            0.3,
-        )
-        _bone(labels, _q(grid, (side * 0.48 * s, 0.02, -0.45), (0.13 * s, 0.13 * s, 0.5)), 0.3)
-        _bone(labels, _q(grid, (side * 0.1 * s, 0.46 * s, -0.6), (0.07 * s, 0.05 * s, 0.4)), 0.4)
-    _bone(labels, _q(grid, (0, -0.46 * ay * s / 0.6, 0.45), (0.16 * s, 0.07 * s, 0.8)), 0.3)
-    return labels
+def couch(anatomy: Anatomy, top: float, half_width: float = 260.0, thickness: float = 14.0) -> None:
+    """The treatment couch (a flat board, top surface at y = ``top``), behind the patient."""
+    anatomy.couch_y = float(top)
+    board = Prism((0.0, top - thickness / 2), (half_width, thickness / 2), power=8.0)
+    anatomy.add(T.COUCH, board)
+
+
+def sigmoid(v: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-v))

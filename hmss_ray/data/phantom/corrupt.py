@@ -1,12 +1,16 @@
-"""Deliberately broken cases: how ``prepare`` and ``evaluate`` are shown to skip and report them."""
+"""Deliberately broken cases: how ``prepare`` and ``evaluate`` are shown to skip and report them.
+
+Every kind works on both editions' files (``.nii.gz`` and ``.mha``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
+
+from hmss_ray.io import Volume, read_volume, write_volume
 
 CORRUPTIONS = (
     "truncated_gzip",
@@ -22,19 +26,25 @@ CORRUPTIONS = (
 )
 
 
-def save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
-    image = nib.Nifti1Image(data, affine)
-    image.header.set_qform(affine, code=1)
-    image.header.set_sform(affine, code=1)
-    nib.save(image, str(path))  # nibabel's gzip has no timestamp: same arrays, same bytes
+def _write_4d(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
+    if path.name.endswith(".mha"):  # the MetaImage writer takes a 4D image as it is
+        import SimpleITK as sitk
+
+        image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(3, 2, 1, 0)))
+        sitk.WriteImage(image, str(path), useCompression=True)
+    else:
+        write_volume(Volume(data, affine), path)
 
 
 def _resave(path: Path, change: Callable[[np.ndarray], np.ndarray], shift_mm: float = 0.0) -> None:
-    image = nib.load(path)
-    data = change(np.asanyarray(image.dataobj))
-    affine = image.affine.copy()
+    volume = read_volume(path)
+    data = change(np.asarray(volume.array))
+    affine = volume.affine.copy()
     affine[:3, 3] += shift_mm
-    save_nifti(path, data, affine)
+    if data.ndim == 4:
+        _write_4d(path, data, affine)
+    else:
+        write_volume(Volume(data, affine), path)
 
 
 def _with_nans(data: np.ndarray) -> np.ndarray:
@@ -49,14 +59,21 @@ def _too_bright(data: np.ndarray) -> np.ndarray:
     return out
 
 
+def case_files(folder: Path) -> tuple[Path, Path, Path]:
+    """``mr``, ``ct``, ``mask`` paths of a case folder, in its format (NIfTI or MetaImage)."""
+    suffix = ".mha" if any(folder.glob("*.mha")) else ".nii.gz"
+    mr, ct, mask = (folder / f"{name}{suffix}" for name in ("mr", "ct", "mask"))
+    return mr, ct, mask
+
+
 def corrupt_case(folder: Path, kind: str) -> None:
     """Damage a written case in one of the ways :data:`CORRUPTIONS` names."""
-    mr, ct, mask = (folder / f"{name}.nii.gz" for name in ("mr", "ct", "mask"))
-    if kind == "truncated_gzip":
+    mr, ct, mask = case_files(folder)
+    if kind == "truncated_gzip":  # for MetaImage: its compressed data cut short
         data = ct.read_bytes()
         ct.write_bytes(data[: len(data) * 6 // 10])
     elif kind == "not_gzip":
-        mr.write_bytes(b"this is not a NIfTI file\n" * 32)
+        mr.write_bytes(b"this is not a medical image file\n" * 32)
     elif kind in ("missing_mr", "missing_mask"):
         (mr if kind == "missing_mr" else mask).unlink()
     elif kind == "not_3d":

@@ -1,9 +1,11 @@
-"""Rendering a phantom case: labels -> CT in HU (int16) and MR with a centre-specific contrast.
+"""Rendering a phantom case: anatomy -> labels -> CT in HU (int16) and MR of the centre's protocol.
 
-Each case is a label map drawn from its own seeded generator (so adding cases never changes the
-existing ones), rendered twice: as CT in HU and as MR in scanner units with a smooth bias field and
-Rician noise. Cortical bone, marrow and air are all dark on MR, as in the real data: telling them
-apart takes shape and context.
+Each case is drawn from its own seeded generators, so adding cases never changes existing ones:
+one for the anatomy (the same patient at every voxel size), one for its look (tissue values, MR
+sequence, texture, bias field), one for the voxel noise. The CT adds texture and quantum noise;
+the MR applies the sequence's relative signals, the scanner's gain and contrast curve, a smooth
+bias field and Rician noise. Cortical bone, teeth and air are dark on every MR sequence, as in
+real scans: telling them apart takes shape and context.
 """
 
 from __future__ import annotations
@@ -14,113 +16,134 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from hmss_ray.data.phantom.anatomy import Grid, T, grid, head, pelvis
+from hmss_ray.data.phantom.anatomy import Anatomy
+from hmss_ray.data.phantom.ids import PhantomId
+from hmss_ray.data.phantom.paint import Grid, paint
+from hmss_ray.data.phantom.regions import SCANNERS, Box, Region, region, spacing_for
+from hmss_ray.data.phantom.shapes import FourierField
+from hmss_ray.data.phantom.tissues import CT_HU, CT_SPREAD, CT_TEXTURE, MR_SIGNAL, NOT_BODY, T
 from hmss_ray.data.synthrad import CaseId
 
-CENTRES = {"brain": ("A", "B", "C"), "pelvis": ("A", "C")}  # SynthRAD2023 has no pelvis from B
-DEFAULT_SHAPES = {"brain": (64, 64, 24), "pelvis": (64, 48, 16)}
-SPACING_MM = {"brain": (1.0, 1.0, 1.0), "pelvis": (1.0, 1.0, 2.5)}
-
-# HU mean and per-case spread, per class (order of T)
-CT_HU = np.array([-1000, 40, -100, 1550, 450, 8, 40, 28, -1000, 10, 50], np.float32)
-CT_SPREAD = np.array([0, 8, 10, 200, 120, 3, 4, 3, 0, 4, 6], np.float32)
-CT_TEXTURE = np.array([0, 6, 12, 150, 90, 2, 3, 3, 0, 2, 5], np.float32)
-# relative MR signal per class: bone (CORTEX, MARROW) and air (AIR, GAS) dark on every sequence
-MR_TABLES = {
-    "t1": np.array([0, 0.45, 0.95, 0.03, 0.10, 0.15, 0.50, 0.70, 0, 0.12, 0.35], np.float32),
-    "t1c": np.array([0, 0.55, 0.90, 0.03, 0.12, 0.20, 0.56, 0.68, 0, 0.16, 0.42], np.float32),
-    "t2": np.array([0, 0.40, 0.70, 0.02, 0.08, 1.00, 0.60, 0.45, 0, 1.00, 0.20], np.float32),
-}
-# per centre: scanner gain, gamma, bias-field strength, noise (fraction of gain)
-SCANNERS = {
-    "A": (1000.0, 1.0, 0.15, 0.02),
-    "B": (600.0, 0.9, 0.25, 0.03),
-    "C": (1800.0, 1.15, 0.3, 0.025),
-}
+HU_LIMITS = (-1024, 3071)  # int16 CT as released (SynthRAD2025 clips to this range)
 
 
 @dataclass(frozen=True)
 class PhantomCase:
-    """One phantom case: int16 CT (HU), float32 MR, uint8 mask, 4x4 affine (mm), MR sequence."""
+    """One case on one grid: int16 CT (HU), float32 MR, uint8 body mask and tissue labels
+    (:class:`~.tissues.T`), the 4x4 RAS affine (mm) and the MR sequence."""
 
-    id: CaseId
+    id: PhantomId
     ct: np.ndarray
     mr: np.ndarray
     mask: np.ndarray
+    labels: np.ndarray
     affine: np.ndarray
     sequence: str
 
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return tuple(float(v) for v in np.abs(np.diag(self.affine)[:3]))
 
-def case_ids(region: str, count: int, first: int = 1) -> list[CaseId]:
-    """``count`` ids of ``region`` numbered from ``first``, centres taken in turn."""
-    centres = CENTRES[region]
+
+def case_ids(region_name: str, count: int, first: int = 1) -> list[PhantomId]:
+    """``count`` ids of a region numbered from ``first``, its centres taken in turn."""
+    centres = region(region_name).centres
     return [
-        CaseId(1, region, centres[(n - 1) % len(centres)], n) for n in range(first, first + count)
+        PhantomId(1, region_name, centres[(n - 1) % len(centres)], n)
+        for n in range(first, first + count)
     ]
 
 
-def _smooth_field(shape: Sequence[int], rng: np.random.Generator, sigma: float) -> np.ndarray:
-    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
-    return (field / (field.std() + 1e-8)).astype(np.float32)
+def _seeds(case_id: PhantomId, seed: int, spec: Region, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, spec.stream, case_id.number, stream])
 
 
-def _render_ct(labels: np.ndarray, texture: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    table = CT_HU + rng.normal(0, 1, CT_HU.shape).astype(np.float32) * CT_SPREAD
-    hu = table[labels] + CT_TEXTURE[labels] * texture
-    hu = ndimage.gaussian_filter(hu, (0.6, 0.6, 0.3))  # partial volume at tissue borders
-    hu += rng.normal(0, 6, hu.shape)
-    return np.clip(np.rint(hu), -1024, 1900).astype(np.int16)  # densest cortical bone ~1900 HU
+def anatomy_of(case_id: CaseId | str, seed: int = 0) -> Anatomy:
+    """The patient of a case before rendering: its solids and landmarks (mm)."""
+    pid = PhantomId.of(case_id)
+    spec = region(pid.region)
+    return spec.build(_seeds(pid, seed, spec, 0))
 
 
-def _render_mr(
-    labels: np.ndarray,
-    texture: np.ndarray,
-    grid: Grid,
-    sequence: str,
-    centre: str,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    gain, gamma, bias_strength, noise = SCANNERS[centre]
-    table = MR_TABLES[sequence] * rng.uniform(0.93, 1.07, len(T)).astype(np.float32)
-    signal = table[labels] * (1 + 0.05 * texture)
-    signal = np.clip(ndimage.gaussian_filter(signal, (0.7, 0.7, 0.35)), 0, None) ** gamma
-    u, v, w = grid
-    basis = np.stack([u, v, w, u * v, u * u, v * v])  # a smooth, low-order bias field
-    bias = np.exp(bias_strength * np.tensordot(rng.normal(0, 0.5, 6), basis, axes=1))
-    signal = signal * bias * gain
-    sd = noise * gain * rng.uniform(0.8, 1.2)
-    # Rician: magnitude of a complex signal with Gaussian noise on both channels
-    real = signal + rng.normal(0, sd, signal.shape)
-    return np.sqrt(real * real + rng.normal(0, sd, signal.shape) ** 2).astype(np.float32)
+def _sequence(spec: Region, centre: str, rng: np.random.Generator) -> str:
+    if centre not in SCANNERS:
+        raise ValueError(f"no centre {centre!r}; centres: {', '.join(SCANNERS)}")
+    # a centre the data set lacks for this region (pelvis B) scans like the region's first one
+    choices = spec.sequences.get(centre, spec.sequences[spec.centres[0]])
+    names, weights = zip(*choices, strict=True)
+    draw, total = rng.random(), 0.0
+    for name, weight in zip(names, weights, strict=True):
+        total += weight
+        if draw < total:
+            return name
+    return names[-1]
 
 
-def _affine(shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
-    # LPS-stored scanner data read as RAS: x and y flipped, origin at the volume centre
-    affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
-    affine[:3, 3] = -affine[:3, :3] @ ((np.asarray(shape) - 1) / 2.0)
+def _mr(signal, texture, grid: Grid, centre: str, look, noise) -> np.ndarray:
+    gain, gamma, strength, level = SCANNERS[centre]
+    signal = np.clip(signal * (1.0 + 0.04 * texture), 0.0, None) ** gamma
+    x, y, z = (c / 200.0 for c in grid.coords())
+    basis = (x, y, z, x * y, x * z, y * z, x * x - 0.3, y * y - 0.3, z * z - 0.3)
+    coeffs = look.normal(0, 0.5, len(basis))
+    field = sum(float(c) * b for c, b in zip(coeffs, basis, strict=True))
+    signal = signal * (np.exp(strength * field) * gain)  # a smooth, low-order bias field
+    sd = level * gain * look.uniform(0.8, 1.2)
+    # Rician: the magnitude of a complex signal with Gaussian noise on both channels
+    real = signal + noise.normal(0, sd, signal.shape).astype(np.float32)
+    imag = noise.normal(0, sd, signal.shape).astype(np.float32)
+    return np.sqrt(real * real + imag * imag).astype(np.float32)
+
+
+def _mask(labels: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """The body outline as SynthRAD draws it: holes filled per slice, a few mm of margin."""
+    body = ~np.isin(labels, [int(t) for t in NOT_BODY])
+    for k in range(body.shape[2]):
+        body[:, :, k] = ndimage.binary_fill_holes(body[:, :, k])
+    cross = ndimage.generate_binary_structure(2, 1)[:, :, None]
+    margin = max(1, round(3.0 / min(spacing[0], spacing[1])))
+    return ndimage.binary_dilation(body, cross, iterations=margin).astype(np.uint8)
+
+
+def _storage(grid: Grid) -> np.ndarray:
+    """The affine of arrays stored as scanners write them (x and y reversed, LPS order)."""
+    sx, sy, sz = grid.spacing
+    affine = np.diag([-sx, -sy, sz, 1.0])
+    affine[:3, 3] = [grid.x[-1], grid.y[-1], grid.z[0]]
     return affine
 
 
-def make_case(case_id: CaseId, seed: int = 0, shape: Sequence[int] | None = None) -> PhantomCase:
-    """Render one case; deterministic for (``seed``, id). ``shape`` varies +-4 voxels in-plane."""
-    region_code = 1 if case_id.region == "brain" else 2
-    rng = np.random.default_rng([seed, region_code, case_id.number])
-    base = np.asarray(shape or DEFAULT_SHAPES[case_id.region])
-    dims = (*(base[:2] + rng.integers(-4, 5, 2)), int(base[2]))
-    coords = grid(dims)
-    texture = _smooth_field(dims, rng, 2.5)
-    build = head if case_id.region == "brain" else pelvis
-    labels = build(coords, rng, texture)
-    body = ndimage.binary_fill_holes(labels != T.AIR, np.ones((3, 3, 1)))
-    mask = ndimage.binary_dilation(body, np.ones((3, 3, 1)))  # SynthRAD masks have a margin
-    if case_id.region == "brain":
-        sequence = "t1" if case_id.centre == "A" else "t1c"  # B and C used gadolinium
-    else:
-        sequence = "t1" if rng.random() < 2 / 3 else "t2"
-    ct = _render_ct(labels, texture, rng)
-    u, v, _ = coords
-    couch = (v < v.min() + 2.5 / (max(dims[:2]) / 2)) & (np.abs(u) < 0.8) & ~mask
-    ct[couch] = -450  # the couch is in the CT, never in the MR nor the mask
-    mr = _render_mr(labels, texture, coords, sequence, case_id.centre, rng)
-    affine = _affine(dims, SPACING_MM[case_id.region])
-    return PhantomCase(case_id, ct, mr, mask.astype(np.uint8), affine, sequence)
+def make_case(
+    case_id: CaseId | str,
+    seed: int = 0,
+    shape: Sequence[int] | None = None,
+    spacing: Sequence[float] | None = None,
+    fov: Box | None = None,
+) -> PhantomCase:
+    """Render one case; deterministic for (``seed``, id) whatever else is rendered.
+
+    Args:
+        case_id: ``1BA001``-style id (or a ``CaseId``/``PhantomId``); its region and centre
+            choose the anatomy and the MR protocol.
+        shape: fit the field of view into at most this many voxels (X, Y, Z), in-plane isotropic.
+        spacing: voxel size in mm (default: the data set's, e.g. 1 mm for brain).
+        fov: ((x0, x1), (y0, y1), (z0, z1)) mm to render instead of the region's field of view.
+    """
+    pid = PhantomId.of(case_id)
+    spec = region(pid.region)
+    anatomy = spec.build(_seeds(pid, seed, spec, 0))
+    look, noise = _seeds(pid, seed, spec, 1), _seeds(pid, seed, spec, 2)
+    sequence = _sequence(spec, pid.centre, look)
+    box = fov or spec.fov
+    grid = Grid.covering(box, spacing_for(spec, spacing, shape, box))
+    n = len(T)
+    hu_of = CT_HU + look.standard_normal(n).astype(np.float32) * CT_SPREAD
+    mr_of = MR_SIGNAL[sequence] * look.uniform(0.95, 1.05, n).astype(np.float32)
+    labels, (hu, signal) = paint(anatomy, grid, np.stack([hu_of, mr_of], axis=1))
+    texture = FourierField(look, 2.0, 12.0, 16)(*grid.coords())
+    ct = hu + CT_TEXTURE[labels] * texture
+    ct += noise.normal(0, spec.ct_noise, hu.shape).astype(np.float32)
+    ct = np.clip(np.rint(ct), *HU_LIMITS).astype(np.int16)
+    mr = _mr(signal, texture, grid, pid.centre, look, noise)
+    mask = _mask(labels, grid.spacing)
+    stored = [np.ascontiguousarray(a[::-1, ::-1, :]) for a in (ct, mr, mask, labels)]
+    return PhantomCase(pid, *stored, affine=_storage(grid), sequence=sequence)

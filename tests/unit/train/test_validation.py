@@ -102,4 +102,6 @@ def test_merged_shares_score_like_one_process(shards, cfg):
     )
     assert merged.keys() == alone.keys()
     for key, value in alone.items():
-        assert merged[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+        # float32 convolutions differ in the last bits with the batch composition (oneDNN picks
+        # kernels by batch size); a wrongly merged accumulator is off by far more than 1e-6
+        assert merged[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
