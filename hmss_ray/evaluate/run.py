@@ -112,15 +112,17 @@ def patient_metrics(
 ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
     """One patient's metrics, and its [-1, 1] CT and sCT slices (for the split's FID).
 
-    The slices are those the shards hold for this case (same crop, same mask fraction rule), so the
-    slice metrics match what training validation measures.
+    The 3D metrics are on the case's own (CT) grid. The slices are those the shards hold for this
+    case (its region's geometry contract, same canvas, same mask fraction rule), so the slice
+    metrics match what training validation measures.
     """
     assert case.ct is not None  # select_cases keeps paired cases only
     row: dict[str, float] = dict(metrics.synthrad_metrics(case.ct, sct, case.mask))
     hu = [torch.from_numpy(np.asarray(v, dtype=np.float32)) for v in (case.ct, sct, case.mask)]
     row["bone_dice"] = metrics.bone_dice(*hu, threshold_hu=cfg.metrics.bone_threshold_hu)
-    reference = preprocess.prepare_volume(case.mr, case.ct, case.mask, cfg.data)
-    predicted = preprocess.prepare_volume(case.mr, sct, case.mask, cfg.data)
+    on_contract = (case.mask, case.affine, cfg.data, case.id.region)
+    reference = preprocess.prepare_case(case.mr, case.ct, *on_contract)
+    predicted = preprocess.prepare_case(case.mr, sct, *on_contract)
     ct_s = slice_stack(reference.ct, reference.keep)
     sct_s = slice_stack(predicted.ct, reference.keep)
     mask_s = slice_stack(reference.mask.astype(np.float32), reference.keep)
@@ -185,7 +187,7 @@ def sct_for(
     path = sct_dir / f"{case.id}.nii.gz"
     if synth is not None:
         mr, mask = read_volume(ref.file("mr")), read_volume(ref.file("mask"))
-        write_volume(synthesize_volume(synth, mr, mask), path)
+        write_volume(synthesize_volume(synth, mr, mask, region=case.id.region), path)
     return read_prediction(path, case)
 
 
