@@ -49,27 +49,41 @@ def check_volume(mr: np.ndarray, mask: np.ndarray | None, min_size: int) -> None
             raise InputError("the mask is empty")
 
 
+def _signal_threshold(mr: np.ndarray) -> float:
+    """A tenth of the 99th percentile of the positive voxels, from a histogram: no copy of the
+    volume, and the same value whatever the storage order."""
+    top = float(mr.max())
+    if not top > 0:
+        raise InputError("the MR has no signal: cannot find the body outline")
+    counts, edges = np.histogram(mr, bins=4096, range=(float(np.finfo(np.float32).tiny), top))
+    cumulative = np.cumsum(counts)
+    return 0.1 * float(edges[np.searchsorted(cumulative, 0.99 * cumulative[-1]) + 1])
+
+
+def _largest_part(mask: np.ndarray) -> np.ndarray:
+    labels, count = ndimage.label(mask)  # int32: scipy needs that many bits while labelling
+    if count <= 1:
+        return mask
+    sizes = np.zeros(count + 1, np.int64)
+    step = max(1, (1 << 20) // max(labels[:, :, 0].size, 1))
+    for z in range(0, labels.shape[2], step):  # in slabs: bincount's int64 copy stays small
+        sizes += np.bincount(labels[:, :, z : z + step].ravel(), minlength=count + 1)
+    sizes[0] = 0  # background
+    return labels == int(np.argmax(sizes))
+
+
 def mask_from_mr(mr: np.ndarray, affine: np.ndarray | None = None) -> np.ndarray:
     """A body outline when none is given: threshold, close, fill holes per axial slice, keep the
     largest part. Axial is the storage axis closest to superior-inferior in ``affine`` (axis 2
     without one), so the outline does not depend on the storage order."""
-    positive = mr[mr > 0]
-    if positive.size == 0:
-        raise InputError("the MR has no signal: cannot find the body outline")
-    threshold = 0.1 * np.percentile(positive, 99)
-    del positive
-    mask = ndimage.binary_closing(mr > threshold, iterations=2)
+    mask = ndimage.binary_closing(mr > _signal_threshold(mr), iterations=2)
     axial = 2
     if affine is not None:  # the storage axis that nibabel's reorientation maps to I/S
         axial = int(np.flatnonzero(nib.orientations.io_orientation(affine)[:, 0] == 2)[0])
     in_plane = np.zeros((3, 3, 3), bool)
     np.moveaxis(in_plane, axial, 2)[:, :, 1] = ndimage.generate_binary_structure(2, 1)
     mask = ndimage.binary_fill_holes(mask, structure=in_plane)  # per slice: no link across slices
-    labels, count = ndimage.label(mask)
-    if count > 1:
-        sizes = ndimage.sum(mask, labels, range(1, count + 1))
-        mask = labels == (int(np.argmax(sizes)) + 1)
-    return mask.astype(np.uint8)
+    return _largest_part(mask).view(np.uint8)
 
 
 @dataclass(frozen=True)
