@@ -166,6 +166,15 @@ class Placement:
         return Box((x, y, 0), (self.box.size, self.box.size, self.grid_shape[2]))
 
 
+def body_extent(mask: np.ndarray) -> tuple[int, int]:
+    """In-plane size (voxels along axes 0 and 1) of the bounding box of ``mask`` over all slices."""
+    plane = np.asarray(mask).any(axis=2)
+    if not plane.any():
+        raise ValueError("the body mask is empty on the contract grid: nothing to centre on")
+    rows, cols = (np.flatnonzero(plane.any(axis=a)) for a in (1, 0))
+    return int(rows[-1] - rows[0]) + 1, int(cols[-1] - cols[0]) + 1
+
+
 def fitting_canvas(extent: Sequence[int], size: int, multiple: int) -> int:
     """``size``, or the smallest multiple of ``multiple`` that holds ``extent`` when larger."""
     needed = -(-int(max(extent)) // multiple) * multiple
@@ -188,10 +197,7 @@ def place_body(
     body = (np.asarray(mask) > 0).view(np.uint8)  # bool -> uint8 without a copy
     if gmap is not None:
         body = gmap.forward(body, order=0)
-    plane = body.any(axis=2)
-    if not plane.any():
-        raise ValueError("the body mask is empty on the contract grid: nothing to centre on")
-    extent = tuple(int(np.ptp(np.flatnonzero(plane.any(axis=a)))) + 1 for a in (1, 0))
+    extent = body_extent(body)
     if fit_multiple:
         size = fitting_canvas(extent, size, fit_multiple)
     box = crop_box_for(body, size)
@@ -199,7 +205,7 @@ def place_body(
     total = int(np.count_nonzero(body))
     shape = (int(body.shape[0]), int(body.shape[1]), int(body.shape[2]))
     lost = total - int(np.count_nonzero(canvas))
-    return Placement(gmap, box, canvas, shape, total, lost, (extent[0], extent[1]))
+    return Placement(gmap, box, canvas, shape, total, lost, extent)
 
 
 def _on_canvas(array: np.ndarray, place: Placement, cval: float) -> np.ndarray:

@@ -142,8 +142,7 @@ class Synthesizer:
     def canvas_size(self, mask: np.ndarray) -> int:
         """The training slice size, or larger when the body (``mask`` on the contract grid) does
         not fit in it: the generator is fully convolutional, so the body is never cut off."""
-        plane = np.asarray(mask).any(axis=2)
-        extent = [int(np.ptp(np.flatnonzero(plane.any(axis=a)))) + 1 for a in (1, 0)]
+        extent = preprocess.body_extent(mask)
         return preprocess.fitting_canvas(extent, self.cfg.data.image_size, self.stride)
 
     def region(self, region: str | None = None) -> str:
@@ -156,7 +155,7 @@ class Synthesizer:
             if region not in regions:
                 raise InputError(f"region {region!r} is not one of this model's: {regions}")
             return region
-        contracts = {str(Contract.of(self.cfg.data, r)) for r in regions}
+        contracts = {Contract.of(self.cfg.data, r) for r in regions}
         if len(contracts) > 1:
             raise InputError(
                 f"this model covers regions {regions} with different geometry contracts "
