@@ -212,6 +212,8 @@ class GridMap:
         Source voxels outside what ``array`` covers get ``cval``. Orientation-only maps are exact.
         """
         box = box or Box.whole(self.target.shape)
+        if tuple(np.shape(array)) != tuple(box.shape):
+            raise ValueError(f"inverse: the array is {np.shape(array)}, its box {box.shape}")
         dtype = np.dtype(dtype or (np.float32 if order else np.asarray(array).dtype))
         out = np.empty(self.source.shape, dtype)
         if self.exact:

@@ -130,6 +130,8 @@ def test_a_box_is_the_same_part_of_the_whole_and_the_inverse_of_a_box_fills_the_
         assert (part[:, :2] == -7.0).all()  # before the grid's first row: outside the input
         back = gmap.inverse(part, order=1, box=box, cval=-99.0)
         assert back.shape == source.shape and (back == -99.0).any() and (back != -99.0).any()
+        with pytest.raises(ValueError, match="its box"):
+            gmap.inverse(part[:, :, :2], order=1, box=box)
 
 
 def test_header_noise_keeps_the_exact_path_and_the_input_affine() -> None:
