@@ -7,7 +7,7 @@ value and what is allowed. Choices are ``StrEnum`` members (their YAML form is t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from hmss_ray.config.tree import Section
@@ -37,6 +37,29 @@ class SegmentationMethod(StrEnum):
     AUTO = "auto"  # TotalSegmentator when installed with its weights, else thresholds
     TOTALSEGMENTATOR = "totalsegmentator"
     THRESHOLDS = "thresholds"
+
+# The geometry contract: the voxel spacing (mm, x y z in data.orientation) each region's network
+# works at. Adding a region's contract is one line here (README "The geometry contract").
+REGION_SPACING: dict[str, tuple[float, float, float]] = {
+    "brain": (1.0, 1.0, 1.0),  # SynthRAD2023's brain grid
+    "pelvis": (2.0, 2.0, 2.5),  # a 500 mm wide body fits the 256 canvas (512 mm); z as SynthRAD
+    # SynthRAD2025 (1x1x3 mm data): the pelvis rule in-plane, their slice spacing; used once the
+    # regions are in REGIONS
+    "HN": (2.0, 2.0, 3.0),
+    "TH": (2.0, 2.0, 3.0),
+    "AB": (2.0, 2.0, 3.0),
+}
+
+
+def _default_spacing() -> dict[str, tuple[float, float, float]]:
+    return {region: REGION_SPACING[region] for region in REGIONS if region in REGION_SPACING}
+
+
+def _axial_axcodes(codes: str) -> bool:
+    """Three axis codes, one of each pair (L/R, P/A, I/S), the third I or S (axial slices)."""
+    pairs = ("LR", "PA", "IS")
+    used = sorted(i for c in codes for i, pair in enumerate(pairs) if c in pair)
+    return len(codes) == 3 and used == [0, 1, 2] and codes[2] in "IS"
 
 
 class Norm(StrEnum):
@@ -79,6 +102,11 @@ class DataConfig(Section):
 
     Intensities: CT HU is clipped to ``hu_range`` and mapped to [-1, 1]; MR is normalised per
     volume between the ``mr_percentiles`` inside the mask.
+
+    Geometry (the contract, :mod:`hmss_ray.io.geometry`): every case is reoriented to
+    ``orientation`` (axial slices along the third axis) and resampled to ``spacing[region]`` mm;
+    the slices are ``image_size`` square around the body, and a case losing more than
+    ``max_body_loss`` of its body voxels to that canvas is skipped.
     """
 
     SECTION = "data"
@@ -95,11 +123,24 @@ class DataConfig(Section):
     slices_per_shard: int = 256
     max_ct_hu: float = 4000.0
     min_ct_hu: float = -2048.0
+    orientation: str = "RAS"
+    spacing: dict[str, tuple[float, float, float]] = field(default_factory=_default_spacing)
+    max_body_loss: float = 0.0
 
     def __post_init__(self) -> None:
         self.require("regions", len(self.regions) > 0, "needs at least one region")
         for region in self.regions:
             self.require("regions", region in REGIONS, f"items must be one of {list(REGIONS)}")
+            self.require("spacing", region in self.spacing,
+                         f"has no entry for region {region!r}: add data.spacing.{region}: "
+                         "[x, y, z] (mm)")  # fmt: skip
+        for region, mm in self.spacing.items():
+            self.require("spacing", region in REGIONS, f"keys must be regions of {list(REGIONS)}")
+            self.require("spacing", min(mm) > 0, f"region {region!r}: every spacing must be > 0 mm")
+        self.require("orientation", _axial_axcodes(self.orientation),
+                     "must be 3 axis codes, one of L/R, P/A and I/S each, the third I or S "
+                     "(axial slices), e.g. RAS or LPS")  # fmt: skip
+        self.require("max_body_loss", 0 <= self.max_body_loss < 1, "must be in [0, 1)")
         self.require(
             "hu_range", self.hu_range[0] < self.hu_range[1], "must be [low, high], low < high"
         )

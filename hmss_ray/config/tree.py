@@ -2,8 +2,9 @@
 
 Nothing here knows the sections of ``ExperimentConfig``: it builds any tree of dataclasses from a
 plain dict, checking every value against the field's type (bool, int, float, str, StrEnum,
-fixed-length and variable-length tuples, ``X | None``) and naming the dotted key when a value is
-wrong. Each section checks its own ranges in ``__post_init__`` (see :mod:`.sections`).
+fixed-length and variable-length tuples, ``dict[str, X]``, ``X | None``) and naming the dotted
+key when a value is wrong. Each section checks its own ranges in ``__post_init__`` (see
+:mod:`.sections`).
 """
 
 from __future__ import annotations
@@ -135,6 +136,8 @@ def coerce(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key} = {value!r} is not allowed; {choices}") from None
     if origin is tuple:
         return _coerce_tuple(args, value, key)
+    if origin is dict:
+        return _coerce_dict(args, value, key)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}")
@@ -163,6 +166,16 @@ def _coerce_tuple(args: tuple[Any, ...], value: Any, key: str) -> tuple[Any, ...
         raise ConfigError(f"{key} must have {len(args)} items, got {list(value)!r}")
     pairs = enumerate(zip(args, value, strict=True))
     return tuple(coerce(a, v, f"{key}[{i}]") for i, (a, v) in pairs)
+
+
+def _coerce_dict(args: tuple[Any, ...], value: Any, key: str) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key} must be a mapping, got {value!r}")
+    key_type, value_type = args
+    return {
+        coerce(key_type, name, f"{key} key {name!r}"): coerce(value_type, item, f"{key}.{name}")
+        for name, item in value.items()
+    }
 
 
 class Section:

@@ -14,7 +14,7 @@ from typing import Any
 
 from hmss_ray import storage
 
-FORMAT = "hmss-ray-shards/1"
+FORMAT = "hmss-ray-shards/2"  # 2: slices on the geometry contract grid
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test", "infer")
 
@@ -44,7 +44,12 @@ class ShardEntry:
 
 @dataclass(frozen=True)
 class CaseEntry:
-    """One prepared case: its split, where it came from, and how it became slices."""
+    """One prepared case: its split, where it came from, and how it became slices.
+
+    ``source_grid`` is the grid of the case's files; ``grid`` the contract grid its slices come
+    from (``slice_indices`` index its axis 2, ``crop_box`` is the canvas on it). Body voxels are
+    counted on the contract grid; ``body_voxels_lost`` of them lie outside the canvas.
+    """
 
     split: str
     region: str
@@ -53,12 +58,13 @@ class CaseEntry:
     source: str
     slices: int
     slice_indices: list[int]
-    original_shape: list[int]
-    affine: list[list[float]]
     crop_box: dict[str, Any]
     mr_norm: dict[str, float]
-    # > 0 when the body is wider than image_size: those voxels are not in any shard
-    mask_voxels_outside_crop: int = 0
+    source_grid: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, Any] = field(default_factory=dict)
+    body_voxels: int = 0
+    body_voxels_lost: int = 0
+    body_fraction_lost: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,8 @@ class Manifest:
     inference_only: list[str] = field(default_factory=list)
     skipped: list[SkippedCase] = field(default_factory=list)
     unused: list[dict[str, str]] = field(default_factory=list)
+    # the contract the slices follow: orientation, spacing per prepared region, max_body_loss
+    geometry: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
 
     def shards_of(self, split: str) -> list[ShardEntry]:
@@ -163,6 +171,8 @@ def summary_table(manifest: Manifest) -> str:
                 total_slices += cell["slices"]
     lines.append(f"{'total':<22} {total_cases:>6} {total_slices:>7}")
     lines.append(f"shards: {len(manifest.shards)}, data_hash {manifest.data_hash}")
+    if manifest.geometry:
+        lines.append(geometry_line(manifest))
     if manifest.inference_only:
         lines.append(
             f"inference-only (MR only, split 'infer'): {', '.join(manifest.inference_only)}"
@@ -175,3 +185,18 @@ def summary_table(manifest: Manifest) -> str:
     for entry in manifest.skipped:
         lines += [f"  {entry.case_id}  {reason}" for reason in entry.reasons]
     return "\n".join(lines)
+
+
+def geometry_line(manifest: Manifest) -> str:
+    """``geometry: RAS, brain 1x1x1 mm, ...; canvas 256 px; body voxels lost: 0 of N``."""
+    geo = manifest.geometry
+    spacing = ", ".join(
+        f"{region} {'x'.join(f'{v:g}' for v in mm)} mm"
+        for region, mm in sorted(geo.get("spacing", {}).items())
+    )
+    body = sum(c.body_voxels for c in manifest.cases.values())
+    lost = sum(c.body_voxels_lost for c in manifest.cases.values())
+    return (
+        f"geometry: {geo.get('orientation')}, {spacing}; canvas {manifest.image_size} px; "
+        f"body voxels lost to the canvas: {lost} of {body}"
+    )

@@ -33,14 +33,16 @@ from hmss_ray.data.manifest import (
 )
 from hmss_ray.data.pool import case_pool, map_cases
 from hmss_ray.data.preprocess import (
-    crop_box_for,
-    crop_pad,
+    Placement,
+    contract_map,
     kept_slices,
-    prepare_volume,
+    place_body,
+    prepare_placed,
     slices_with_context,
 )
 from hmss_ray.data.split import split_cases
-from hmss_ray.data.synthrad import CaseRef, find_cases, inspect_case
+from hmss_ray.data.synthrad import Case, CaseRef, find_cases, inspect_case
+from hmss_ray.io.geometry import Grid
 
 UNUSED = "balance_centres: more training patients than the smallest centre of the region"
 
@@ -94,22 +96,51 @@ def _no_slices(cfg: DataConfig) -> str:
     return f"no axial slice inside the {cfg.image_size}-voxel crop holds any of the mask"
 
 
+def _does_not_fit(place: Placement, cfg: DataConfig, region: str) -> str | None:
+    """Why the body does not fit the canvas (None when it does, within data.max_body_loss)."""
+    if place.lost_fraction <= cfg.max_body_loss:
+        return None
+    sx, sy, _ = cfg.spacing[region]
+    size = cfg.image_size
+    wide, deep = place.body_extent
+    return (
+        f"body does not fit the canvas: {place.lost_fraction:.2%} of its voxels "
+        f"({place.lost_voxels} of {place.body_voxels}) fall outside {size}x{size} px at "
+        f"{sx:g}x{sy:g} mm ({size * sx:g} x {size * sy:g} mm) while the body spans "
+        f"{wide * sx:g} x {deep * sy:g} mm; raise data.image_size, coarsen data.spacing.{region}, "
+        f"or allow the loss with data.max_body_loss (now {cfg.max_body_loss:g})"
+    )
+
+
+def _place(case: Case, cfg: DataConfig) -> Placement:
+    """The case's body on its region's contract grid and the data.image_size canvas around it."""
+    gmap = contract_map(Grid(case.mask.shape, case.affine), cfg, case.id.region)
+    return place_body(case.mask, gmap, cfg.image_size)
+
+
 def check_case(ref: CaseRef, cfg: DataConfig) -> CaseCheck:
     """Pass 1: validate one case and count the slices it would give (nothing is kept)."""
     case, problems = inspect_case(ref, cfg)
     if case is None:
         return CaseCheck(ref, [p.reason for p in problems])
-    box = crop_box_for(case.mask, cfg.image_size)
-    _, keep = kept_slices(crop_pad(case.mask, box, 0), cfg.min_mask_fraction)
+    place = _place(case, cfg)
+    misfit = _does_not_fit(place, cfg, case.id.region)
+    if misfit:
+        return CaseCheck(ref, [misfit])
+    _, keep = kept_slices(place.mask, cfg.min_mask_fraction)
     return CaseCheck(ref, [] if keep.size else [_no_slices(cfg)], int(keep.size))
 
 
 def process_case(job: CaseJob, cfg: DataConfig) -> CaseResult:
-    """Pass 2: load, preprocess and slice one case into shard rows."""
+    """Pass 2: load, bring onto the contract grid, preprocess and slice one case into rows."""
     case, problems = inspect_case(job.ref, cfg)
     if case is None:  # only if a file changed since pass 1
         return CaseResult(job, [p.reason for p in problems])
-    prepared = prepare_volume(case.mr, case.ct, case.mask, cfg)
+    place = _place(case, cfg)
+    misfit = _does_not_fit(place, cfg, case.id.region)
+    if misfit:
+        return CaseResult(job, [misfit])
+    prepared = prepare_placed(case.mr, case.ct, place, cfg)
     if prepared.keep.size == 0:
         return CaseResult(job, [_no_slices(cfg)])
     keep = _subsample(prepared.keep, job.quota)
@@ -119,6 +150,7 @@ def process_case(job: CaseJob, cfg: DataConfig) -> CaseResult:
         "mask": slices_with_context(prepared.mask, 0, keep),  # (N, 1, S, S)
         "slice_index": keep,
     }
+    assert place.gmap is not None  # _place always maps onto the contract grid
     info = CaseEntry(
         split=job.split,
         region=case.id.region,
@@ -127,11 +159,13 @@ def process_case(job: CaseJob, cfg: DataConfig) -> CaseResult:
         source=f"{case.id.region}/{case.id}",
         slices=int(keep.size),
         slice_indices=[int(i) for i in keep],
-        original_shape=list(prepared.original_shape),
-        affine=case.affine.tolist(),
         crop_box=prepared.box.to_dict(),
         mr_norm=prepared.mr_params.to_dict(),
-        mask_voxels_outside_crop=int(case.mask.sum()) - int(prepared.mask.sum()),
+        source_grid=place.gmap.source.to_dict(),
+        grid=place.gmap.target.to_dict(),
+        body_voxels=place.body_voxels,
+        body_voxels_lost=place.lost_voxels,
+        body_fraction_lost=round(place.lost_fraction, 6),
     )
     return CaseResult(job, [], rows, info)
 
@@ -203,6 +237,7 @@ def _manifest(
     run: _Run, entries: list[ShardEntry], cfg: ExperimentConfig, source: Path, split: dict
 ) -> Manifest:
     d = cfg.data
+    regions = sorted({c.region for c in run.cases.values()})
     return Manifest(
         data_hash=data_hash(cfg),
         data_config=cfg.to_dict()["data"],
@@ -225,6 +260,11 @@ def _manifest(
         unused=[
             {"case_id": k, "reason": UNUSED} for k, v in sorted(split.items()) if v == "unused"
         ],
+        geometry={
+            "orientation": d.orientation,
+            "spacing": {r: list(d.spacing[r]) for r in regions},
+            "max_body_loss": d.max_body_loss,
+        },
     )
 
 

@@ -1,8 +1,10 @@
-"""Intensity normalisation, crop/pad with its exact inverse, axial slices and 2.5D context.
+"""Intensity normalisation, the canvas on the contract grid, axial slices and 2.5D context.
 
-Axes follow the SynthRAD NIfTI volumes: axes 0 and 1 are in-plane, axis 2 is axial. A slice image is
-``volume[:, :, z]`` (H = axis 0, W = axis 1). Every forward mapping has its inverse beside it:
-training uses the forward ones, inference and evaluation use both.
+A case goes from its own grid onto its region's contract grid (:mod:`hmss_ray.io.geometry`:
+axes 0 and 1 in-plane, axis 2 axial, at the contract spacing), then onto a square canvas of
+``data.image_size`` around the body. A slice image is ``volume[:, :, z]`` (H = axis 0, W = axis 1).
+Every forward mapping has its inverse beside it: training uses the forward ones, inference and
+evaluation use both.
 """
 
 from __future__ import annotations
@@ -14,70 +16,15 @@ from typing import Any
 import numpy as np
 
 from hmss_ray.config import DataConfig
-
-BACKGROUND = -1.0  # value outside the body in [-1, 1] space: air on CT, no signal on MR
-
-
-def ct_to_unit(hu: np.ndarray, hu_range: Sequence[float]) -> np.ndarray:
-    """CT in HU -> float32 in [-1, 1]: clip to ``hu_range``, then map linearly."""
-    lo, hi = float(hu_range[0]), float(hu_range[1])
-    clipped = np.clip(np.asarray(hu, dtype=np.float32), lo, hi)
-    return ((clipped - lo) * np.float32(2.0 / (hi - lo)) - 1.0).astype(np.float32)
-
-
-def unit_to_ct(x: np.ndarray, hu_range: Sequence[float]) -> np.ndarray:
-    """Inverse of :func:`ct_to_unit` (float32 HU); exact up to float32 rounding inside the range."""
-    lo, hi = float(hu_range[0]), float(hu_range[1])
-    return ((np.asarray(x, dtype=np.float32) + 1.0) * np.float32((hi - lo) / 2.0) + lo).astype(
-        np.float32
-    )
-
-
-@dataclass(frozen=True)
-class MRNorm:
-    """The MR intensities mapped to -1 and +1 (the robust percentiles inside the mask)."""
-
-    low: float
-    high: float
-
-    def to_dict(self) -> dict[str, float]:
-        return {"low": self.low, "high": self.high}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MRNorm:
-        return cls(low=float(data["low"]), high=float(data["high"]))
-
-
-def mr_normalise(
-    mr: np.ndarray, mask: np.ndarray | None, percentiles: Sequence[float]
-) -> tuple[np.ndarray, MRNorm]:
-    """Per-volume MR normalisation to [-1, 1] between robust percentiles inside the mask.
-
-    Args:
-        mr: the MR volume in scanner units.
-        mask: body mask (voxels > 0 are used for the percentiles); None or empty uses all voxels.
-        percentiles: (low, high) in 0..100, e.g. ``DataConfig.mr_percentiles``.
-
-    Returns:
-        The float32 volume clipped to [-1, 1] and the :class:`MRNorm` that inverts it.
-    """
-    mr = np.asarray(mr, dtype=np.float32)
-    inside = mr[np.asarray(mask) > 0] if mask is not None else mr.ravel()
-    if inside.size == 0:
-        inside = mr.ravel()
-    low, high = (float(v) for v in np.percentile(inside, list(percentiles)))
-    if not high > low:  # a constant image: keep the mapping defined and invertible
-        high = low + 1.0
-    scaled = (mr - np.float32(low)) * np.float32(2.0 / (high - low)) - 1.0
-    return np.clip(scaled, -1.0, 1.0).astype(np.float32), MRNorm(low, high)
-
-
-def mr_denormalise(x: np.ndarray, params: MRNorm) -> np.ndarray:
-    """Inverse of :func:`mr_normalise` for values that were not clipped (float32 scanner units)."""
-    scale = np.float32((params.high - params.low) / 2.0)
-    return ((np.asarray(x, dtype=np.float32) + 1.0) * scale + np.float32(params.low)).astype(
-        np.float32
-    )
+from hmss_ray.data.intensity import (  # noqa: F401 - re-exported: one import for callers
+    BACKGROUND,
+    MRNorm,
+    ct_to_unit,
+    mr_denormalise,
+    mr_normalise,
+    unit_to_ct,
+)
+from hmss_ray.io.geometry import Box, Contract, Grid, GridMap
 
 
 @dataclass(frozen=True)
@@ -187,57 +134,175 @@ def centre_channels(mr: np.ndarray, channels: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a case's body lies on its contract grid, and the square canvas cut around it.
+
+    Attributes:
+        gmap: input grid -> contract grid (None: the arrays are on the contract grid already).
+        box: the in-plane canvas on the contract grid (``uncrop`` restores that grid).
+        mask: uint8 body mask on the canvas, (S, S, Z).
+        grid_shape: shape of the contract grid.
+        body_voxels: body voxels on the contract grid; ``lost_voxels`` of them fall outside
+            the canvas (in no slice).
+        body_extent: in-plane size of the body's bounding box, contract voxels (axes 0, 1).
+    """
+
+    gmap: GridMap | None
+    box: CropBox
+    mask: np.ndarray
+    grid_shape: tuple[int, int, int]
+    body_voxels: int
+    lost_voxels: int
+    body_extent: tuple[int, int]
+
+    @property
+    def lost_fraction(self) -> float:
+        return self.lost_voxels / max(self.body_voxels, 1)
+
+    @property
+    def canvas(self) -> Box:
+        """The canvas as a box of the contract grid, every axial slice."""
+        x, y = self.box.start
+        return Box((x, y, 0), (self.box.size, self.box.size, self.grid_shape[2]))
+
+
+def body_extent(mask: np.ndarray) -> tuple[int, int]:
+    """In-plane size (voxels along axes 0 and 1) of the bounding box of ``mask`` over all slices."""
+    plane = np.asarray(mask).any(axis=2)
+    if not plane.any():
+        raise ValueError("the body mask is empty on the contract grid: nothing to centre on")
+    rows, cols = (np.flatnonzero(plane.any(axis=a)) for a in (1, 0))
+    return int(rows[-1] - rows[0]) + 1, int(cols[-1] - cols[0]) + 1
+
+
+def fitting_canvas(extent: Sequence[int], size: int, multiple: int) -> int:
+    """``size``, or the smallest multiple of ``multiple`` that holds ``extent`` when larger."""
+    needed = -(-int(max(extent)) // multiple) * multiple
+    return max(int(size), needed)
+
+
+def place_body(
+    mask: np.ndarray, gmap: GridMap | None, size: int, fit_multiple: int | None = None
+) -> Placement:
+    """The body mask on the contract grid and the ``size`` canvas centred on it.
+
+    Args:
+        mask: body mask on the input grid (voxels > 0), or on the contract grid if ``gmap`` is
+            None.
+        size: canvas side (``data.image_size``).
+        fit_multiple: grow the canvas to hold the whole body, in steps of this many voxels
+            (inference: the generator is fully convolutional); None keeps ``size`` and counts
+            the body voxels that fall outside it (training).
+    """
+    body = (np.asarray(mask) > 0).view(np.uint8)  # bool -> uint8 without a copy
+    if gmap is not None:
+        body = gmap.forward(body, order=0)
+    extent = body_extent(body)
+    if fit_multiple:
+        size = fitting_canvas(extent, size, fit_multiple)
+    box = crop_box_for(body, size)
+    canvas = crop_pad(body, box, 0)
+    total = int(np.count_nonzero(body))
+    shape = (int(body.shape[0]), int(body.shape[1]), int(body.shape[2]))
+    lost = total - int(np.count_nonzero(canvas))
+    return Placement(gmap, box, canvas, shape, total, lost, extent)
+
+
+def _on_canvas(array: np.ndarray, place: Placement, cval: float) -> np.ndarray:
+    """float32 (S, S, Z): ``array`` on the canvas (resampled onto it when the grids differ)."""
+    if place.gmap is None:
+        return crop_pad(np.asarray(array, dtype=np.float32), place.box, cval)
+    return place.gmap.forward(array, order=1, cval=cval, box=place.canvas)
+
+
+@dataclass(frozen=True)
 class PreparedVolume:
-    """One case after preprocessing, on the cropped grid (size, size, Z).
+    """One case after preprocessing, on the canvas (S, S, Z) of its contract grid.
 
     Attributes:
         mr: float32 in [-1, 1], -1 outside the mask.
         ct: float32 in [-1, 1], -1 outside the mask; None for an MR-only (inference) case.
-        mask: uint8 body mask.
-        box: the in-plane crop; ``uncrop(x, box, original_shape, fill)`` restores the grid.
         mr_params: the MR normalisation, for :func:`mr_denormalise`.
-        original_shape: shape of the input volumes.
         mask_fraction: per axial slice, body area relative to the largest slice of the case.
         keep: axial indices with ``mask_fraction >= DataConfig.min_mask_fraction``.
+        placement: the contract grid, the canvas on it and how much of the body it holds.
     """
 
     mr: np.ndarray
     ct: np.ndarray | None
-    mask: np.ndarray
-    box: CropBox
     mr_params: MRNorm
-    original_shape: tuple[int, int, int]
     mask_fraction: np.ndarray
     keep: np.ndarray
+    placement: Placement
+
+    @property
+    def mask(self) -> np.ndarray:
+        """uint8 body mask on the canvas."""
+        return self.placement.mask
+
+    @property
+    def box(self) -> CropBox:
+        """The canvas; ``uncrop(x, box, grid_shape, fill)`` restores the contract grid."""
+        return self.placement.box
+
+    @property
+    def grid_shape(self) -> tuple[int, int, int]:
+        return self.placement.grid_shape
+
+
+def prepare_placed(
+    mr: np.ndarray, ct: np.ndarray | None, place: Placement, cfg: DataConfig
+) -> PreparedVolume:
+    """Normalise and mask one case on its canvas (CT optional: inference has MR only)."""
+    inside = place.mask > 0
+    mr_unit, params = mr_normalise(_on_canvas(mr, place, 0.0), inside, cfg.mr_percentiles, True)
+    mr_unit[~inside] = BACKGROUND  # the model is neither asked nor scored outside the body
+    ct_unit = None
+    if ct is not None:
+        ct_unit = ct_to_unit(_on_canvas(ct, place, cfg.hu_range[0]), cfg.hu_range, inplace=True)
+        ct_unit[~inside] = BACKGROUND  # couch and air outside the body are not predictable
+    fraction, keep = kept_slices(place.mask, cfg.min_mask_fraction)
+    return PreparedVolume(mr_unit, ct_unit, params, fraction, keep, place)
+
+
+def _check_shapes(mr: np.ndarray, ct: np.ndarray | None, mask: np.ndarray) -> None:
+    if np.shape(mask) != np.shape(mr) or (ct is not None and np.shape(ct) != np.shape(mask)):
+        shapes = f"mr {np.shape(mr)}, mask {np.shape(mask)}" + (
+            "" if ct is None else f", ct {np.shape(ct)}"
+        )
+        raise ValueError(f"prepare_volume: shapes differ ({shapes})")
 
 
 def prepare_volume(
     mr: np.ndarray, ct: np.ndarray | None, mask: np.ndarray, cfg: DataConfig
 ) -> PreparedVolume:
-    """Normalise, mask and crop one case (CT optional, so inference reuses this for MR only)."""
-    body = np.asarray(mask) > 0
-    if body.shape != np.shape(mr) or (ct is not None and np.shape(ct) != body.shape):
-        shapes = f"mr {np.shape(mr)}, mask {body.shape}" + (
-            "" if ct is None else f", ct {np.shape(ct)}"
-        )
-        raise ValueError(f"prepare_volume: shapes differ ({shapes})")
-    box = crop_box_for(body, cfg.image_size)
-    mr_unit, params = mr_normalise(mr, body, cfg.mr_percentiles)
-    mr_unit[~body] = BACKGROUND  # the model is neither asked nor scored outside the body
-    ct_crop = None
-    if ct is not None:
-        ct_unit = ct_to_unit(ct, cfg.hu_range)
-        ct_unit[~body] = BACKGROUND  # couch and air outside the body are not predictable from MR
-        ct_crop = crop_pad(ct_unit, box, BACKGROUND)
-    mask_crop = crop_pad(body.astype(np.uint8), box, 0)
-    fraction, keep = kept_slices(mask_crop, cfg.min_mask_fraction)
-    return PreparedVolume(
-        mr=crop_pad(mr_unit, box, BACKGROUND),
-        ct=ct_crop,
-        mask=mask_crop,
-        box=box,
-        mr_params=params,
-        original_shape=(int(body.shape[0]), int(body.shape[1]), int(body.shape[2])),
-        mask_fraction=fraction,
-        keep=keep,
-    )
+    """Normalise, mask and crop one case whose arrays are on the contract grid already."""
+    _check_shapes(mr, ct, mask)
+    return prepare_placed(mr, ct, place_body(mask, None, cfg.image_size), cfg)
+
+
+def prepare_case(
+    mr: np.ndarray,
+    ct: np.ndarray | None,
+    mask: np.ndarray,
+    affine: np.ndarray,
+    cfg: DataConfig,
+    region: str,
+    fit_multiple: int | None = None,
+) -> PreparedVolume:
+    """One case from its own grid onto its region's contract grid, normalised, on the canvas.
+
+    Args:
+        mr, ct, mask: the case's volumes on one grid (``ct`` None for MR only).
+        affine: that grid's voxel -> RAS+ mm affine.
+        region: picks the contract, ``data.spacing[region]`` in ``data.orientation``.
+        fit_multiple: see :func:`place_body` (None: a ``data.image_size`` canvas).
+    """
+    _check_shapes(mr, ct, mask)
+    gmap = contract_map(Grid(np.shape(mr), affine), cfg, region)
+    return prepare_placed(mr, ct, place_body(mask, gmap, cfg.image_size, fit_multiple), cfg)
+
+
+def contract_map(grid: Grid, cfg: DataConfig, region: str) -> GridMap:
+    """How ``grid`` maps onto ``region``'s contract grid (``data.orientation``, ``spacing``)."""
+    return GridMap.plan(grid, Contract.of(cfg, region))

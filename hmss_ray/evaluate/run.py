@@ -128,13 +128,15 @@ def patient_metrics(
 ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
     """One patient's metrics, and its [-1, 1] CT and sCT slices (for the split's FID).
 
-    The slices are those the shards hold for this case (same crop, same mask fraction rule), so the
-    slice metrics match what training validation measures.
+    The 3D metrics are on the case's own (CT) grid. The slices are those the shards hold for this
+    case (its region's geometry contract, same canvas, same mask fraction rule), so the slice
+    metrics match what training validation measures.
     """
     assert case.ct is not None  # select_cases keeps paired cases only
     row = challenge.challenge_metrics(case, sct, cfg, scorers.segmenter)
-    reference = preprocess.prepare_volume(case.mr, case.ct, case.mask, cfg.data)
-    predicted = preprocess.prepare_volume(case.mr, sct, case.mask, cfg.data)
+    on_contract = (case.mask, case.affine, cfg.data, case.id.region)
+    reference = preprocess.prepare_case(case.mr, case.ct, *on_contract)
+    predicted = preprocess.prepare_case(case.mr, sct, *on_contract)
     ct_s = slice_stack(reference.ct, reference.keep)
     sct_s = slice_stack(predicted.ct, reference.keep)
     mask_s = slice_stack(reference.mask.astype(np.float32), reference.keep)
@@ -199,7 +201,7 @@ def sct_for(
     path = prediction_path(sct_dir, case.id)
     if synth is not None:
         mr, mask = read_volume(ref.file("mr")), read_volume(ref.file("mask"))
-        write_volume(synthesize_volume(synth, mr, mask), path)
+        write_volume(synthesize_volume(synth, mr, mask, region=case.id.region), path)
     return read_prediction(path, case)
 
 

@@ -25,6 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="registry entry or checkpoint (path, s3://)")
     parser.add_argument("--mr", required=True, help="MR volume (.nii or .nii.gz)")
     parser.add_argument("--mask", help="body mask on the MR grid (default: derived from the MR)")
+    parser.add_argument(
+        "--region",
+        help="the region whose geometry contract applies (only needed when the model covers "
+        "several regions with different data.spacing)",
+    )
     parser.add_argument("--out", required=True, help="where to write the sCT (.nii or .nii.gz)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     return parser
@@ -38,7 +43,7 @@ def command(args: argparse.Namespace) -> int:
     mask = read_volume(args.mask) if args.mask else None
     synth = Synthesizer.from_uri(args.model, device=args.device)
     t0 = time.perf_counter()
-    sct = synthesize_volume(synth, mr, mask)
+    sct = synthesize_volume(synth, mr, mask, region=args.region)
     write_volume(sct, args.out)
     print(
         f"[hmss] wrote {args.out} {sct.shape} in {time.perf_counter() - t0:.1f} s "

@@ -1,25 +1,30 @@
-"""Whole-volume inference: an MR volume in, a synthetic CT in HU out, on the input grid.
+"""Whole-volume inference: an MR volume in, a synthetic CT in HU out, on the input grid exactly.
 
-The same preprocessing as training (MR normalisation inside the mask, crop/pad around the mask,
-2.5D context), slices through the generator in batches of ``batch_slices`` (peak memory is one
-batch, not the volume), the inverse intensity mapping to HU and the inverse crop back onto the
-input grid. Used by Serve, by evaluation and by the CLI (``python -m hmss_ray.inference``).
+The input (any storage order, spacing or oblique affine) goes onto the model's geometry contract
+(:mod:`hmss_ray.io.geometry`: reoriented exactly, resampled only when the spacing or the angle
+differ), gets the training preprocessing (MR normalisation inside the body mask, a canvas around
+the body, grown when the body is larger: the generator is fully convolutional, 2.5D context), goes
+through the generator in batches of ``batch_slices`` slices, is mapped back to HU and then back
+onto exactly the input grid with the inverse map. Used by Serve, by evaluation and by the CLI
+(``python -m hmss_ray.inference``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import torch
 from scipy import ndimage
 
 from hmss_ray.config import ExperimentConfig, UserError
 from hmss_ray.data import preprocess
-from hmss_ray.io import Volume
+from hmss_ray.io import Volume, geometry
+from hmss_ray.io.geometry import Contract, Grid, GridMap
 from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.factory import resolve_device
 
@@ -44,20 +49,41 @@ def check_volume(mr: np.ndarray, mask: np.ndarray | None, min_size: int) -> None
             raise InputError("the mask is empty")
 
 
-def mask_from_mr(mr: np.ndarray) -> np.ndarray:
-    """A body outline when none is given: threshold, close, fill holes per slice, largest part."""
-    positive = mr[mr > 0]
-    if positive.size == 0:
+def _signal_threshold(mr: np.ndarray) -> float:
+    """A tenth of the 99th percentile of the positive voxels, from a histogram: no copy of the
+    volume, and the same value whatever the storage order."""
+    top = float(mr.max())
+    if not top > 0:
         raise InputError("the MR has no signal: cannot find the body outline")
-    threshold = 0.1 * np.percentile(positive, 99)
-    mask = ndimage.binary_closing(mr > threshold, iterations=2)
-    for z in range(mask.shape[2]):
-        mask[:, :, z] = ndimage.binary_fill_holes(mask[:, :, z])
-    labels, count = ndimage.label(mask)
-    if count > 1:
-        sizes = ndimage.sum(mask, labels, range(1, count + 1))
-        mask = labels == (int(np.argmax(sizes)) + 1)
-    return mask.astype(np.uint8)
+    counts, edges = np.histogram(mr, bins=4096, range=(float(np.finfo(np.float32).tiny), top))
+    cumulative = np.cumsum(counts)
+    return 0.1 * float(edges[np.searchsorted(cumulative, 0.99 * cumulative[-1]) + 1])
+
+
+def _largest_part(mask: np.ndarray) -> np.ndarray:
+    labels, count = ndimage.label(mask)  # int32: scipy needs that many bits while labelling
+    if count <= 1:
+        return mask
+    sizes = np.zeros(count + 1, np.int64)
+    step = max(1, (1 << 20) // max(labels[:, :, 0].size, 1))
+    for z in range(0, labels.shape[2], step):  # in slabs: bincount's int64 copy stays small
+        sizes += np.bincount(labels[:, :, z : z + step].ravel(), minlength=count + 1)
+    sizes[0] = 0  # background
+    return labels == int(np.argmax(sizes))
+
+
+def mask_from_mr(mr: np.ndarray, affine: np.ndarray | None = None) -> np.ndarray:
+    """A body outline when none is given: threshold, close, fill holes per axial slice, keep the
+    largest part. Axial is the storage axis closest to superior-inferior in ``affine`` (axis 2
+    without one), so the outline does not depend on the storage order."""
+    mask = ndimage.binary_closing(mr > _signal_threshold(mr), iterations=2)
+    axial = 2
+    if affine is not None:  # the storage axis that nibabel's reorientation maps to I/S
+        axial = int(np.flatnonzero(nib.orientations.io_orientation(affine)[:, 0] == 2)[0])
+    in_plane = np.zeros((3, 3, 3), bool)
+    np.moveaxis(in_plane, axial, 2)[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+    mask = ndimage.binary_fill_holes(mask, structure=in_plane)  # per slice: no link across slices
+    return _largest_part(mask).view(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -79,7 +105,7 @@ class ModelInfo:
 
 @dataclass
 class Synthesizer:
-    """A loaded generator with its config; ``synth(mr, mask)`` -> int16 HU volume."""
+    """A loaded generator with its config; ``synth(mr, mask, affine)`` -> int16 HU volume."""
 
     generator: torch.nn.Module
     cfg: ExperimentConfig
@@ -108,43 +134,93 @@ class Synthesizer:
         )
         return cls(generator, cfg, info, dev, batch_slices or cfg.serve.batch_slices)
 
-    def canvas_size(self, mask: np.ndarray) -> int:
-        """The training slice size, or larger when the body does not fit in it.
+    @property
+    def stride(self) -> int:
+        """The generator's total downsampling: a canvas side must be a multiple of it."""
+        return 2 ** (self.cfg.model.lrg_downsamples + 1)
 
-        The generator is fully convolutional, so a body wider than ``data.image_size`` is run on a
-        larger canvas (a multiple of the network's stride) rather than cut off.
+    def canvas_size(self, mask: np.ndarray) -> int:
+        """The training slice size, or larger when the body (``mask`` on the contract grid) does
+        not fit in it: the generator is fully convolutional, so the body is never cut off."""
+        extent = preprocess.body_extent(mask)
+        return preprocess.fitting_canvas(extent, self.cfg.data.image_size, self.stride)
+
+    def region(self, region: str | None = None) -> str:
+        """The region whose contract applies: ``region``, or the model's when that is unambiguous.
+
+        A model trained on several regions with different contracts needs to be told which.
         """
-        plane = mask.any(axis=2)
-        rows = np.flatnonzero(plane.any(axis=1))
-        cols = np.flatnonzero(plane.any(axis=0))
-        extent = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
-        stride = 2 ** (self.cfg.model.lrg_downsamples + 1)
-        needed = -(-int(extent) // stride) * stride  # round up to the stride
-        return max(self.cfg.data.image_size, needed)
+        regions = list(self.cfg.data.regions)
+        if region is not None:
+            if region not in regions:
+                raise InputError(f"region {region!r} is not one of this model's: {regions}")
+            return region
+        contracts = {Contract.of(self.cfg.data, r) for r in regions}
+        if len(contracts) > 1:
+            raise InputError(
+                f"this model covers regions {regions} with different geometry contracts "
+                "(data.spacing): say which region the volume is (--region; ?region= over HTTP)"
+            )
+        return regions[0]
+
+    def contract(self, region: str | None = None) -> Contract:
+        return Contract.of(self.cfg.data, self.region(region))
 
     @torch.no_grad()
-    def __call__(self, mr: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        mr = np.asarray(mr, dtype=np.float32)
+    def __call__(
+        self,
+        mr: np.ndarray,
+        mask: np.ndarray | None = None,
+        affine: np.ndarray | None = None,
+        region: str | None = None,
+    ) -> np.ndarray:
+        """The sCT (int16 HU) of ``mr`` on ``mr``'s own grid.
+
+        Args:
+            mr: MR volume, any storage order.
+            mask: body mask on the MR grid; derived from the MR (on its grid) when None.
+            affine: the MR's voxel -> RAS+ mm affine; None means the array is on the contract
+                grid already (contract axes and spacing).
+            region: which contract applies (see :meth:`region`).
+        """
+        mr = np.asarray(mr)
         check_volume(mr, mask, self.cfg.serve.min_size)
-        mask = mask_from_mr(mr) if mask is None else (np.asarray(mask) > 0).astype(np.uint8)
-        data_cfg = replace(self.cfg.data, image_size=self.canvas_size(mask))
-        prepared = preprocess.prepare_volume(mr, None, mask, data_cfg)
-        mr_crop = prepared.mr  # (S, S, Z) in [-1, 1]
-        sct_crop = np.full(mr_crop.shape, float(AIR_HU), dtype=np.float32)
+        contract = self.contract(region)
+        if affine is None:
+            affine = np.eye(4)
+            affine[:3, :3] = geometry.contract_linear(contract)
+        body = mask_from_mr(mr, affine) if mask is None else (np.asarray(mask) > 0)
+        gmap = GridMap.plan(Grid(mr.shape, affine), contract)
+        place = preprocess.place_body(body, gmap, self.cfg.data.image_size, self.stride)
+        prepared = preprocess.prepare_placed(mr, None, place, self.cfg.data)
+        sct_canvas = self._generate(prepared)
+        del prepared
+        sct = gmap.inverse(sct_canvas, order=1, cval=AIR_HU, box=place.canvas)
+        del sct_canvas
+        sct[~np.asarray(body, dtype=bool)] = AIR_HU  # outside the body is air, as in the CT
+        np.rint(sct, out=sct)
+        return np.clip(sct, -32768, 32767, out=sct).astype(np.int16)
+
+    def _generate(self, prepared: preprocess.PreparedVolume) -> np.ndarray:
+        """float32 HU on the canvas, (S, S, Z): the generator on every slice with body in it."""
+        sct = np.full(prepared.mr.shape, float(AIR_HU), dtype=np.float32)
         body_slices = np.flatnonzero(prepared.mask_fraction > 0)  # empty slices stay air
         for start in range(0, len(body_slices), self.batch_slices):
             idx = body_slices[start : start + self.batch_slices]
-            stack = preprocess.slices_with_context(mr_crop, self.cfg.data.context_slices, idx)
+            stack = preprocess.slices_with_context(prepared.mr, self.cfg.data.context_slices, idx)
             x = torch.from_numpy(stack).to(self.device)  # (B, 2k+1, S, S)
             high = self.generator(x)["high"][:, 0].float().cpu().numpy()  # (B, S, S)
-            hu = preprocess.unit_to_ct(high, self.cfg.data.hu_range)
-            sct_crop[:, :, idx] = np.moveaxis(hu, 0, 2)
-        sct = preprocess.uncrop(sct_crop, prepared.box, mr.shape, fill=AIR_HU)
-        sct[mask == 0] = AIR_HU  # outside the body is air, as in the planning CT
-        return np.clip(np.rint(sct), -32768, 32767).astype(np.int16)
+            sct[:, :, idx] = np.moveaxis(preprocess.unit_to_ct(high, self.cfg.data.hu_range), 0, 2)
+        return sct
 
 
-def synthesize_volume(synth: Synthesizer, mr: Volume, mask: Volume | None = None) -> Volume:
-    """An MR volume in, its sCT (int16 HU) out on the MR's grid (same shape and affine)."""
-    sct = synth(np.asarray(mr.array, dtype=np.float32), None if mask is None else mask.array)
-    return mr.like(sct)
+def synthesize_volume(
+    synth: Synthesizer, mr: Volume, mask: Volume | None = None, region: str | None = None
+) -> Volume:
+    """An MR volume in, its sCT (int16 HU) out on exactly the MR's grid (shape, affine, header).
+
+    Any storage order, spacing or oblique affine: the model's geometry contract is applied on the
+    way in and inverted on the way out. ``region`` picks the contract of a multi-region model.
+    """
+    mask_array = None if mask is None else mask.array
+    return mr.like(synth(np.asarray(mr.array), mask_array, mr.affine, region))

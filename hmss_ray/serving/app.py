@@ -98,6 +98,10 @@ class SCTSynthesizer:
                 "context_slices": cfg.data.context_slices,
                 "hu_range": list(cfg.data.hu_range),
                 "regions": list(cfg.data.regions),
+                "geometry": {
+                    "orientation": cfg.data.orientation,
+                    "spacing": {r: list(cfg.data.spacing[r]) for r in cfg.data.regions},
+                },
                 "model": cfg.to_dict()["model"],
             },
         }
@@ -108,9 +112,10 @@ class SCTSynthesizer:
         mr_bytes, mask_bytes = await self._read_upload(request)
         mr = parse_nifti(mr_bytes, "MR")
         mask = parse_nifti(mask_bytes, "mask") if mask_bytes is not None else None
+        region = request.query_params.get("region")  # a multi-region model's contract
         t0 = time.perf_counter()
         try:
-            out = await run_in_threadpool(synthesize_volume, self.synth, mr, mask)
+            out = await run_in_threadpool(synthesize_volume, self.synth, mr, mask, region)
         except InputError as exc:
             raise _bad(422, str(exc)) from exc
         elapsed_ms = (time.perf_counter() - t0) * 1000

@@ -109,6 +109,8 @@ def test_multipart_with_mask(server, case):
 def test_model_and_health_endpoints(server):
     info = httpx.get(f"{server['url']}/v1/model", timeout=30).json()
     assert info["name"] == "tiny" and info["config"]["image_size"] == 64
+    contract = {"orientation": "RAS", "spacing": {"brain": [1.0, 1.0, 1.0]}}
+    assert info["config"]["geometry"] == contract  # the model's geometry contract
     assert info["epoch"] == 3 and info["validation_metrics"] == {"ssim": 0.5}
     assert httpx.get(f"{server['url']}/healthz", timeout=30).json() == {"status": "ok"}
     schema = httpx.get(f"{server['url']}/openapi.json", timeout=30).json()
@@ -153,6 +155,16 @@ def test_api_token_is_enforced_when_configured(server, case):
     assert wrong.status_code == 401 and "API token" in wrong.json()["detail"]
     assert _post(server["secure"], body, Authorization=f"Bearer {TOKEN}").status_code == 200
     assert httpx.get(f"{server['secure']}/v1/model", timeout=30).status_code == 401
+
+
+def test_a_region_the_model_does_not_cover_is_a_422(server, case):
+    url = f"{server['url']}/v1/synthesize?region=pelvis"
+    body = (case / "mr.nii.gz").read_bytes()
+    response = httpx.post(
+        url, content=body, headers={"Content-Type": "application/gzip"}, timeout=120
+    )
+    assert response.status_code == 422
+    assert "region 'pelvis' is not one of this model's" in response.json()["detail"]
 
 
 def test_client_cli_saves_the_sct(server, case, tmp_path):

@@ -87,8 +87,9 @@ def test_per_patient_numbers_equal_hmss_metrics(dataset: dict, report: dict) -> 
         expected = metrics.synthrad_metrics(case.ct, sct, case.mask)
         hu = [torch.from_numpy(np.asarray(v, dtype=np.float32)) for v in (case.ct, sct, case.mask)]
         expected["bone_dice"] = metrics.bone_dice(*hu, threshold_hu=cfg.metrics.bone_threshold_hu)
-        ref = preprocess.prepare_volume(case.mr, case.ct, case.mask, cfg.data)
-        pred = preprocess.prepare_volume(case.mr, sct, case.mask, cfg.data)
+        on_contract = (case.mask, case.affine, cfg.data, case.id.region)
+        ref = preprocess.prepare_case(case.mr, case.ct, *on_contract)
+        pred = preprocess.prepare_case(case.mr, sct, *on_contract)
         stack = [torch.from_numpy(np.moveaxis(v[:, :, ref.keep], 2, 0)[:, None].astype(np.float32))
                  for v in (ref.ct, pred.ct, ref.mask)]  # fmt: skip
         sm = metrics.SliceMetrics(cfg.data.hu_range, vgg=vgg)

@@ -64,7 +64,15 @@ def test_corrupt_cases_are_listed_and_every_valid_case_is_prepared(
     assert manifest.in_channels == 1 and manifest.image_size == 32
     one = manifest.cases["1PA001"]
     assert one.split in SPLITS and one.slices == len(one.slice_indices) > 0
-    assert len(one.original_shape) == 3 and np.asarray(one.affine).shape == (4, 4)
+    assert len(one.source_grid["shape"]) == 3 and np.asarray(one.grid["affine"]).shape == (4, 4)
+    assert one.source_grid["spacing"] == [1.0, 1.0, 2.5] and one.grid["spacing"] == [2.0, 2.0, 2.5]
+    assert one.grid["orientation"] == "RAS" and one.source_grid["orientation"] == "LPS"
+    assert one.body_voxels > 0 and one.body_voxels_lost == 0 and one.body_fraction_lost == 0
+    assert manifest.geometry == {
+        "orientation": "RAS",
+        "spacing": {"brain": [1.0, 1.0, 1.0], "pelvis": [2.0, 2.0, 2.5]},
+        "max_body_loss": 0.0,
+    }
     assert not list((tmp_path / "out").rglob("*.tmp-*"))
 
 

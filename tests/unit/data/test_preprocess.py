@@ -117,7 +117,7 @@ def test_prepare_volume_crops_normalises_and_masks() -> None:
     cfg = DataConfig(image_size=32, min_mask_fraction=0.05)
     out = prepare_volume(mr, ct, mask, cfg)
     assert out.mr.shape == out.ct.shape == out.mask.shape == (32, 32, 5)
-    assert out.original_shape == (30, 26, 5)
+    assert out.grid_shape == (30, 26, 5)
     assert out.keep.tolist() == [1, 2, 3, 4]  # slice 0: 16 px of body, 4 % of the 360 px slices
     assert (out.mr[out.mask == 0] == -1).all() and (out.ct[out.mask == 0] == -1).all()
     assert out.mr.min() >= -1 and out.mr.max() <= 1

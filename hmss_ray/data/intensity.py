@@ -1,0 +1,89 @@
+"""Intensities: CT in HU and MR in scanner units to [-1, 1], and back.
+
+CT is clipped to ``data.hu_range`` and mapped linearly; MR is normalised per volume between robust
+percentiles inside the body mask. Each forward map has its inverse beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+BACKGROUND = -1.0  # value outside the body in [-1, 1] space: air on CT, no signal on MR
+
+
+def ct_to_unit(hu: np.ndarray, hu_range: Sequence[float], inplace: bool = False) -> np.ndarray:
+    """CT in HU -> float32 in [-1, 1]: clip to ``hu_range``, then map linearly.
+
+    ``inplace`` reuses ``hu`` when it is float32 already (one volume less in memory).
+    """
+    lo, hi = float(hu_range[0]), float(hu_range[1])
+    out = np.asarray(hu, dtype=np.float32) if inplace else np.array(hu, dtype=np.float32)
+    np.clip(out, lo, hi, out=out)
+    out -= lo
+    out *= np.float32(2.0 / (hi - lo))
+    out -= 1.0
+    return out
+
+
+def unit_to_ct(x: np.ndarray, hu_range: Sequence[float]) -> np.ndarray:
+    """Inverse of :func:`ct_to_unit` (float32 HU); exact up to float32 rounding inside the range."""
+    lo, hi = float(hu_range[0]), float(hu_range[1])
+    return ((np.asarray(x, dtype=np.float32) + 1.0) * np.float32((hi - lo) / 2.0) + lo).astype(
+        np.float32
+    )
+
+
+@dataclass(frozen=True)
+class MRNorm:
+    """The MR intensities mapped to -1 and +1 (the robust percentiles inside the mask)."""
+
+    low: float
+    high: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"low": self.low, "high": self.high}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MRNorm:
+        return cls(low=float(data["low"]), high=float(data["high"]))
+
+
+def mr_normalise(
+    mr: np.ndarray, mask: np.ndarray | None, percentiles: Sequence[float], inplace: bool = False
+) -> tuple[np.ndarray, MRNorm]:
+    """Per-volume MR normalisation to [-1, 1] between robust percentiles inside the mask.
+
+    Args:
+        mr: the MR volume in scanner units.
+        mask: body mask (voxels > 0 are used for the percentiles); None or empty uses all voxels.
+        percentiles: (low, high) in 0..100, e.g. ``DataConfig.mr_percentiles``.
+        inplace: reuse ``mr`` for the result when it is float32 already.
+
+    Returns:
+        The float32 volume clipped to [-1, 1] and the :class:`MRNorm` that inverts it.
+    """
+    out = np.asarray(mr, dtype=np.float32) if inplace else np.array(mr, dtype=np.float32)
+    inside = out[np.asarray(mask) > 0] if mask is not None else np.empty(0, np.float32)
+    if inside.size == 0:
+        inside = out.ravel().copy()
+    # the masked values are a copy already: let percentile partition them in place
+    low, high = (float(v) for v in np.percentile(inside, list(percentiles), overwrite_input=True))
+    del inside
+    if not high > low:  # a constant image: keep the mapping defined and invertible
+        high = low + 1.0
+    out -= np.float32(low)
+    out *= np.float32(2.0 / (high - low))
+    out -= 1.0
+    return np.clip(out, -1.0, 1.0, out=out), MRNorm(low, high)
+
+
+def mr_denormalise(x: np.ndarray, params: MRNorm) -> np.ndarray:
+    """Inverse of :func:`mr_normalise` for values that were not clipped (float32 scanner units)."""
+    scale = np.float32((params.high - params.low) / 2.0)
+    return ((np.asarray(x, dtype=np.float32) + 1.0) * scale + np.float32(params.low)).astype(
+        np.float32
+    )
