@@ -38,13 +38,14 @@ class SegmentationMethod(StrEnum):
     TOTALSEGMENTATOR = "totalsegmentator"
     THRESHOLDS = "thresholds"
 
+
 # The geometry contract: the voxel spacing (mm, x y z in data.orientation) each region's network
 # works at. Adding a region's contract is one line here (README "The geometry contract").
 REGION_SPACING: dict[str, tuple[float, float, float]] = {
     "brain": (1.0, 1.0, 1.0),  # SynthRAD2023's brain grid
     "pelvis": (2.0, 2.0, 2.5),  # a 500 mm wide body fits the 256 canvas (512 mm); z as SynthRAD
-    # SynthRAD2025 (1x1x3 mm data): the pelvis rule in-plane, their slice spacing; used once the
-    # regions are in REGIONS
+    # SynthRAD2025 (1x1x3 mm data): the pelvis rule in-plane (head-neck scans reach the shoulders,
+    # thorax and abdomen bodies are 350-500 mm wide: 512 mm at 256 px), their slice spacing
     "HN": (2.0, 2.0, 3.0),
     "TH": (2.0, 2.0, 3.0),
     "AB": (2.0, 2.0, 3.0),

@@ -13,10 +13,11 @@ from hmss_ray.data import shards
 from hmss_ray.data.manifest import read_manifest
 from hmss_ray.data.phantom import write_dataset
 from hmss_ray.data.prepare import prepare_dataset
+from tests.small import SMALL
 
 pytestmark = pytest.mark.integration
 
-CFG = {"data.image_size": 32, "model.lrg_downsamples": 1, "data.slices_per_shard": 24}
+CFG = {**SMALL, "data.slices_per_shard": 24}
 KEYS = ("mr", "ct", "mask", "case_id", "centre", "region", "slice_index", "split")
 
 

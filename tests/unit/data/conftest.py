@@ -8,10 +8,7 @@ import pytest
 
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.data.phantom import write_dataset
-
-# 32 px crops keep every test fast; lrg_downsamples=1 makes 32 a valid image_size
-SMALL = {"data.image_size": 32, "model.lrg_downsamples": 1, "data.slices_per_shard": 40}
-SMALL_SHAPE = (32, 32, 12)
+from tests.small import SMALL, SMALL_SHAPE
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hmss_ray.config import ExperimentConfig, data_hash
+from hmss_ray.config import ExperimentConfig, config_diff, data_hash
 from hmss_ray.data import shards
 from hmss_ray.data.manifest import SPLITS, read_manifest
-from hmss_ray.data.phantom import CORRUPTIONS, write_dataset
+from hmss_ray.data.phantom import CORRUPTIONS, make_case, write_dataset
 from hmss_ray.data.prepare import PrepareError, prepare_dataset
 from hmss_ray.prepare import EXIT_STRICT, main
 
@@ -29,6 +29,11 @@ def _files(root: Path) -> dict[str, tuple[str, int]]:
     }
 
 
+def _small_sets(cfg: ExperimentConfig) -> list[str]:
+    """``--set`` arguments that make the command's config equal the small test config."""
+    return [arg for key, value in config_diff(cfg).items() for arg in ("--set", f"{key}={value}")]
+
+
 @pytest.fixture(scope="module")
 def corrupt_root(tmp_path_factory: pytest.TempPathFactory, small_shape) -> Path:
     root = tmp_path_factory.mktemp("corrupt")
@@ -37,7 +42,7 @@ def corrupt_root(tmp_path_factory: pytest.TempPathFactory, small_shape) -> Path:
 
 
 def test_corrupt_cases_are_listed_and_every_valid_case_is_prepared(
-    corrupt_root: Path, small_cfg: ExperimentConfig, tmp_path: Path
+    corrupt_root: Path, small_cfg: ExperimentConfig, small_shape, tmp_path: Path
 ) -> None:
     report = prepare_dataset(corrupt_root, str(tmp_path / "out"), small_cfg)
     manifest = report.manifest
@@ -65,13 +70,16 @@ def test_corrupt_cases_are_listed_and_every_valid_case_is_prepared(
     one = manifest.cases["1PA001"]
     assert one.split in SPLITS and one.slices == len(one.slice_indices) > 0
     assert len(one.source_grid["shape"]) == 3 and np.asarray(one.grid["affine"]).shape == (4, 4)
-    assert one.source_grid["spacing"] == [1.0, 1.0, 2.5] and one.grid["spacing"] == [2.0, 2.0, 2.5]
+    rendered = make_case("1PA001", shape=small_shape).affine  # the grid the phantom was written on
+    source_spacing = np.sqrt((rendered[:3, :3] ** 2).sum(axis=0))
+    np.testing.assert_allclose(one.source_grid["spacing"], source_spacing, rtol=1e-5)
+    assert one.grid["spacing"] == list(small_cfg.data.spacing["pelvis"])
     assert one.grid["orientation"] == "RAS" and one.source_grid["orientation"] == "LPS"
     assert one.body_voxels > 0 and one.body_voxels_lost == 0 and one.body_fraction_lost == 0
-    assert manifest.geometry == {
-        "orientation": "RAS",
-        "spacing": {"brain": [1.0, 1.0, 1.0], "pelvis": [2.0, 2.0, 2.5]},
-        "max_body_loss": 0.0,
+    assert manifest.geometry["orientation"] == "RAS" and manifest.geometry["max_body_loss"] == 0
+    spacing = manifest.geometry["spacing"]
+    assert {r: spacing[r] for r in ("brain", "pelvis")} == {
+        r: list(small_cfg.data.spacing[r]) for r in ("brain", "pelvis")
     }
     assert not list((tmp_path / "out").rglob("*.tmp-*"))
 
@@ -123,7 +131,7 @@ def test_strict_writes_nothing_and_main_exits_3(
     assert report.manifest is None and len(report.skipped) == len(CORRUPTIONS)
     assert not (tmp_path / "out").exists()
     argv = ["--data", str(corrupt_root), "--out", str(tmp_path / "out"), "--strict", "--quiet"]
-    argv += ["--set", "data.image_size=32", "--set", "model.lrg_downsamples=1"]
+    argv += _small_sets(small_cfg)
     assert main(argv) == EXIT_STRICT
     assert "--strict: 10 case(s) have problems" in capsys.readouterr().out
 
@@ -134,13 +142,15 @@ def test_nothing_to_prepare_is_an_error(tmp_path: Path, small_cfg: ExperimentCon
     assert main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--set", "x=1"]) == 2
 
 
-def test_cli_prints_the_summary(corrupt_root: Path, tmp_path: Path) -> None:
+def test_cli_prints_the_summary(
+    corrupt_root: Path, small_cfg: ExperimentConfig, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     shutil.copytree(corrupt_root, data)
     out = tmp_path / "shards"
     cmd = [sys.executable, "-m", "hmss_ray.prepare", "--data", str(data), "--out", str(out)]
-    cmd += ["--set", "data.image_size=32", "--set", "data.context_slices=1"]
-    cmd += ["--set", "model.lrg_downsamples=1", "--quiet"]
+    cmd += _small_sets(small_cfg)
+    cmd += ["--set", "data.context_slices=1", "--quiet"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "split  region  centre  cases  slices" in done.stdout

@@ -51,17 +51,30 @@ def brains(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return as_written, permuted
 
 
+def _native_spacing(case_id: str, shape: tuple[int, int, int]) -> list[float]:
+    """The voxel size the phantom renders ``case_id`` at when fitted into ``shape``."""
+    affine = make_case(CaseId.parse(case_id), shape=shape).affine
+    return [float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0))]
+
+
 def test_the_storage_order_does_not_change_a_single_shard(
     brains: tuple[Path, Path], small_cfg: ExperimentConfig, tmp_path: Path
 ) -> None:
-    cfg = small_cfg.replace({"data.regions": ["brain"], "data.context_slices": 1})
+    # the contract at the data's own spacing: reorientation alone, which must be exact
+    native = _native_spacing("1BA001", (32, 32, 12))
+    cfg = small_cfg.replace(
+        {"data.regions": ["brain"], "data.context_slices": 1, "data.spacing.brain": native}
+    )
     first = prepare_dataset(brains[0], str(tmp_path / "a"), cfg).manifest
     second = prepare_dataset(brains[1], str(tmp_path / "b"), cfg).manifest
     assert first is not None and second is not None
     assert [(s.path, s.sha256) for s in first.shards] == [(s.path, s.sha256) for s in second.shards]
     for case_id, entry in first.cases.items():
         other = second.cases[case_id]
-        assert entry.grid == other.grid and entry.slice_indices == other.slice_indices
+        assert entry.slice_indices == other.slice_indices
+        assert entry.grid["shape"] == other.grid["shape"]
+        # NIfTI stores the affine in float32: the permuted file's origin is ~1e-6 mm apart
+        np.testing.assert_allclose(entry.grid["affine"], other.grid["affine"], atol=1e-4)
         assert entry.source_grid["orientation"] == "LPS"
         assert other.source_grid["orientation"] == "ILA"  # the permuted storage, recorded
 
@@ -73,8 +86,10 @@ def pelvis_cfg() -> ExperimentConfig:
 
 
 def _real_size_pelvis(root: Path, slices: int) -> Path:
-    """One pelvis phantom of real size: about 480 x 320 mm in-plane at 1 x 1 x 2.5 mm."""
-    case = make_case(CaseId.parse("1PA001"), seed=0, shape=(480, 320, slices))
+    """One pelvis phantom of real size: the whole 540 x 380 mm field of view in-plane at
+    1 x 1 x 2.5 mm (a body 375-480 mm wide), ``slices`` slices through the hips."""
+    fov = ((-270, 270), (-190, 190), (-1.25 * slices, 1.25 * slices))
+    case = make_case(CaseId.parse("1PA001"), seed=0, spacing=(1.0, 1.0, 2.5), fov=fov)
     write_case(root / "Task1" / "pelvis" / "1PA001", case)
     return root
 
@@ -107,7 +122,9 @@ def test_a_real_size_pelvis_of_100_slices_loses_no_body_voxel(pelvis_cfg, tmp_pa
 def test_a_body_that_cannot_fit_is_skipped_naming_the_keys(pelvis_cfg, tmp_path: Path) -> None:
     """At 1 mm (the old pelvis.yaml) the 256 canvas is 256 mm: the hips would be cut off."""
     root = _real_size_pelvis(tmp_path / "data", 4)
-    small = make_case(CaseId.parse("1PC002"), seed=0, shape=(64, 48, 4))
+    # a 200 x 200 mm window of another pelvis: its body (cut by the window) fits 256 mm
+    window = ((-100, 100), (-100, 100), (-5, 5))
+    small = make_case(CaseId.parse("1PC002"), seed=0, spacing=(1.0, 1.0, 2.5), fov=window)
     write_case(root / "Task1" / "pelvis" / "1PC002", small)
     at_1mm = pelvis_cfg.replace({"data.spacing.pelvis": [1.0, 1.0, 2.5]})
     manifest = prepare_dataset(root, str(tmp_path / "out"), at_1mm).manifest
@@ -127,7 +144,8 @@ def test_a_body_that_cannot_fit_is_skipped_naming_the_keys(pelvis_cfg, tmp_path:
 def test_evaluation_scores_the_slices_the_shards_hold(
     brains: tuple[Path, Path], small_cfg: ExperimentConfig, tmp_path: Path
 ) -> None:
-    """A case stored sagittally at 0.9 x 0.9 x 3 mm: its slice metrics come from the same
+    """A case stored sagittally with 3:1 anisotropic voxels (2.7 x 2.7 x 9 mm: the shape of a
+    0.9 x 0.9 x 3 mm scan at the test's coarse scale): its slice metrics come from the same
     contract-grid slices as its shard rows, its 3D metrics from its own CT grid."""
     cfg = small_cfg.replace({"data.regions": ["brain"], "data.min_mask_fraction": 0.0})
     root = tmp_path / "data"
@@ -135,14 +153,15 @@ def test_evaluation_scores_the_slices_the_shards_hold(
 
     def resample(data, affine):
         order = 0 if data.dtype == np.uint8 else 1
-        data, affine = at_spacing(data, affine, (0.9, 0.9, 3.0), order)
+        data, affine = at_spacing(data, affine, (2.7, 2.7, 9.0), order)
         data = data.astype(np.uint8) if order == 0 else data
         return reorder(data, affine, *PERMUTED)
 
     _restore(root, resample)
     manifest = prepare_dataset(root, str(tmp_path / "shards"), cfg).manifest
     case_id, entry = next((k, v) for k, v in sorted(manifest.cases.items()) if v.paired)
-    assert entry.source_grid["spacing"] == [3.0, 0.9, 0.9] and entry.grid["spacing"] == [1, 1, 1]
+    assert entry.source_grid["spacing"] == pytest.approx([9.0, 2.7, 2.7])
+    assert entry.grid["spacing"] == list(cfg.data.spacing["brain"])
     rows = _rows(str(tmp_path / "shards"), entry.split)
     mine = rows["case_id"] == case_id
     order = np.argsort(rows["slice_index"][mine])

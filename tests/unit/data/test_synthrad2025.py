@@ -30,7 +30,6 @@ from tests.layout2025 import render, write_case, write_layout
 
 ROOT = Path(__file__).parents[3]
 SHAPE = (32, 32, 10)
-SMALL = {"data.image_size": 32, "model.lrg_downsamples": 1, "data.slices_per_shard": 40}
 
 
 @pytest.fixture(scope="module")
@@ -191,11 +190,13 @@ def test_regions_in_the_config_name_the_release_folders() -> None:
         assert shipped.data.regions == (region,) and shipped.data.hu_range == (-1024.0, 3071.0)
 
 
-def test_prepare_reads_the_2025_layout_and_reports_bad_cases(root: Path, tmp_path: Path) -> None:
+def test_prepare_reads_the_2025_layout_and_reports_bad_cases(
+    root: Path, small_cfg: ExperimentConfig, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     write_layout(data, per_region=3, regions=("HN", "AB"), mr_only=1, shape=SHAPE)
     damage(data / "Task1" / "AB" / "1ABB002", "truncated")
-    cfg = ExperimentConfig().replace({**SMALL, "data.regions": ["HN", "AB"]})
+    cfg = small_cfg.replace({"data.regions": ["HN", "AB"]})
     report = prepare_dataset(data, str(tmp_path / "shards"), cfg)
     manifest = report.manifest
     assert [s.case_id for s in report.skipped] == ["1ABB002"]

@@ -15,8 +15,10 @@ from hmss_ray.data.phantom import write_dataset
 from hmss_ray.data.prepare import prepare_dataset
 from hmss_ray.models import build_generator
 from hmss_ray.train.validation import ValidationShard, validate
+from tests.small import SMALL_SPACING
 
 SMALL = {
+    **SMALL_SPACING,
     "data.regions": ["brain"],
     "data.image_size": 32,
     "data.slices_per_shard": 5,  # the val split spans several shard files
