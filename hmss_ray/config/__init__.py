@@ -20,6 +20,7 @@ from hmss_ray.config.sections import (
     AdversarialCriterion,
     AugmentConfig,
     DataConfig,
+    IOConfig,
     LossConfig,
     MetricsConfig,
     MixedPrecision,
@@ -50,6 +51,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "ExperimentConfig",
+    "IOConfig",
     "LossConfig",
     "MetricsConfig",
     "MixedPrecision",
@@ -84,6 +86,7 @@ class ExperimentConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    io: IOConfig = field(default_factory=IOConfig)
 
     def __post_init__(self) -> None:
         if not self.name.strip():

@@ -32,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shards", help="shard root whose manifest gives each case's split")
     parser.add_argument("--split", default="test", choices=SPLITS,
                         help="manifest split to score (default test; needs --shards)")  # fmt: skip
-    parser.add_argument("--predictions", help="local folder of <case_id>.nii.gz sCTs to score")
+    parser.add_argument(
+        "--predictions",
+        help="local folder of sCTs to score: <case_id>.nii.gz (.nii, .mha, .nrrd, or a DICOM "
+        "series as <case_id>.zip or folder <case_id>/)",
+    )
     parser.add_argument("--out", default="outputs/evaluation", help="report folder (path, s3://)")
     cli.add_config_args(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")

@@ -16,18 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
 
 from hmss_ray import metrics
-from hmss_ray.config import ExperimentConfig, load_config, parse_overrides
+from hmss_ray.config import ExperimentConfig, UserError, load_config, parse_overrides
 from hmss_ray.data import preprocess, synthrad
 from hmss_ray.data.manifest import read_manifest
+from hmss_ray.data.synthrad import AFFINE_TOLERANCE_MM
 from hmss_ray.evaluate import figures, report
 from hmss_ray.inference.synthesizer import Synthesizer, synthesize_volume
 from hmss_ray.io import read_volume, write_volume
+from hmss_ray.io.align import align_to
+from hmss_ray.io.formats import find_volume
 from hmss_ray.metrics.features import Kind, describe, fid_features, load_extractor
 from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.factory import resolve_device
@@ -82,24 +84,24 @@ def select_cases(
 
 
 def read_prediction(path: Path, case: synthrad.Case) -> np.ndarray:
-    """An sCT NIfTI that must lie on the case's grid (same shape and affine)."""
-    if not path.is_file():
+    """An sCT on the case's grid (same voxels in world space; any storage order): ``path``, or
+    when absent the case's file in another format (``.mha``, ``.nrrd``, a DICOM folder or zip)."""
+    stem = path.name.removesuffix(".nii.gz")
+    found = path if path.exists() else find_volume(path.parent, stem)
+    if found is None:
         raise FileNotFoundError(f"no prediction {path}")
     try:
-        image = nib.load(path)
-        sct = np.asanyarray(image.dataobj).astype(np.float32)
-    except Exception as exc:  # nibabel raises ImageFileError, EOFError, zlib.error, ...
-        raise ValueError(
-            f"prediction {path.name} unreadable ({type(exc).__name__}: {exc})"
-        ) from exc
+        volume = read_volume(found)
+    except UserError as exc:
+        raise ValueError(f"prediction {found.name} unreadable ({exc})") from exc
+    sct = np.asarray(volume.array, dtype=np.float32)
     if not np.isfinite(sct).all():
-        raise ValueError(f"prediction {path.name} has non-finite voxels")
-    if sct.shape != case.mr.shape:
-        raise ValueError(f"prediction shape {sct.shape} differs from the MR's {case.mr.shape}")
-    shift = float(np.max(np.abs(image.affine - case.affine)))
-    if shift > synthrad.AFFINE_TOLERANCE_MM:
-        raise ValueError(f"prediction affine differs from the MR's by up to {shift:g} mm")
-    return sct
+        raise ValueError(f"prediction {found.name} has non-finite voxels")
+    try:
+        aligned = align_to(volume.like(sct), case.affine, case.mr.shape, AFFINE_TOLERANCE_MM)
+    except UserError as exc:
+        raise ValueError(f"prediction {found.name}: {exc} (the MR's grid)") from exc
+    return aligned.array
 
 
 def slice_stack(volume: np.ndarray, keep: np.ndarray) -> torch.Tensor:
