@@ -166,8 +166,9 @@ def volume_from_bytes(data: bytes, limits: IOConfig, what: str = "MR") -> Volume
     )
 
 
-def volume_to_bytes(volume: Volume, fmt: Format, series=None) -> bytes:
+def volume_to_bytes(volume: Volume, fmt: Format | str, series=None) -> bytes:
     """``volume`` as the bytes of one file: ``.nii.gz``, ``.mha``, ``.nrrd`` or a DICOM zip."""
+    fmt = Format(fmt)
     if fmt is Format.DICOM:
         from hmss_ray.io.dicom_write import dicom_series_bytes
 

@@ -11,10 +11,9 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
+from hmss_ray.config import IOConfig
 from hmss_ray.io import SeriesError, UnreadableVolume, read_volume, volume_from_bytes
 from hmss_ray.io.itk import affine_from_itk
-from hmss_ray.io.limits import IOConfig
-
 from tests.dicom_helpers import DICOMDIR_TESTS, shipped, write_series
 
 CT5N = DICOMDIR_TESTS / "98892001" / "CT5N"  # a real 5-slice CT series, listed out of order
@@ -46,8 +45,8 @@ def test_shipped_file_matches_what_pydicom_reads() -> None:
     volume = read_volume(shipped("CT_small.dcm"))
     hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     np.testing.assert_array_equal(volume.array[:, :, 0], hu.T)
-    lps_origin = [float(v) for v in ds.ImagePositionPatient]
-    np.testing.assert_allclose(volume.affine[:3, 3], [-lps_origin[0], -lps_origin[1], lps_origin[2]])
+    x, y, z = (float(v) for v in ds.ImagePositionPatient)  # LPS
+    np.testing.assert_allclose(volume.affine[:3, 3], [-x, -y, z])
     assert volume.spacing[:2] == pytest.approx([float(v) for v in ds.PixelSpacing])
     source = volume.meta["dicom"]
     assert source.tags["PatientName"] == str(ds.PatientName)
