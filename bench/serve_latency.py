@@ -2,7 +2,7 @@
 
 All on one local Ray, loopback only, measured in one run:
 
-1. direct: ``Synthesizer`` + ``synthesize_nifti`` in this process on one phantom MR volume
+1. direct: ``Synthesizer`` + ``synthesize_volume`` in this process on one phantom MR volume
    (best and median of ``--repeats``) - the baseline;
 2. HTTP: ``POST /v1/synthesize`` of the same ``.nii.gz`` bytes with httpx (median of
    ``--repeats``); ratio HTTP / direct = what Serve, HTTP and (de)serialisation add. The replica's
@@ -144,13 +144,13 @@ def post(client, url: str, body: bytes, timeout: float) -> dict[str, Any]:
 
 
 def direct_latency(synth, mr_img, repeats: int) -> dict[str, float]:
-    from hmss_ray.inference.synthesizer import synthesize_nifti
+    from hmss_ray.inference.synthesizer import synthesize_volume
 
-    synthesize_nifti(synth, mr_img)  # warm-up
+    synthesize_volume(synth, mr_img)  # warm-up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        synthesize_nifti(synth, mr_img)
+        synthesize_volume(synth, mr_img)
         times.append(time.perf_counter() - start)
     return {"best_s": min(times), "median_s": statistics.median(times), "runs": repeats}
 
@@ -252,7 +252,9 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from hmss_ray.data.phantom import write_dataset
     from hmss_ray.inference.synthesizer import Synthesizer
     from hmss_ray.models.checkpoint import localize, read_meta
-    from hmss_ray.serving.app import deploy, parse_nifti
+    from hmss_ray.config import IOConfig
+    from hmss_ray.io import volume_from_bytes
+    from hmss_ray.serving.app import deploy
 
     regions = load_config(args.config).data.regions
     write_dataset(workdir / "raw", cases=args.cases, regions=regions, seed=0)
@@ -262,7 +264,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     torch.set_num_threads(threads)
     case = sorted((workdir / "raw").glob("Task1/*/*/mr.nii.gz"))[0]
     body = case.read_bytes()
-    mr_img = parse_nifti(body)  # what the replica does with the bytes: decompressed, loaded
+    mr_img = volume_from_bytes(body, IOConfig())  # what the replica does with the bytes: decompressed, loaded
     out: dict[str, Any] = {"entry": entry, "volume": {"case": case.parent.name}}
     out["volume"].update(shape=list(mr_img.shape), gzip_kb=len(body) / 1024)
     raw_mb = args.size * args.size * args.slices * 4 / MB
@@ -307,7 +309,7 @@ def _latency_rows(m: dict, r: dict) -> list[list[str]]:
     d, h = m["direct"], m["http"]
     return [
         ["direct, in-process", f"{d['median_s']:.3f}", f"{d['best_s']:.3f}", "1.00",
-         f"baseline: Synthesizer + synthesize_nifti, {d['runs']} runs"],
+         f"baseline: Synthesizer + synthesize_volume, {d['runs']} runs"],
         ["HTTP POST /v1/synthesize", f"{h['median_s']:.3f}", f"{h['best_s']:.3f}",
          f"{r['http_over_direct']:.2f}",
          f"Serve adds {r['serve_overhead_s'] * 1000:.0f} ms a call; {h['errors']} errors"],

@@ -29,6 +29,7 @@ def write_series(
     series_uid: str | None = None,
     shift_mm: float = 0.0,
     order: list[int] | None = None,
+    pixel_spacing: float | None = None,
 ) -> list[pydicom.Dataset]:
     """One series from a shipped slice: slice k at ``positions[k]`` mm along the normal.
 
@@ -40,6 +41,7 @@ def write_series(
         series_uid: default a new one; the study, patient and frame of reference stay the file's.
         shift_mm: in-plane shift added per slice along the row direction (a gantry tilt).
         order: the order files are written in (file names), to prove sorting by position.
+        pixel_spacing: replaces the template's PixelSpacing (mm, both directions).
     """
     base = pydicom.dcmread(shipped(template))
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,6 +58,8 @@ def write_series(
         ds.SOPInstanceUID = generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.InstanceNumber = k + 1
+        if pixel_spacing is not None:
+            ds.PixelSpacing = [pixel_spacing, pixel_spacing]
         if pixels is not None:
             plane = np.ascontiguousarray(pixels[:, :, k].T).astype(base.pixel_array.dtype)
             ds.PixelData = plane.tobytes()

@@ -26,7 +26,7 @@ from fastapi.responses import Response
 from ray import serve
 
 from hmss_ray.config import UserError
-from hmss_ray.inference.synthesizer import Synthesizer, synthesize_volume
+from hmss_ray.inference.synthesizer import InputError, Synthesizer, synthesize_volume
 from hmss_ray.io import Format, Volume, volume_from_bytes, volume_to_bytes
 from hmss_ray.io.align import align_to
 from hmss_ray.io.dicom_write import SeriesInfo
@@ -127,7 +127,9 @@ class SCTSynthesizer:
     async def _answer(self, upload: Upload, fmt: Format) -> Response:
         if upload.patient.given() and fmt is not Format.DICOM:
             raise bad(400, "patient_* fields only apply to DICOM output (?format=dicom)")
+        waited = time.perf_counter()
         async with self.one_volume:
+            waited = time.perf_counter() - waited
             try:
                 mr, mask = await run_in_threadpool(self._parse, upload)
                 if upload.patient.given() and "dicom" in mr.meta:
@@ -156,6 +158,7 @@ class SCTSynthesizer:
                 "X-Model-Name": self.synth.info.name,
                 "X-Model-Version": self.synth.info.version,
                 "X-Inference-Time-Ms": f"{elapsed * 1000:.1f}",
+                "X-Queue-Time-Ms": f"{waited * 1000:.1f}",
                 "Content-Disposition": f'attachment; filename="{filename}"',
             },
         )
@@ -168,7 +171,7 @@ class SCTSynthesizer:
         try:
             return mr, align_to(mask, mr.affine, mr.shape)
         except UserError as exc:
-            raise UserError(f"the mask is not on the MR grid: {exc}") from None
+            raise InputError(f"the mask is not on the MR grid: {exc}") from None
 
 
 def build_app(args: dict[str, Any]) -> serve.Application:
