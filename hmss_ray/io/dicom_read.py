@@ -182,7 +182,7 @@ def _folder_members(folder: Path, limits: IOConfig) -> list[Member]:
                 f"folder {folder} has more than {limits.max_files} files (io.max_files)"
             )
         members.append(_file_member(path, str(path.relative_to(folder))))
-    return members
+    return sorted(members, key=lambda m: m.name)
 
 
 def _file_member(path: Path, name: str) -> Member:
@@ -190,7 +190,7 @@ def _file_member(path: Path, name: str) -> Member:
 
 
 def _walk(folder: Path) -> Iterator[Path]:
-    for path in sorted(folder.rglob("*")):
+    for path in folder.rglob("*"):  # lazily: a huge tree stops at io.max_files
         if path.is_file() and not path.name.startswith(".") and not path.is_symlink():
             yield path
 
