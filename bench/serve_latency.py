@@ -263,9 +263,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     torch.set_num_threads(threads)
     case = sorted((workdir / "raw").glob("Task1/*/*/mr.nii.gz"))[0]
     body = case.read_bytes()
-    mr_img = volume_from_bytes(
-        body, IOConfig()
-    )  # what the replica does with the bytes: decompressed, loaded
+    mr_img = volume_from_bytes(body, IOConfig())  # as the replica parses it: decompressed, loaded
     out: dict[str, Any] = {"entry": entry, "volume": {"case": case.parent.name}}
     out["volume"].update(shape=list(mr_img.shape), gzip_kb=len(body) / 1024)
     raw_mb = args.size * args.size * args.slices * 4 / MB
