@@ -2,7 +2,7 @@
 
 All on one local Ray, loopback only, measured in one run:
 
-1. direct: ``Synthesizer`` + ``synthesize_volume`` in this process on one phantom MR volume
+1. direct: ``Synthesizer`` + ``synthesize_nifti`` in this process on one phantom MR volume
    (best and median of ``--repeats``) - the baseline;
 2. HTTP: ``POST /v1/synthesize`` of the same ``.nii.gz`` bytes with httpx (median of
    ``--repeats``); ratio HTTP / direct = what Serve, HTTP and (de)serialisation add. The replica's
@@ -144,13 +144,13 @@ def post(client, url: str, body: bytes, timeout: float) -> dict[str, Any]:
 
 
 def direct_latency(synth, mr_img, repeats: int) -> dict[str, float]:
-    from hmss_ray.inference.synthesizer import synthesize_volume
+    from hmss_ray.inference.synthesizer import synthesize_nifti
 
-    synthesize_volume(synth, mr_img)  # warm-up
+    synthesize_nifti(synth, mr_img)  # warm-up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        synthesize_volume(synth, mr_img)
+        synthesize_nifti(synth, mr_img)
         times.append(time.perf_counter() - start)
     return {"best_s": min(times), "median_s": statistics.median(times), "runs": repeats}
 
@@ -308,7 +308,7 @@ def _latency_rows(m: dict, r: dict) -> list[list[str]]:
     d, h = m["direct"], m["http"]
     return [
         ["direct, in-process", f"{d['median_s']:.3f}", f"{d['best_s']:.3f}", "1.00",
-         f"baseline: Synthesizer + synthesize_volume, {d['runs']} runs"],
+         f"baseline: Synthesizer + synthesize_nifti, {d['runs']} runs"],
         ["HTTP POST /v1/synthesize", f"{h['median_s']:.3f}", f"{h['best_s']:.3f}",
          f"{r['http_over_direct']:.2f}",
          f"Serve adds {r['serve_overhead_s'] * 1000:.0f} ms a call; {h['errors']} errors"],
