@@ -248,11 +248,12 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from ray import serve
 
     from hmss_ray.cluster import init_ray
-    from hmss_ray.config import load_config
+    from hmss_ray.config import IOConfig, load_config
     from hmss_ray.data.phantom import COARSE_SHAPE, write_dataset
     from hmss_ray.inference.synthesizer import Synthesizer
+    from hmss_ray.io import volume_from_bytes
     from hmss_ray.models.checkpoint import localize, read_meta
-    from hmss_ray.serving.app import deploy, parse_nifti
+    from hmss_ray.serving.app import deploy
 
     regions = load_config(args.config).data.regions
     write_dataset(workdir / "raw", cases=args.cases, regions=regions, seed=0, shape=COARSE_SHAPE)
@@ -262,7 +263,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     torch.set_num_threads(threads)
     case = sorted((workdir / "raw").glob("Task1/*/*/mr.nii.gz"))[0]
     body = case.read_bytes()
-    mr_img = parse_nifti(body)  # what the replica does with the bytes: decompressed, loaded
+    mr_img = volume_from_bytes(body, IOConfig())  # as the replica parses it: decompressed, loaded
     out: dict[str, Any] = {"entry": entry, "volume": {"case": case.parent.name}}
     out["volume"].update(shape=list(mr_img.shape), gzip_kb=len(body) / 1024)
     raw_mb = args.size * args.size * args.slices * 4 / MB

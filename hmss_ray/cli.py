@@ -41,6 +41,24 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+PATIENT_ARGS = ("name", "id", "birth_date", "sex", "position")
+
+
+def add_patient_args(parser: argparse.ArgumentParser) -> None:
+    """``--patient-*``: the patient fields of a DICOM sCT made from a non-DICOM MR."""
+    group = parser.add_argument_group("patient (DICOM output from a NIfTI/MetaImage/NRRD MR)")
+    group.add_argument("--patient-name", default="", help="DICOM person name, e.g. 'Doe^Jane'")
+    group.add_argument("--patient-id", default="")
+    group.add_argument("--patient-birth-date", default="", help="YYYYMMDD")
+    group.add_argument("--patient-sex", default="", help="M, F or O")
+    group.add_argument("--patient-position", default="", help="HFS, FFS, HFP, FFP, ...")
+
+
+def patient_args(args: argparse.Namespace) -> dict[str, str]:
+    """What :func:`add_patient_args` parsed: ``{"name": ..., "id": ..., ...}``."""
+    return {key: getattr(args, f"patient_{key}") for key in PATIENT_ARGS}
+
+
 def config_from_args(args: argparse.Namespace, extra: Sequence[str] = ()) -> ExperimentConfig:
     """The config that ``--config`` and every ``--set`` (then ``extra`` overrides) describe."""
     return load_config(args.config, [*args.set, *extra])

@@ -23,6 +23,7 @@ from hmss_ray.config.sections import (
     DataConfig,
     Edition,
     GradCompression,
+    IOConfig,
     LossConfig,
     MetricsConfig,
     MixedPrecision,
@@ -57,6 +58,7 @@ __all__ = [
     "Edition",
     "ExperimentConfig",
     "GradCompression",
+    "IOConfig",
     "LossConfig",
     "MetricsConfig",
     "MixedPrecision",
@@ -92,6 +94,7 @@ class ExperimentConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    io: IOConfig = field(default_factory=IOConfig)
 
     def __post_init__(self) -> None:
         if not self.name.strip():

@@ -359,3 +359,33 @@ class ServeConfig(Section):
                      "must be <= serve.max_replicas")  # fmt: skip
         self.positive("target_ongoing_requests", "max_upload_mb")
         self.require("api_token_env", bool(self.api_token_env), "must name a variable")
+
+
+@dataclass(frozen=True)
+class IOConfig(Section):
+    """Limits on what reading one input may cost, checked before the large allocations.
+
+    Every reader (the commands and Serve) enforces them: a header's voxel count before its data
+    is read, decompressed bytes while they are decompressed, the files of a zip or DICOM series
+    before any is opened.
+    """
+
+    SECTION = "io"
+    max_decompressed_mb: float = 2048.0  # gzip / zip / MetaImage data after decompression
+    max_voxels: int = 2**28  # 512 x 512 x 1024; a replica needs ~40 bytes per voxel at peak
+    max_files: int = 4096  # entries of a zip, files of a DICOM series
+    max_file_mb: float = 64.0  # one zip entry or one DICOM file
+
+    def __post_init__(self) -> None:
+        self.positive("max_decompressed_mb", "max_file_mb")
+        self.at_least(1, "max_voxels", "max_files")
+        self.require("max_file_mb", self.max_file_mb <= self.max_decompressed_mb,
+                     "must be <= io.max_decompressed_mb")  # fmt: skip
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_decompressed_mb * 2**20)
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 2**20)

@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", choices=SPLITS,
                         help="manifest split to score (default test; needs --shards)")  # fmt: skip
     parser.add_argument(
-        "--predictions", help="local folder of <case_id>.nii.gz or <case_id>.mha sCTs to score"
+        "--predictions",
+        help="local folder of sCTs to score: <case_id>.nii.gz (.nii, .mha, .nrrd, or a DICOM "
+        "series as <case_id>.zip or folder <case_id>/)",
     )
     parser.add_argument("--segmentation", default="auto", choices=list(SegmentationMethod),
                         help="SynthRAD2025 Dice/HD95 segmentations: auto (TotalSegmentator when "

@@ -23,12 +23,15 @@ import pandas as pd
 import torch
 
 from hmss_ray import metrics
-from hmss_ray.config import Edition, ExperimentConfig, load_config, parse_overrides
+from hmss_ray.config import Edition, ExperimentConfig, UserError, load_config, parse_overrides
 from hmss_ray.data import preprocess, synthrad
 from hmss_ray.data.manifest import read_manifest
+from hmss_ray.data.synthrad import AFFINE_TOLERANCE_MM
 from hmss_ray.evaluate import challenge, figures, report
 from hmss_ray.inference.synthesizer import Synthesizer, synthesize_volume
 from hmss_ray.io import read_volume, write_volume
+from hmss_ray.io.align import align_to
+from hmss_ray.io.formats import find_volume
 from hmss_ray.metrics.features import Kind, describe, fid_features, load_extractor
 from hmss_ray.metrics.segmentation import Segmenter, make_segmenter
 from hmss_ray.models import checkpoint as ckpt
@@ -85,37 +88,30 @@ def select_cases(
     return [r for r in refs if r.paired], skipped
 
 
-PREDICTION_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
-
-
 def prediction_path(sct_dir: Path, case_id: synthrad.CaseId) -> Path:
-    """``<case_id>.nii.gz``, ``.mha``, ... in ``sct_dir``: the one there, else the name the
-    case's release uses (``.nii.gz`` for 2023, ``.mha`` for 2025)."""
-    for suffix in PREDICTION_SUFFIXES:
-        if (sct_dir / f"{case_id}{suffix}").is_file():
-            return sct_dir / f"{case_id}{suffix}"
-    return sct_dir / f"{case_id}{synthrad.SUFFIXES[case_id.edition][0]}"
+    """The case's sCT in ``sct_dir`` in any readable format (``<case_id>.nii.gz``, ``.mha``,
+    ``.nrrd``, a DICOM series as ``<case_id>.zip`` or folder ``<case_id>/``); when there is none,
+    the name the case's release uses (``.nii.gz`` for 2023, ``.mha`` for 2025)."""
+    found = find_volume(sct_dir, str(case_id))
+    return found or sct_dir / f"{case_id}{synthrad.SUFFIXES[case_id.edition][0]}"
 
 
 def read_prediction(path: Path, case: synthrad.Case) -> np.ndarray:
-    """An sCT volume (NIfTI, MetaImage, ...) that must lie on the case's grid (shape, affine)."""
-    if not path.is_file():
+    """An sCT on the case's grid (same voxels in world space; any storage order)."""
+    if not path.exists():
         raise FileNotFoundError(f"no prediction {path}")
     try:
-        image = read_volume(path)
-        sct = np.asarray(image.array).astype(np.float32)
-    except Exception as exc:  # a damaged file can fail in any of the readers' layers
-        raise ValueError(
-            f"prediction {path.name} unreadable ({type(exc).__name__}: {exc})"
-        ) from exc
+        volume = read_volume(path)
+    except UserError as exc:
+        raise ValueError(f"prediction {path.name} unreadable ({exc})") from exc
+    sct = np.asarray(volume.array, dtype=np.float32)
     if not np.isfinite(sct).all():
         raise ValueError(f"prediction {path.name} has non-finite voxels")
-    if sct.shape != case.mr.shape:
-        raise ValueError(f"prediction shape {sct.shape} differs from the MR's {case.mr.shape}")
-    shift = float(np.max(np.abs(image.affine - case.affine)))
-    if shift > synthrad.AFFINE_TOLERANCE_MM:
-        raise ValueError(f"prediction affine differs from the MR's by up to {shift:g} mm")
-    return sct
+    try:
+        aligned = align_to(volume.like(sct), case.affine, case.mr.shape, AFFINE_TOLERANCE_MM)
+    except UserError as exc:
+        raise ValueError(f"prediction {path.name}: {exc} (the MR's grid)") from exc
+    return aligned.array
 
 
 def slice_stack(volume: np.ndarray, keep: np.ndarray) -> torch.Tensor:

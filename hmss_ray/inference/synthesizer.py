@@ -191,7 +191,10 @@ class Synthesizer:
             affine[:3, :3] = geometry.contract_linear(contract)
         body = mask_from_mr(mr, affine) if mask is None else (np.asarray(mask) > 0)
         gmap = GridMap.plan(Grid(mr.shape, affine), contract)
-        place = preprocess.place_body(body, gmap, self.cfg.data.image_size, self.stride)
+        try:
+            place = preprocess.place_body(body, gmap, self.cfg.data.image_size, self.stride)
+        except ValueError as exc:  # a body smaller than one voxel of the contract grid
+            raise InputError(f"{exc} (contract spacing {contract.spacing} mm)") from None
         prepared = preprocess.prepare_placed(mr, None, place, self.cfg.data)
         sct_canvas = self._generate(prepared)
         del prepared

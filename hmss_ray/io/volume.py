@@ -1,13 +1,10 @@
-"""The :class:`Volume` record and NIfTI reading/writing."""
+"""The :class:`Volume` record and the errors every reader raises."""
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from hmss_ray.config import UserError
@@ -17,6 +14,14 @@ class UnreadableVolume(UserError):
     """A file that is not a readable volume of a supported format; the message says why."""
 
 
+class LimitExceeded(UnreadableVolume):
+    """Reading would cost more than an ``io.*`` limit allows (HTTP 413); nothing large was read."""
+
+
+class SeriesError(UnreadableVolume):
+    """DICOM files that do not make one volume (several series, gaps, mixed planes): HTTP 422."""
+
+
 @dataclass
 class Volume:
     """A 3D image on a grid.
@@ -24,7 +29,7 @@ class Volume:
     Attributes:
         array: voxels, (X, Y, Z) in storage order.
         affine: 4x4, voxel index -> RAS+ world millimetres.
-        meta: what a writer may carry over from the source (e.g. ``"nifti_header"``).
+        meta: what a writer may carry over from the source (``"nifti_header"``, ``"dicom"``).
     """
 
     array: np.ndarray
@@ -44,65 +49,3 @@ class Volume:
     def like(self, array: np.ndarray) -> Volume:
         """Another image on this grid (same affine and carried metadata)."""
         return Volume(array, self.affine.copy(), dict(self.meta))
-
-
-def read_volume(path: str | Path) -> Volume:
-    """A volume file with its data read and its geometry: NIfTI (``.nii``, ``.nii.gz``),
-    MetaImage (``.mha``, ``.mhd``) or NRRD (``.nrrd``, ``.nhdr``)."""
-    if not Path(path).exists():
-        raise FileNotFoundError(2, "no such file", str(path))
-    if _is_itk(path):
-        from hmss_ray.io.itk import read_itk
-
-        return read_itk(path)
-    try:
-        image = nib.load(str(path))
-        array = np.asanyarray(image.dataobj)  # read now: a truncated file fails here, not later
-    except Exception as exc:  # nibabel raises ImageFileError, EOFError, zlib.error, ...
-        why = f"{type(exc).__name__}: {exc}"
-        raise UnreadableVolume(f"{path}: not a readable volume ({why})") from None
-    return Volume(array, np.asarray(image.affine, dtype=np.float64), {"nifti_header": image.header})
-
-
-def nifti_from_bytes(data: bytes, what: str = "volume") -> Volume:
-    """Bytes of a ``.nii``/``.nii.gz`` -> :class:`Volume` (data read now: truncation shows here)."""
-    try:
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        image = nib.Nifti1Image.from_bytes(data)
-        array = np.asanyarray(image.dataobj)
-    except Exception as exc:  # untrusted bytes: any failure to parse means "not a NIfTI"
-        raise UnreadableVolume(f"the {what} is not a readable NIfTI file: {exc}") from exc
-    return Volume(array, np.asarray(image.affine, dtype=np.float64), {"nifti_header": image.header})
-
-
-def nifti_bytes(volume: Volume, compresslevel: int = 1) -> bytes:
-    """``volume`` as gzipped NIfTI bytes (level 1: most of the size gain for little CPU)."""
-    return gzip.compress(to_nifti(volume).to_bytes(), compresslevel=compresslevel)
-
-
-def to_nifti(volume: Volume) -> nib.Nifti1Image:
-    """``volume`` as a NIfTI image; a source NIfTI header's geometry fields are kept."""
-    source = volume.meta.get("nifti_header")
-    header = source.copy() if source is not None else None
-    image = nib.Nifti1Image(volume.array, volume.affine, header)
-    image.header.set_data_dtype(volume.array.dtype)
-    if source is None:
-        image.header.set_qform(volume.affine, code=1)
-        image.header.set_sform(volume.affine, code=1)
-    image.header.set_slope_inter(1, 0)
-    return image
-
-
-def write_volume(volume: Volume, path: str | Path) -> Path:
-    """Write ``volume`` in the format its suffix names (NIfTI, MetaImage or NRRD)."""
-    if _is_itk(path):
-        from hmss_ray.io.itk import write_itk
-
-        return write_itk(volume, path)
-    nib.save(to_nifti(volume), str(path))
-    return Path(path)
-
-
-def _is_itk(path: str | Path) -> bool:
-    return str(path).lower().endswith((".mha", ".mhd", ".nrrd", ".nhdr"))

@@ -3,14 +3,18 @@
     serve run serve/hmss.yaml          # from the config file (serve deploy on a cluster)
     python -m hmss_ray.serving --model outputs/registry/demo --port 8000   (see __main__)
 
-API: ``POST /v1/synthesize`` (MR NIfTI body, or multipart ``mr`` + optional ``mask``) -> sCT NIfTI;
-``GET /v1/model``; ``GET /healthz``. A bad request gets a 4xx with a JSON ``detail`` that says
-what is wrong, and never takes the replica down.
+API: ``POST /v1/synthesize`` (an MR as NIfTI, MetaImage, NRRD or a zipped DICOM series; or
+multipart ``mr`` + optional ``mask`` + optional ``patient_*`` fields) -> the sCT as NIfTI,
+MetaImage, NRRD or a zipped DICOM CT series (``?format=`` or ``Accept``); ``GET /v1/model``;
+``GET /healthz``.
+A bad request gets a 4xx with a JSON ``detail`` that says what is wrong, and never takes the
+replica down. Metrics: :mod:`hmss_ray.serving.metrics`.
 """
 
 # no `from __future__ import annotations`: FastAPI must see the real Request/Response types
 # on the routes of the Serve class to inject the request
 
+import asyncio
 import hmac
 import os
 import time
@@ -21,43 +25,36 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from ray import serve
 
+from hmss_ray.config import UserError
 from hmss_ray.inference.synthesizer import InputError, Synthesizer, synthesize_volume
-from hmss_ray.io import UnreadableVolume, Volume
-from hmss_ray.io.volume import nifti_bytes, nifti_from_bytes
+from hmss_ray.io import Format, Volume, volume_from_bytes, volume_to_bytes
+from hmss_ray.io.align import align_to
+from hmss_ray.io.dicom_write import SeriesInfo
+from hmss_ray.io.formats import MEDIA_TYPES
+from hmss_ray.serving.metrics import ServeMetrics
+from hmss_ray.serving.upload import Upload, bad, choose_format, http_error, read_upload
 
-NIFTI_TYPES = {
-    "application/octet-stream",
-    "application/gzip",
-    "application/x-gzip",
-    "application/nifti",
-    "application/x-nifti",
-    "application/vnd.nifti",
-}
 DEPLOYMENT = "SCTSynthesizer"
 
 app = FastAPI(
     title="hmss-ray synthetic CT",
     version="1",
-    description="MR NIfTI in, synthetic CT NIfTI (int16 HU, on the MR grid) out.",
+    description="MR volume in (NIfTI, MetaImage, NRRD, zipped DICOM series), synthetic CT out "
+    "(int16 HU on the MR grid; NIfTI by default, or MetaImage, NRRD, a DICOM CT series).",
 )
-
-
-def _bad(status: int, message: str) -> HTTPException:
-    return HTTPException(status_code=status, detail=message)
-
-
-def parse_nifti(data: bytes, what: str = "MR") -> Volume:
-    """Bytes of a .nii or .nii.gz -> :class:`Volume`; HTTP 400 when unreadable."""
-    try:
-        return nifti_from_bytes(data, what)
-    except UnreadableVolume as exc:
-        raise _bad(400, str(exc)) from exc
 
 
 @serve.deployment(name=DEPLOYMENT)
 @serve.ingress(app)
 class SCTSynthesizer:
-    """One replica: one loaded generator. Volumes are processed one request at a time each."""
+    """One replica: one loaded generator, and a bounded amount of memory.
+
+    At most ``serve.max_ongoing_requests`` requests are in the replica (more wait in the proxy's
+    queue); each holds at most its upload (``serve.max_upload_mb``). One volume at a time is
+    decoded, synthesised and encoded (a semaphore): its decoding is capped by the ``io`` limits
+    (``io.max_decompressed_mb``, ``io.max_voxels``) before anything large is allocated. Peak memory
+    is therefore about ``max_ongoing_requests x max_upload_mb`` plus one volume's cost.
+    """
 
     def __init__(
         self,
@@ -65,11 +62,18 @@ class SCTSynthesizer:
         max_upload_mb: float | None = None,
         api_token_env: str | None = None,
         device: str = "auto",
+        io: dict[str, Any] | None = None,
     ) -> None:
-        self.synth = Synthesizer.from_uri(model, device=device)
-        serve_cfg = self.synth.cfg.serve
+        synth = Synthesizer.from_uri(model, device=device)
+        if io:
+            synth.cfg = synth.cfg.replace({f"io.{k}": v for k, v in io.items()})
+        self.synth = synth
+        serve_cfg = synth.cfg.serve
+        self.limits = synth.cfg.io
         self.max_bytes = int((max_upload_mb or serve_cfg.max_upload_mb) * 2**20)
         self.token = os.environ.get(api_token_env or serve_cfg.api_token_env) or None
+        self.one_volume = asyncio.Semaphore(1)
+        self.metrics = ServeMetrics()
 
     def check_health(self) -> None:
         if self.synth.generator is None:  # pragma: no cover - a replica that lost its model
@@ -80,7 +84,7 @@ class SCTSynthesizer:
             return
         given = request.headers.get("authorization", "")
         if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:], self.token):
-            raise _bad(401, "missing or wrong API token: send 'Authorization: Bearer <token>'")
+            raise bad(401, "missing or wrong API token: send 'Authorization: Bearer <token>'")
 
     @app.get("/healthz")
     def healthz(self) -> dict[str, str]:
@@ -104,70 +108,82 @@ class SCTSynthesizer:
                 },
                 "model": cfg.to_dict()["model"],
             },
+            "limits": {**cfg.to_dict()["io"], "max_upload_mb": self.max_bytes / 2**20},
         }
 
     @app.post("/v1/synthesize")
-    async def synthesize(self, request: Request) -> Response:
-        self._authorise(request)
-        mr_bytes, mask_bytes = await self._read_upload(request)
-        mr = parse_nifti(mr_bytes, "MR")
-        mask = parse_nifti(mask_bytes, "mask") if mask_bytes is not None else None
-        region = request.query_params.get("region")  # a multi-region model's contract
+    async def synthesize(self, request: Request, format: str | None = None) -> Response:
         t0 = time.perf_counter()
+        status, fmt = 500, "none"
         try:
-            out = await run_in_threadpool(synthesize_volume, self.synth, mr, mask, region)
-        except InputError as exc:
-            raise _bad(422, str(exc)) from exc
-        elapsed_ms = (time.perf_counter() - t0) * 1000
-        body = nifti_bytes(out)
+            self._authorise(request)
+            fmt = choose_format(format, request.headers.get("accept", ""))
+            upload = await read_upload(request, self.max_bytes)
+            response = await self._answer(upload, fmt, request.query_params.get("region"))
+            status = response.status_code
+            return response
+        except HTTPException as exc:
+            status = exc.status_code
+            raise
+        finally:
+            self.metrics.request(status, time.perf_counter() - t0, str(fmt))
+
+    async def _answer(self, upload: Upload, fmt: Format, region: str | None) -> Response:
+        # region: a multi-region model's contract to use (?region=)
+        if upload.patient.given() and fmt is not Format.DICOM:
+            raise bad(400, "patient_* fields only apply to DICOM output (?format=dicom)")
+        waited = time.perf_counter()
+        async with self.one_volume:
+            waited = time.perf_counter() - waited
+            try:
+                mr, mask = await run_in_threadpool(self._parse, upload)
+                if upload.patient.given() and "dicom" in mr.meta:
+                    raise UserError(
+                        "patient_* fields are taken from the DICOM MR: send them only with "
+                        "NIfTI, MetaImage or NRRD input"
+                    )
+                t0 = time.perf_counter()
+                out = await run_in_threadpool(synthesize_volume, self.synth, mr, mask, region)
+                elapsed = time.perf_counter() - t0
+                series = SeriesInfo(
+                    model=self.synth.info.name,
+                    version=self.synth.info.version,
+                    patient=upload.patient,
+                    source=mr.meta.get("dicom"),
+                )
+                body = await run_in_threadpool(volume_to_bytes, out, fmt, series)
+            except UserError as exc:
+                raise http_error(exc) from exc
+        self.metrics.volume(int(mr.array.size), elapsed)
+        media_type, filename = MEDIA_TYPES[fmt]
         return Response(
             content=body,
-            media_type="application/gzip",
+            media_type=media_type,
             headers={
                 "X-Model-Name": self.synth.info.name,
                 "X-Model-Version": self.synth.info.version,
-                "X-Inference-Time-Ms": f"{elapsed_ms:.1f}",
-                "Content-Disposition": 'attachment; filename="sct.nii.gz"',
+                "X-Inference-Time-Ms": f"{elapsed * 1000:.1f}",
+                "X-Queue-Time-Ms": f"{waited * 1000:.1f}",
+                "Content-Disposition": f'attachment; filename="{filename}"',
             },
         )
 
-    async def _read_upload(self, request: Request) -> tuple[bytes, bytes | None]:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            raise _bad(413, f"upload of {int(declared)} bytes is over the {self.max_bytes} limit")
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype == "multipart/form-data":
-            return await self._read_multipart(request)
-        if ctype not in NIFTI_TYPES:
-            raise _bad(
-                415,
-                f"content type {ctype or 'none'!r} is not accepted: send the NIfTI as "
-                "application/octet-stream or application/gzip, or multipart/form-data "
-                "with fields 'mr' and optional 'mask'",
-            )
-        body = await request.body()
-        if len(body) > self.max_bytes:
-            raise _bad(413, f"upload of {len(body)} bytes is over the {self.max_bytes} limit")
-        if not body:
-            raise _bad(400, "the request body is empty: send an MR NIfTI")
-        return body, None
-
-    async def _read_multipart(self, request: Request) -> tuple[bytes, bytes | None]:
-        form = await request.form()
-        if "mr" not in form:
-            raise _bad(400, "multipart upload needs a file field named 'mr'")
-        mr = await form["mr"].read()
-        mask = await form["mask"].read() if "mask" in form else None
-        if len(mr) + len(mask or b"") > self.max_bytes:
-            raise _bad(413, f"upload is over the {self.max_bytes} byte limit")
-        return mr, mask
+    def _parse(self, upload: Upload) -> tuple[Volume, Volume | None]:
+        mr = volume_from_bytes(upload.mr, self.limits, "MR")
+        if upload.mask is None:
+            return mr, None
+        mask = volume_from_bytes(upload.mask, self.limits, "mask")
+        try:
+            return mr, align_to(mask, mr.affine, mr.shape)
+        except UserError as exc:
+            raise InputError(f"the mask is not on the MR grid: {exc}") from None
 
 
 def build_app(args: dict[str, Any]) -> serve.Application:
     """Application builder for ``serve run`` / ``serve deploy``: ``args: {model: URI, ...}``."""
     if "model" not in args:
         raise ValueError("the Serve application needs args.model: a registry entry URI")
-    kwargs = {k: args[k] for k in ("max_upload_mb", "api_token_env", "device") if k in args}
+    kwargs = {k: args[k] for k in ("max_upload_mb", "api_token_env", "device", "io") if k in args}
     return SCTSynthesizer.bind(model=str(args["model"]), **kwargs)
 
 
@@ -185,7 +201,8 @@ def deploy(
     """Start Serve on ``host:port`` (loopback by default) and deploy ``model``; returns its URL.
 
     ``env`` reaches the replicas (e.g. the variable holding the API token); ``options`` go to
-    ``SCTSynthesizer`` (``max_upload_mb``, ``api_token_env``, ``device``).
+    ``SCTSynthesizer`` (``max_upload_mb``, ``api_token_env``, ``device``, ``io``: overrides of
+    the ``io`` limits such as ``{"max_voxels": 2**26}``).
     """
     from hmss_ray.models.checkpoint import localize, read_meta
 

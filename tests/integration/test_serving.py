@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import gzip
+import io
+import zipfile
 from pathlib import Path
 
 import httpx
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 
 from hmss_ray.cluster import free_port
+from hmss_ray.config import IOConfig
 from hmss_ray.inference.synthesizer import Synthesizer, synthesize_volume
-from hmss_ray.io import read_volume
+from hmss_ray.io import read_volume, volume_from_bytes, volume_to_bytes
 from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.factory import build_generator
+from tests.dicom_helpers import write_series
 
 from .conftest import tiny_config
 
@@ -45,7 +50,8 @@ def server(ray_session, entry):
     from hmss_ray.serving.app import deploy
 
     port = free_port()
-    url = deploy(entry, port=port, max_upload_mb=2)
+    # small limits so that the bombs below stay small; the voxel limit is the default
+    url = deploy(entry, port=port, max_upload_mb=2, io={"max_decompressed_mb": 64})
     secure = deploy(
         entry,
         port=port,
@@ -63,17 +69,35 @@ def case(phantom_dir: Path) -> Path:
     return sorted(phantom_dir.glob("Task1/brain/*/mr.nii.gz"))[0].parent
 
 
+@pytest.fixture(scope="module")
+def dicom_mr(case: Path, tmp_path_factory) -> Path:
+    """The phantom MR as an MR series made from pydicom's shipped MR_small.dcm (int16, 1 mm)."""
+    mr = np.asanyarray(nib.load(case / "mr.nii.gz").dataobj)
+    pixels = np.clip(np.rint(mr * 4), 0, 32767).astype(np.int16)
+    folder = tmp_path_factory.mktemp("dicom") / "mr"
+    write_series(folder, list(range(mr.shape[2])), pixels=pixels, pixel_spacing=1.0)
+    return folder
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _zip_folder(*folders: Path) -> bytes:
+    return _zip({f"{f.name}/{p.name}": p.read_bytes() for f in folders for p in f.iterdir()})
+
+
 def _nifti_bytes(array: np.ndarray, affine=None) -> bytes:
     return gzip.compress(nib.Nifti1Image(array, np.eye(4) if affine is None else affine).to_bytes())
 
 
-def _post(url: str, body: bytes, ctype: str = "application/gzip", **headers) -> httpx.Response:
-    return httpx.post(
-        f"{url}/v1/synthesize",
-        content=body,
-        headers={"Content-Type": ctype, **headers},
-        timeout=120,
-    )
+def _post(url: str, body, ctype: str = "application/gzip", **kwargs) -> httpx.Response:
+    headers = {"Content-Type": ctype, **kwargs.pop("headers", {})}
+    return httpx.post(f"{url}/v1/synthesize", content=body, headers=headers, timeout=120, **kwargs)
 
 
 def test_synthesize_returns_sct_on_the_input_grid_equal_to_offline(server, entry, case):
@@ -94,6 +118,50 @@ def test_synthesize_returns_sct_on_the_input_grid_equal_to_offline(server, entry
     np.testing.assert_array_equal(data, offline.array)
 
 
+def test_one_volume_as_nifti_metaimage_and_dicom_gives_the_same_sct(server, entry, dicom_mr):
+    """The same MR sent three ways; every answer (NIfTI, MetaImage, DICOM) within 1 HU."""
+    mr = read_volume(dicom_mr)
+    expected = synthesize_volume(Synthesizer.from_uri(entry, device="cpu"), mr).array
+    bodies = {
+        "nifti": (volume_to_bytes(mr, "nifti"), "application/gzip"),
+        "mha": (volume_to_bytes(mr, "mha"), "application/octet-stream"),
+        "dicom": (_zip_folder(dicom_mr), "application/zip"),
+    }
+    limits = IOConfig()
+    for fmt, (body, ctype) in bodies.items():
+        response = _post(server["url"], body, ctype, params={"format": fmt})
+        assert response.status_code == 200, (fmt, response.text)
+        sct = volume_from_bytes(response.content, limits, "answer")
+        assert sct.shape == mr.shape, fmt
+        np.testing.assert_allclose(sct.affine, mr.affine, atol=1e-4)
+        assert np.abs(sct.array.astype(np.int32) - expected).max() <= 1, fmt
+    # the DICOM answer is a CT series of the MR's patient, study and frame of reference
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        first = pydicom.dcmread(archive.open(archive.namelist()[0]))
+    source = pydicom.dcmread(next(dicom_mr.iterdir()))
+    assert first.Modality == "CT" and "Synthetic CT tiny" in first.SeriesDescription
+    for keyword in ("PatientID", "StudyInstanceUID", "FrameOfReferenceUID"):
+        assert first[keyword].value == source[keyword].value
+    assert first.SeriesInstanceUID != source.SeriesInstanceUID
+
+
+def test_dicom_answer_from_nifti_carries_the_patient_fields(server, case):
+    files = {"mr": ("mr.nii.gz", (case / "mr.nii.gz").read_bytes())}
+    fields = {"patient_id": "P-7", "patient_name": "Doe^Jane", "patient_position": "HFS"}
+    response = httpx.post(
+        f"{server['url']}/v1/synthesize",
+        files=files,
+        data=fields,
+        headers={"Accept": "application/zip"},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        first = pydicom.dcmread(archive.open(archive.namelist()[0]))
+    assert (first.PatientID, first.PatientName, first.PatientPosition) == ("P-7", "Doe^Jane", "HFS")
+
+
 def test_multipart_with_mask(server, case):
     files = {
         "mr": ("mr.nii.gz", (case / "mr.nii.gz").read_bytes()),
@@ -106,54 +174,133 @@ def test_multipart_with_mask(server, case):
     assert (sct[mask == 0] == -1000).all()  # outside the given body outline is air
 
 
+def test_one_volume_at_a_time_per_replica(server, case):
+    """Three volumes sent at once: the replica takes all three, synthesises one at a time (the
+    others wait for the slot, X-Queue-Time-Ms), and answers /healthz meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    image = nib.load(case / "mr.nii.gz")
+    big = np.tile(np.asanyarray(image.dataobj), (1, 1, 4))  # 4x the slices: ~1 s of inference
+    body = _nifti_bytes(big, image.affine)
+    with ThreadPoolExecutor(4) as pool:
+        answers = [pool.submit(_post, server["url"], body) for _ in range(3)]
+        health = httpx.get(f"{server['url']}/healthz", timeout=30)
+        responses = [a.result() for a in answers]
+    assert health.status_code == 200
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    queued = sorted(float(r.headers["x-queue-time-ms"]) for r in responses)
+    inference = min(float(r.headers["x-inference-time-ms"]) for r in responses)
+    assert queued[-1] >= 0.9 * inference  # the last one waited for at least one whole volume
+
+
 def test_model_and_health_endpoints(server):
     info = httpx.get(f"{server['url']}/v1/model", timeout=30).json()
     assert info["name"] == "tiny" and info["config"]["image_size"] == 64
     contract = {"orientation": "RAS", "spacing": {"brain": [1.0, 1.0, 1.0]}}
     assert info["config"]["geometry"] == contract  # the model's geometry contract
     assert info["epoch"] == 3 and info["validation_metrics"] == {"ssim": 0.5}
+    assert info["limits"]["max_decompressed_mb"] == 64 and info["limits"]["max_upload_mb"] == 2
     assert httpx.get(f"{server['url']}/healthz", timeout=30).json() == {"status": "ok"}
     schema = httpx.get(f"{server['url']}/openapi.json", timeout=30).json()
     assert "/v1/synthesize" in schema["paths"]
 
 
-@pytest.mark.parametrize(
-    ("body", "ctype", "status", "words"),
-    [
-        (b"this is not a nifti", "application/octet-stream", 400, "not a readable NIfTI"),
-        (b"", "application/octet-stream", 400, "empty"),
-        ("truncated", "application/gzip", 400, "not a readable NIfTI"),
-        ("4d", "application/gzip", 422, "3D volume"),
-        ("nan", "application/gzip", 422, "non-finite"),
-        ("small", "application/gzip", 422, "too small"),
-        ("huge", "application/octet-stream", 413, "over the"),
-        ("ok", "text/plain", 415, "content type 'text/plain'"),
-    ],
-)
-def test_bad_requests_get_a_clear_4xx_and_the_server_stays_up(
-    server, case, body, ctype, status, words
-):
+def _nifti_bomb(shape, dtype=np.uint8) -> bytes:
+    """A gzip of a valid NIfTI header and 64 MiB of zero voxels (about 70 kB sent)."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    return gzip.compress(header.binaryblock + b"\0" * 4) + gzip.compress(bytes(1 << 20), 9) * 64
+
+
+@pytest.fixture(scope="module")
+def bad_bodies(case: Path, dicom_mr: Path) -> dict:
+    """Malformed uploads, made once; a few are bombs of a few hundred kB."""
     good = (case / "mr.nii.gz").read_bytes()
-    bodies = {
+    first_slice = next(iter(sorted(dicom_mr.iterdir())))
+    other = dicom_mr.parent / "other"
+    if not other.exists():
+        write_series(other, [0, 1, 2], template="CT_small.dcm")
+    meta = b"ObjectType = Image\nNDims = 3\nDimSize = 8 8 8\nElementType = MET_UCHAR\n"
+    return {
         "truncated": good[: len(good) // 2],
         "4d": _nifti_bytes(np.zeros((16, 16, 16, 2), np.float32)),
         "nan": _nifti_bytes(np.full((16, 16, 16), np.nan, np.float32)),
         "small": _nifti_bytes(np.ones((16, 16, 2), np.float32)),
         "huge": b"\0" * (3 * 2**20),
         "ok": good,
+        "gzip_bomb": gzip.compress(bytes(1 << 20), 9) * 1024,  # 1 GiB of zeros, ~1 MB sent
+        "decompressed_bomb": _nifti_bomb((512, 512, 256), np.float32),  # 256 MiB of data
+        "voxel_bomb": _nifti_bomb((1024, 1024, 1024)),  # the issue's 1024^3 uint8
+        "zip_slip": _zip({"../../etc/cron.d/evil.dcm": first_slice.read_bytes()}),
+        "zip_bomb": _zip({"slice.dcm": bytes(100 << 20)}),  # declares 100 MiB, ~100 kB sent
+        "zip_garbage": _zip({f"{i}.dcm": np.random.bytes(4096) for i in range(5)}),
+        "not_a_zip": b"PK\x03\x04" + np.random.bytes(4096),
+        "mixed_series": _zip_folder(dicom_mr, other),
+        "single_slice": _zip({"only.dcm": first_slice.read_bytes()}),
+        "outside_file": meta + b"ElementDataFile = /etc/hostname\n",
     }
-    response = _post(server["url"], bodies.get(body, body), ctype)
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "status", "words"),
+    [
+        (b"this is not an image", "application/octet-stream", 400, "not a recognised volume"),
+        (b"", "application/octet-stream", 400, "empty"),
+        ("truncated", "application/gzip", 400, "truncated"),
+        ("4d", "application/gzip", 422, "3D volume"),
+        ("nan", "application/gzip", 422, "non-finite"),
+        ("small", "application/gzip", 422, "too small"),
+        ("huge", "application/octet-stream", 413, "over the"),
+        ("ok", "text/plain", 415, "content type 'text/plain'"),
+        ("gzip_bomb", "application/gzip", 400, "no NIfTI-1 or NIfTI-2 header"),
+        ("decompressed_bomb", "application/gzip", 413, "io.max_decompressed_mb"),
+        ("voxel_bomb", "application/gzip", 413, "1,073,741,824 voxels"),
+        ("zip_slip", "application/zip", 400, "unsafe path"),
+        ("zip_bomb", "application/zip", 413, "io.max_file_mb"),
+        ("zip_garbage", "application/zip", 400, "no DICOM image slice (5 not DICOM)"),
+        ("not_a_zip", "application/zip", 400, "not a"),
+        ("mixed_series", "application/zip", 422, "holds 2 series, send one"),
+        ("single_slice", "application/zip", 422, "too small"),
+        ("outside_file", "application/octet-stream", 400, "ElementDataFile = LOCAL"),
+        ("chunked", "application/octet-stream", 413, "over the 2097152 byte limit"),
+    ],
+)
+def test_bad_requests_get_a_clear_4xx_fast_and_the_server_stays_up(
+    server, bad_bodies, body, ctype, status, words
+):
+    chunked = iter([bytes(1 << 20)] * 3)  # 3 MiB, no Content-Length: read up to the limit only
+    content = chunked if body == "chunked" else bad_bodies.get(body, body)
+    response = _post(server["url"], content, ctype)
     assert response.status_code == status, response.text
     assert words in response.json()["detail"]
-    assert httpx.get(f"{server['url']}/healthz", timeout=30).status_code == 200
+    assert response.elapsed.total_seconds() < 10
+    after = _post(server["url"], bad_bodies["ok"])
+    assert after.status_code == 200, after.text
+
+
+def test_format_choice_errors(server, case):
+    body = (case / "mr.nii.gz").read_bytes()
+    wrong = _post(server["url"], body, params={"format": "png"})
+    assert wrong.status_code == 400 and "not one of: nifti, mha, nrrd, dicom" in wrong.text
+    unacceptable = _post(server["url"], body, headers={"Accept": "image/png"})
+    assert unacceptable.status_code == 406 and "Accept" in unacceptable.json()["detail"]
+    files = {"mr": ("mr.nii.gz", body)}
+    fields = {"patient_id": "P-7"}
+    nifti_with_patient = httpx.post(
+        f"{server['url']}/v1/synthesize", files=files, data=fields, timeout=120
+    )
+    assert nifti_with_patient.status_code == 400
+    assert "only apply to DICOM output" in nifti_with_patient.json()["detail"]
 
 
 def test_api_token_is_enforced_when_configured(server, case):
     body = (case / "mr.nii.gz").read_bytes()
     assert _post(server["secure"], body).status_code == 401
-    wrong = _post(server["secure"], body, Authorization="Bearer nope")
+    wrong = _post(server["secure"], body, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401 and "API token" in wrong.json()["detail"]
-    assert _post(server["secure"], body, Authorization=f"Bearer {TOKEN}").status_code == 200
+    ok = _post(server["secure"], body, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200
     assert httpx.get(f"{server['secure']}/v1/model", timeout=30).status_code == 401
 
 
@@ -167,9 +314,41 @@ def test_a_region_the_model_does_not_cover_is_a_422(server, case):
     assert "region 'pelvis' is not one of this model's" in response.json()["detail"]
 
 
-def test_client_cli_saves_the_sct(server, case, tmp_path):
+def test_client_cli_dicom_in_and_out(server, case, dicom_mr, tmp_path):
     from hmss_ray import client
 
     out = tmp_path / "sct.nii.gz"
     assert client.main([str(case / "mr.nii.gz"), "-o", str(out), "--url", server["url"]]) == 0
     assert nib.load(out).shape == nib.load(case / "mr.nii.gz").shape
+    series = tmp_path / "sct_series"
+    assert client.main([str(dicom_mr), "-o", str(series), "--url", server["url"]]) == 0
+    back = read_volume(series)
+    assert back.shape == read_volume(dicom_mr).shape
+    assert len(list(series.glob("CT_*.dcm"))) == back.shape[2]
+    assert client.main([str(dicom_mr), "-o", str(series), "--url", server["url"]]) == 2  # not empty
+
+
+def test_metrics_reach_rays_prometheus_endpoint(server, case):
+    """Requests by status, latency, voxels and inference time, as Prometheus scrapes them."""
+    import time
+
+    import ray
+
+    _post(server["url"], (case / "mr.nii.gz").read_bytes())
+    port = next(n["MetricsExportPort"] for n in ray.nodes() if n["Alive"])
+    wanted = (
+        "ray_hmss_requests_total{",
+        'status="200"',
+        'status="413"',
+        "ray_hmss_request_seconds_bucket",
+        "ray_hmss_request_voxels_bucket",
+        "ray_hmss_inference_seconds_bucket",
+    )
+    deadline, text = time.monotonic() + 60, ""
+    while time.monotonic() < deadline:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        if all(word in text for word in wanted):
+            break
+        time.sleep(2)
+    missing = [word for word in wanted if word not in text]
+    assert not missing, f"not exported on port {port}: {missing}"

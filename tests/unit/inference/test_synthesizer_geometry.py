@@ -132,11 +132,12 @@ class ScaleProbe(torch.nn.Module):
 
 
 def test_1mm_2mm_and_anisotropic_inputs_agree_on_their_own_grids(synth) -> None:
-    """The same head at 1, 2 and 0.9x0.9x3 mm. Its anatomy is smoothed (Gaussian, sigma 2 mm) so
-    a 3 mm grid still holds it. Each sCT, compared on its own grid with the 1 mm input's sCT
-    sampled there: mean |diff| inside the body <= 60 HU (2 mm) and <= 30 HU (0.9x0.9x3 mm), where
-    the sCT varies by ~580 HU; treating the 2 mm volume as if it were 1 mm (no contract: the
-    network sees the head at half its size) is off by > 250 HU."""
+    """The same head (rendered whole at about 3.5 x 4 x 10 mm, smoothed with a Gaussian of sigma
+    2 voxels so every grid below holds it) resampled to 2 mm and to 0.9x0.9x3 mm. Each sCT,
+    compared on its own grid with the native input's sCT sampled there: mean |diff| inside the
+    body <= 15 HU (measured 4.4 and 6.7 HU), where the sCT varies by ~350 HU about its mean;
+    treating the 2 mm volume as if it were 1 mm (no contract: the network sees the head at half
+    its size) is off by > 75 HU (measured 100 HU)."""
     case = make_case(CaseId.parse("1BA001"), seed=0, shape=(64, 64, 24))
     case = dataclasses.replace(case, mr=ndimage.gaussian_filter(case.mr, 2.0))
     probe = dataclasses.replace(synth, generator=ScaleProbe())
@@ -144,15 +145,15 @@ def test_1mm_2mm_and_anisotropic_inputs_agree_on_their_own_grids(synth) -> None:
         probe, Volume(case.mr, case.affine), Volume(case.mask, case.affine)
     )
     body = ndimage.binary_erosion(case.mask > 0, iterations=3)
-    assert np.abs(reference.array[body] - reference.array[body].mean()).mean() > 400
-    for spacing, tolerance in (((2.0, 2.0, 2.0), 60), ((0.9, 0.9, 3.0), 30)):
+    assert np.abs(reference.array[body] - reference.array[body].mean()).mean() > 300
+    for spacing in ((2.0, 2.0, 2.0), (0.9, 0.9, 3.0)):
         mr, affine = at_spacing(case.mr, case.affine, spacing)
         mask, _ = at_spacing(case.mask, case.affine, spacing, order=0)
         sct = synthesize_volume(probe, Volume(mr, affine), Volume(mask, affine))
         assert sct.shape == mr.shape and np.array_equal(sct.affine, affine)
         expected = sample_on(reference.array, reference.affine, mr.shape, affine)
         inner = ndimage.binary_erosion(mask > 0, iterations=2)
-        assert np.abs(sct.array - expected)[inner].mean() <= tolerance, spacing
+        assert np.abs(sct.array - expected)[inner].mean() <= 15, spacing
     mr, affine = at_spacing(case.mr, case.affine, (2.0, 2.0, 2.0))
     mask, _ = at_spacing(case.mask, case.affine, (2.0, 2.0, 2.0), order=0)
     as_if_1mm = affine.copy()
@@ -160,7 +161,7 @@ def test_1mm_2mm_and_anisotropic_inputs_agree_on_their_own_grids(synth) -> None:
     wrong = synthesize_volume(probe, Volume(mr, as_if_1mm), Volume(mask, as_if_1mm)).array
     expected = sample_on(reference.array, reference.affine, mr.shape, affine)
     inner = ndimage.binary_erosion(mask > 0, iterations=2)
-    assert np.abs(wrong - expected)[inner].mean() > 250
+    assert np.abs(wrong - expected)[inner].mean() > 75
 
 
 @pytest.fixture

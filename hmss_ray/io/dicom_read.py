@@ -1,0 +1,206 @@
+"""One DICOM image series (a folder, a ``.zip``, its bytes, or one file) as a :class:`Volume`.
+
+Two passes, so that nothing large is allocated before the series is known to be one volume within
+the ``io`` limits: headers only (pydicom ``stop_before_pixels``), grouped by SeriesInstanceUID,
+sorted by position along the slice normal (ImageOrientationPatient row x column), checked for
+one plane, one grid, no missing or uneven positions; then the pixels, slice by slice, into one
+array with RescaleSlope/Intercept applied. Geometry: ImagePositionPatient, ImageOrientationPatient
+and PixelSpacing are LPS+; the affine is flipped to RAS+. Compressed transfer syntaxes that pydicom
+cannot decode here (JPEG, JPEG 2000, JPEG-LS) are decoded with SimpleITK's GDCM.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from hmss_ray.config import IOConfig
+from hmss_ray.io.dicom_series import DicomSource, SliceHeader, stack_geometry
+from hmss_ray.io.limits import MIB, check_voxels, open_zip
+from hmss_ray.io.volume import LimitExceeded, SeriesError, UnreadableVolume, Volume
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file of a candidate series: a name for messages, its size, how to open it."""
+
+    name: str
+    size: int
+    open: Callable[[], BinaryIO]
+    path: Path | None = None  # on disk (lets SimpleITK decode it in place)
+
+
+def read_dicom(path: str | Path, limits: IOConfig) -> Volume:
+    """A DICOM series from a folder (searched recursively), a ``.zip`` or a single file."""
+    path = Path(path)
+    if path.is_dir():
+        return read_series(_folder_members(path, limits), limits, f"folder {path}")
+    if path.suffix.lower() == ".zip":
+        with path.open("rb") as handle:
+            archive = open_zip(handle, limits, f"zip {path.name}")
+            return read_series(_zip_members(archive), limits, f"zip {path.name}")
+    return read_series([_file_member(path, path.name)], limits, str(path))
+
+
+def dicom_from_bytes(data: bytes, limits: IOConfig, what: str = "upload") -> Volume:
+    """A zip of one DICOM series (or one DICOM file) sent as bytes."""
+    if data[128:132] == b"DICM":
+        return read_series([Member(what, len(data), lambda: io.BytesIO(data))], limits, what)
+    archive = open_zip(io.BytesIO(data), limits, f"{what} zip")
+    return read_series(_zip_members(archive), limits, f"{what} zip")
+
+
+def read_series(members: list[Member], limits: IOConfig, where: str) -> Volume:
+    """The one image series among ``members``, checked and stacked (see the module docstring)."""
+    if len(members) > limits.max_files:
+        raise LimitExceeded(
+            f"{where} has {len(members)} files, over the limit of {limits.max_files} (io.max_files)"
+        )
+    for member in members:
+        if member.size > limits.max_file_bytes:
+            raise LimitExceeded(
+                f"{where}: {member.name} is {member.size / MIB:,.0f} MiB, over the limit of "
+                f"{limits.max_file_mb:g} MiB per file (io.max_file_mb)"
+            )
+    slices, skipped = _headers(members)
+    series = _one_series(slices, skipped, where)
+    geometry = stack_geometry(series, where)
+    first = geometry.slices[0]
+    check_voxels((first.columns, first.rows, len(geometry.slices)), 4, limits, f"series in {where}")
+    array = _pixels(geometry.slices, where)
+    return Volume(array, geometry.affine, {"dicom": DicomSource.from_slices(geometry.slices)})
+
+
+def _headers(members: list[Member]) -> tuple[list[SliceHeader], dict[str, int]]:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    slices: list[SliceHeader] = []
+    skipped: dict[str, int] = {}
+    for member in members:
+        try:
+            with member.open() as handle:
+                ds = pydicom.dcmread(handle, stop_before_pixels=True)
+        except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError) as exc:
+            why = "not DICOM" if isinstance(exc, InvalidDicomError) else "unreadable DICOM"
+            skipped[why] = skipped.get(why, 0) + 1
+            continue
+        header = SliceHeader.from_dataset(ds, member)
+        if isinstance(header, str):
+            skipped[header] = skipped.get(header, 0) + 1
+        else:
+            slices.append(header)
+    return slices, skipped
+
+
+def _one_series(slices: list[SliceHeader], skipped: dict[str, int], where: str):
+    if not slices:
+        found = ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())) or "no files"
+        raise UnreadableVolume(f"{where} holds no DICOM image slice ({found})")
+    by_series: dict[str, list[SliceHeader]] = {}
+    for header in slices:
+        by_series.setdefault(header.series_uid, []).append(header)
+    if len(by_series) > 1:
+        listing = "; ".join(
+            f"{uid} ({group[0].describe()}, {len(group)} file(s))"
+            for uid, group in sorted(by_series.items(), key=lambda kv: -len(kv[1]))
+        )
+        raise SeriesError(f"{where} holds {len(by_series)} series, send one: {listing}")
+    return next(iter(by_series.values()))
+
+
+def _pixels(slices: list[SliceHeader], where: str) -> np.ndarray:
+    scaled = any((s.slope, s.intercept) != (1.0, 0.0) for s in slices)
+    array: np.ndarray | None = None
+    for k, header in enumerate(slices):
+        values, rescaled = _decode(header, where)
+        if values.shape != (header.rows, header.columns):
+            raise SeriesError(
+                f"{where}: {header.member.name} has pixels {values.shape}, its header says "
+                f"{(header.rows, header.columns)}"
+            )
+        if array is None:
+            dtype = np.float32 if scaled else values.dtype
+            array = np.empty((header.columns, header.rows, len(slices)), dtype=dtype)
+        if scaled and not rescaled:
+            values = values.astype(np.float32) * np.float32(header.slope) + header.intercept
+        array[:, :, k] = values.T  # DICOM rows are y, columns x
+    assert array is not None
+    return array
+
+
+def _decode(header: SliceHeader, where: str) -> tuple[np.ndarray, bool]:
+    """The slice's pixels, and whether the rescale is already applied (by GDCM)."""
+    import pydicom
+
+    with header.member.open() as handle:
+        ds = pydicom.dcmread(handle)
+    try:
+        return np.asarray(ds.pixel_array), False
+    except Exception as exc:  # a missing codec, corrupt pixel data: either way not decodable
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+        if syntax is None or not syntax.is_compressed:
+            raise UnreadableVolume(
+                f"{where}: {header.member.name}: pixel data not readable ({exc})"
+            ) from None
+        return _decode_with_itk(header, getattr(syntax, "name", str(syntax)), where), True
+
+
+def _decode_with_itk(header: SliceHeader, syntax: str, where: str) -> np.ndarray:
+    """GDCM (in SimpleITK) decodes JPEG, JPEG 2000 and JPEG-LS; it applies the rescale itself."""
+    import SimpleITK as sitk
+
+    def read(path: Path) -> np.ndarray:
+        return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))[0]
+
+    try:
+        if header.member.path is not None:
+            return read(header.member.path)
+        with tempfile.TemporaryDirectory(prefix="hmss-dcm-") as tmp:
+            path = Path(tmp) / "slice.dcm"
+            with header.member.open() as handle:
+                path.write_bytes(handle.read())
+            return read(path)
+    except RuntimeError as exc:
+        raise UnreadableVolume(
+            f"{where}: {header.member.name}: cannot decode {syntax} pixel data ({exc})"
+        ) from None
+
+
+def _folder_members(folder: Path, limits: IOConfig) -> list[Member]:
+    members: list[Member] = []
+    for path in _walk(folder):
+        if len(members) >= limits.max_files:
+            raise LimitExceeded(
+                f"folder {folder} has more than {limits.max_files} files (io.max_files)"
+            )
+        members.append(_file_member(path, str(path.relative_to(folder))))
+    return sorted(members, key=lambda m: m.name)
+
+
+def _file_member(path: Path, name: str) -> Member:
+    return Member(name, path.stat().st_size, lambda: path.open("rb"), path)
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    for path in folder.rglob("*"):  # lazily: a huge tree stops at io.max_files
+        if path.is_file() and not path.name.startswith(".") and not path.is_symlink():
+            yield path
+
+
+def _zip_members(archive: zipfile.ZipFile) -> list[Member]:
+    def opener(info: zipfile.ZipInfo) -> Callable[[], BinaryIO]:
+        return lambda: archive.open(info)
+
+    return [
+        Member(info.filename, info.file_size, opener(info))
+        for info in archive.infolist()
+        if not info.is_dir() and not Path(info.filename).name.startswith(".")
+    ]

@@ -1,0 +1,162 @@
+"""What a ``POST /v1/synthesize`` carries, read at a bounded cost, and the answer's format.
+
+The body is streamed (``request.stream()``) and refused with 413 the moment it passes
+``serve.max_upload_mb``, whether or not a Content-Length was sent; a declared length over the
+limit is refused before a byte is read. A multipart form is parsed from the bounded body.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import HTTPException, Request
+from starlette.datastructures import UploadFile
+
+from hmss_ray.config import UserError
+from hmss_ray.io import Format, LimitExceeded, SeriesError
+from hmss_ray.io.dicom_write import PatientFields
+
+# bodies that may hold a volume; what it is comes from its first bytes, not from this
+VOLUME_TYPES = {
+    "application/octet-stream",
+    "application/gzip",
+    "application/x-gzip",
+    "application/nifti",
+    "application/x-nifti",
+    "application/vnd.nifti",
+    "application/zip",
+    "application/x-zip-compressed",
+    "application/dicom",
+    "application/x-metaimage",
+    "application/x-nrrd",
+}
+ACCEPT_FORMATS = {
+    "application/gzip": Format.NIFTI,
+    "application/x-gzip": Format.NIFTI,
+    "application/nifti": Format.NIFTI,
+    "application/x-nifti": Format.NIFTI,
+    "application/vnd.nifti": Format.NIFTI,
+    "application/x-metaimage": Format.MHA,
+    "application/x-mha": Format.MHA,
+    "application/x-nrrd": Format.NRRD,
+    "application/nrrd": Format.NRRD,
+    "application/zip": Format.DICOM,
+    "application/x-zip-compressed": Format.DICOM,
+    "application/dicom+zip": Format.DICOM,
+    # anything goes: the default, NIfTI
+    "*/*": Format.NIFTI,
+    "application/*": Format.NIFTI,
+    "application/octet-stream": Format.NIFTI,
+}
+PATIENT_FIELDS = ("name", "id", "birth_date", "sex", "position")
+
+
+def bad(status: int, message: str) -> HTTPException:
+    return HTTPException(status_code=status, detail=message)
+
+
+def http_error(exc: UserError) -> HTTPException:
+    """A reader's or the synthesizer's refusal as the HTTP status that fits it."""
+    if isinstance(exc, LimitExceeded):
+        return bad(413, str(exc))
+    if isinstance(exc, SeriesError):
+        return bad(422, str(exc))
+    from hmss_ray.inference.synthesizer import InputError
+
+    return bad(422 if isinstance(exc, InputError) else 400, str(exc))
+
+
+@dataclass
+class Upload:
+    """The files and fields of one request."""
+
+    mr: bytes
+    mask: bytes | None = None
+    patient: PatientFields = field(default_factory=PatientFields)
+
+
+def choose_format(query: str | None, accept: str) -> Format:
+    """``?format=`` wins; else the first ``Accept`` type we can send (by q); else NIfTI."""
+    if query:
+        try:
+            return Format(query.strip().lower())
+        except ValueError:
+            valid = ", ".join(f.value for f in Format)
+            raise bad(400, f"format={query!r} is not one of: {valid}") from None
+    if not accept.strip():
+        return Format.NIFTI
+    ranked = []
+    for position, item in enumerate(accept.split(",")):
+        kind, *params = (part.strip() for part in item.split(";"))
+        q = next((p[2:] for p in params if p.startswith("q=")), "1")
+        try:
+            ranked.append((-float(q), position, kind.lower()))
+        except ValueError:
+            continue
+    for neg_q, _, kind in sorted(ranked):
+        if neg_q < 0 and kind in ACCEPT_FORMATS:
+            return ACCEPT_FORMATS[kind]
+    raise bad(
+        406,
+        f"cannot answer in any of Accept: {accept!r}; use ?format=nifti|mha|nrrd|dicom or "
+        "Accept: application/gzip (NIfTI), application/x-metaimage, application/x-nrrd, "
+        "application/zip (DICOM series)",
+    )
+
+
+async def read_upload(request: Request, max_bytes: int) -> Upload:
+    """The request's MR (and mask, patient fields), or a 4xx that says what is wrong."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise bad(413, f"upload of {int(declared)} bytes is over the {max_bytes} byte limit "
+                       "(serve.max_upload_mb)")  # fmt: skip
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "multipart/form-data" and ctype not in VOLUME_TYPES:
+        raise bad(
+            415,
+            f"content type {ctype or 'none'!r} is not accepted: send the MR as "
+            "application/octet-stream (NIfTI, .mha, .nrrd), application/gzip (.nii.gz), "
+            "application/zip (a DICOM series), or multipart/form-data with a file field 'mr' "
+            "and optional 'mask'",
+        )
+    body = await _bounded_body(request, max_bytes)
+    if ctype == "multipart/form-data":
+        return await _multipart(request, body)
+    if not body:
+        raise bad(400, "the request body is empty: send an MR volume")
+    return Upload(body)
+
+
+async def _bounded_body(request: Request, max_bytes: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise bad(413, f"upload is over the {max_bytes} byte limit (serve.max_upload_mb)")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _multipart(request: Request, body: bytes) -> Upload:
+    async def replay() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=2, max_fields=16)
+    except Exception as exc:  # starlette raises MultiPartException / HTTPException on bad forms
+        raise bad(400, f"the multipart form is malformed: {getattr(exc, 'detail', exc)}") from None
+    mr = form.get("mr")
+    if not isinstance(mr, UploadFile):
+        raise bad(400, "multipart upload needs a file field named 'mr'")
+    mask = form.get("mask")
+    patient = {k: form.get(f"patient_{k}") for k in PATIENT_FIELDS}
+    try:
+        fields = PatientFields(**{k: str(v) for k, v in patient.items() if isinstance(v, str)})
+    except UserError as exc:
+        raise bad(400, str(exc)) from None
+    return Upload(
+        mr=await mr.read(),
+        mask=await mask.read() if isinstance(mask, UploadFile) else None,
+        patient=fields,
+    )
