@@ -7,6 +7,8 @@ or ``CT_small.dcm`` (real scanner files); a series changes only positions, UIDs 
 from __future__ import annotations
 
 import copy
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +69,12 @@ def write_series(
         ds.save_as(folder / f"file{rank:03d}.dcm")
         written.append(ds)
     return written
+
+
+def zip_bytes(entries: dict[str, bytes]) -> bytes:
+    """A deflated zip in memory: entry name -> bytes (names taken as given, even unsafe ones)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()

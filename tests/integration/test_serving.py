@@ -19,7 +19,7 @@ from hmss_ray.inference.synthesizer import Synthesizer, synthesize_volume
 from hmss_ray.io import read_volume, volume_from_bytes, volume_to_bytes
 from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.factory import build_generator
-from tests.dicom_helpers import write_series
+from tests.dicom_helpers import write_series, zip_bytes
 
 from .conftest import tiny_config
 
@@ -79,16 +79,8 @@ def dicom_mr(case: Path, tmp_path_factory) -> Path:
     return folder
 
 
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def _zip_folder(*folders: Path) -> bytes:
-    return _zip({f"{f.name}/{p.name}": p.read_bytes() for f in folders for p in f.iterdir()})
+    return zip_bytes({f"{f.name}/{p.name}": p.read_bytes() for f in folders for p in f.iterdir()})
 
 
 def _nifti_bytes(array: np.ndarray, affine=None) -> bytes:
@@ -232,12 +224,12 @@ def bad_bodies(case: Path, dicom_mr: Path) -> dict:
         "gzip_bomb": gzip.compress(bytes(1 << 20), 9) * 1024,  # 1 GiB of zeros, ~1 MB sent
         "decompressed_bomb": _nifti_bomb((512, 512, 256), np.float32),  # 256 MiB of data
         "voxel_bomb": _nifti_bomb((1024, 1024, 1024)),  # the 1024^3 uint8
-        "zip_slip": _zip({"../../etc/cron.d/evil.dcm": first_slice.read_bytes()}),
-        "zip_bomb": _zip({"slice.dcm": bytes(100 << 20)}),  # declares 100 MiB, ~100 kB sent
-        "zip_garbage": _zip({f"{i}.dcm": np.random.bytes(4096) for i in range(5)}),
+        "zip_slip": zip_bytes({"../../etc/cron.d/evil.dcm": first_slice.read_bytes()}),
+        "zip_bomb": zip_bytes({"slice.dcm": bytes(100 << 20)}),  # declares 100 MiB, ~100 kB sent
+        "zip_garbage": zip_bytes({f"{i}.dcm": np.random.bytes(4096) for i in range(5)}),
         "not_a_zip": b"PK\x03\x04" + np.random.bytes(4096),
         "mixed_series": _zip_folder(dicom_mr, other),
-        "single_slice": _zip({"only.dcm": first_slice.read_bytes()}),
+        "single_slice": zip_bytes({"only.dcm": first_slice.read_bytes()}),
         "outside_file": meta + b"ElementDataFile = /etc/hostname\n",
     }
 

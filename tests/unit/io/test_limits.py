@@ -7,7 +7,6 @@ import io
 import struct
 import time
 import tracemalloc
-import zipfile
 
 import nibabel as nib
 import numpy as np
@@ -17,6 +16,7 @@ from hmss_ray.config import ConfigError, IOConfig, load_config
 from hmss_ray.io import LimitExceeded, UnreadableVolume, Volume, volume_from_bytes
 from hmss_ray.io.formats import Format, format_to_read, format_to_write, sniff, volume_to_bytes
 from hmss_ray.io.limits import BoundedReader, open_zip
+from tests.dicom_helpers import zip_bytes
 
 LIMITS = IOConfig()
 
@@ -29,14 +29,6 @@ def nifti_bomb(shape: tuple[int, ...], dtype=np.uint8, zeros_mb: int = 64) -> by
     header.set_data_dtype(dtype)
     member = gzip.compress(bytes(1 << 20), 9)
     return gzip.compress(header.binaryblock + b"\0" * 4) + member * zeros_mb
-
-
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def test_voxel_bomb_is_refused_from_its_header_in_milliseconds() -> None:
@@ -94,12 +86,12 @@ def test_bounded_reader_counts_across_gzip_members_and_stops_at_the_limit() -> N
 )
 def test_zip_checks(entries, limits, error, words) -> None:
     with pytest.raises(error) as caught:
-        volume_from_bytes(_zip(entries), limits, "MR")
+        volume_from_bytes(zip_bytes(entries), limits, "MR")
     assert words in str(caught.value)
 
 
 def test_zip_directory_larger_than_its_declared_entries_is_refused_unparsed() -> None:
-    data = bytearray(_zip({"a.dcm": b"x"}))
+    data = bytearray(zip_bytes({"a.dcm": b"x"}))
     end = data.rfind(b"PK\x05\x06")
     data[end + 8 : end + 12] = struct.pack("<HH", 50000, 50000)  # entries on disk / in all
     with pytest.raises(LimitExceeded, match="50000 entries"):
@@ -107,7 +99,7 @@ def test_zip_directory_larger_than_its_declared_entries_is_refused_unparsed() ->
 
 
 def test_an_entry_lying_about_its_size_fails_its_crc() -> None:
-    data = bytearray(_zip({"a.dcm": bytes(1000)}))
+    data = bytearray(zip_bytes({"a.dcm": bytes(1000)}))
     at = data.find(b"PK\x01\x02")  # central directory: declare 10 bytes instead of 1000
     data[at + 24 : at + 28] = struct.pack("<I", 10)
     archive = open_zip(io.BytesIO(bytes(data)), LIMITS)
