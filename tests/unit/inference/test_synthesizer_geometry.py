@@ -34,6 +34,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = {
     "data.regions": ["brain"],
+    # a coarse contract: a whole phantom head (224 x 256 mm) fits the 32 px canvas at 8 mm
+    "data.spacing.brain": [8.0, 8.0, 8.0],
     "data.image_size": 32,
     "data.context_slices": 1,
     "model.lrg_channels": 8,
@@ -46,7 +48,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def entry(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A registry entry holding a tiny seeded, untrained generator (brain contract, 1 mm)."""
+    """A registry entry holding a tiny seeded, untrained generator (brain contract, 8 mm)."""
     torch.manual_seed(0)
     cfg = ExperimentConfig().replace(TINY)
     tmp = tmp_path_factory.mktemp("entry")
@@ -63,7 +65,8 @@ def synth(entry: str) -> Synthesizer:
 
 @pytest.fixture(scope="module")
 def head():
-    return make_case(CaseId.parse("1BA001"), seed=0, shape=(32, 32, 30))
+    """A whole phantom head on the contract's 8 mm grid (28 x 32 x 30 voxels)."""
+    return make_case(CaseId.parse("1BA001"), seed=0, spacing=(8.0, 8.0, 8.0))
 
 
 def _in_world(volume: Volume, reference: Volume) -> np.ndarray:
@@ -74,8 +77,8 @@ def _in_world(volume: Volume, reference: Volume) -> np.ndarray:
 def test_the_registry_entry_carries_the_contract(entry: str, synth: Synthesizer) -> None:
     saved = (Path(entry) / "config.yaml").read_text()
     assert "orientation: RAS" in saved and "spacing:" in saved
-    assert synth.contract().to_dict() == {"orientation": "RAS", "spacing": [1.0, 1.0, 1.0]}
-    assert ckpt.read_meta(entry).cfg.data.spacing["brain"] == (1.0, 1.0, 1.0)
+    assert synth.contract().to_dict() == {"orientation": "RAS", "spacing": [8.0, 8.0, 8.0]}
+    assert ckpt.read_meta(entry).cfg.data.spacing["brain"] == (8.0, 8.0, 8.0)
 
 
 def test_all_48_storage_orders_give_the_same_sct_in_world_space(synth, head) -> None:
@@ -140,7 +143,9 @@ def test_1mm_2mm_and_anisotropic_inputs_agree_on_their_own_grids(synth) -> None:
     its size) is off by > 75 HU (measured 100 HU)."""
     case = make_case(CaseId.parse("1BA001"), seed=0, shape=(64, 64, 24))
     case = dataclasses.replace(case, mr=ndimage.gaussian_filter(case.mr, 2.0))
-    probe = dataclasses.replace(synth, generator=ScaleProbe())
+    # the brain's own 1 mm contract: finer than every input, so the probe sees all their detail
+    contract = synth.cfg.replace({"data.spacing.brain": [1.0, 1.0, 1.0]})
+    probe = dataclasses.replace(synth, generator=ScaleProbe(), cfg=contract)
     reference = synthesize_volume(
         probe, Volume(case.mr, case.affine), Volume(case.mask, case.affine)
     )
