@@ -1,9 +1,10 @@
-"""Test data in the SynthRAD2025 task-1 layout, made from what the package has today.
+"""Test data in the SynthRAD2025 task-1 layout, written case by case.
 
 ``Task1/{HN,TH,AB}/<id>/{mr,ct,mask}.mha``: real MetaImage files written by ``hmss_ray.io``, ids
 ``1HNA001`` and on, centres A-E in turn, an ``overviews/`` folder per region and one beside the
-regions (both must be skipped). The anatomy is the 2023 phantom's (a head stands in for HN, a
-pelvis for TH and AB) until the 2025 phantoms exist; the layout, the format and the ids are 2025's.
+regions (both must be skipped). The anatomy is the 2025 phantoms' (head-neck, thorax, abdomen) at
+any shape; ``python -m hmss_ray.phantom --edition 2025`` writes whole data sets, this writes the
+odd case a test needs (MR-only, a chosen shape).
 """
 
 from __future__ import annotations
@@ -12,19 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from hmss_ray.data.phantom import make_case
+from hmss_ray.data.phantom import EDITIONS, make_case
 from hmss_ray.data.synthrad import CENTRES_2025, CaseId
 from hmss_ray.io import Volume, write_volume
 
-STAND_IN = {"HN": "brain", "TH": "pelvis", "AB": "pelvis"}
-REGIONS_2025 = tuple(STAND_IN)
+REGIONS_2025 = tuple(EDITIONS["2025"])
 
 
 def render(case_id: CaseId, shape: tuple[int, int, int], seed: int = 0):
-    """The 2023 phantom of the stand-in region, rendered for this case (centre contrast A-C)."""
-    stand_in = CaseId(1, STAND_IN[case_id.region], "ABC"[(case_id.number - 1) % 3], case_id.number)
-    offset = REGIONS_2025.index(case_id.region)  # TH and AB share a stand-in, not the patients
-    return make_case(stand_in, seed=seed + offset, shape=shape)
+    """The 2025 phantom of this case, its whole field of view in ``shape`` voxels."""
+    return make_case(case_id, seed=seed, shape=shape)
 
 
 def write_case(

@@ -1,6 +1,6 @@
 """``python -m hmss_ray.demo --edition 2025``, end to end, quick schedule (slow: its own Ray,
 about 2.5 minutes each): on SynthRAD2025-layout data given with ``--data``, and on the 2025
-phantoms once ``python -m hmss_ray.phantom --edition 2025`` exists (skipped until then).
+phantoms the demo writes itself.
 
     flock /tmp/hmss-ray.lock python -m pytest -m slow tests/integration/test_demo_2025.py
 """
@@ -26,12 +26,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.own_ray, pytest.mark.slow]
 @pytest.fixture(autouse=True)
 def _no_shared_ray():
     assert not ray.is_initialized(), "run this before any test that uses ray_session"
-
-
-def _phantom_has_2025() -> bool:
-    from hmss_ray import phantom
-
-    return "--edition" in phantom._parser().format_help()
 
 
 def _demo(out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -79,6 +73,4 @@ def test_demo_2025_on_given_data(tmp_path):
 
 
 def test_demo_2025_on_phantoms(tmp_path):
-    if not _phantom_has_2025():
-        pytest.skip("python -m hmss_ray.phantom has no --edition 2025 yet")
     _check(_demo(tmp_path / "demo"), tmp_path / "demo")
