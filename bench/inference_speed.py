@@ -2,7 +2,7 @@
 
 For each engine (``serve.precision`` x ``serve.channels_last`` x ``serve.compile``), in a fresh
 process: the generator of ``--config`` (configs/brain.yaml: 45.8 M parameters; seeded random
-weights unless ``--model`` names a registry entry) through :class:`~hmss_ray.inference.engine.Engine`
+weights unless ``--model`` names a registry entry) through ``hmss_ray.inference.engine.Engine``
 on batches of ``serve.batch_slices`` 2.5D slices (the served batch): slices/s after one warm-up
 batch (compile time apart), then a phantom head (``--phantom-slices`` slices at the contract's
 1 mm, 256x256) through ``Synthesizer`` (the path Serve runs): its sCT's HU MAE against the fp32
@@ -151,8 +151,8 @@ def run_engines(args: argparse.Namespace, names: list[str]) -> dict[str, dict[st
 
 
 def _passed(args: argparse.Namespace) -> list[str]:
-    out = ["--config", args.config, "--device", args.device, "--threads", str(args.threads),
-           "--batches", str(args.batches), "--phantom-slices", str(args.phantom_slices)]  # fmt: skip
+    out = ["--config", args.config, "--device", args.device, "--threads", str(args.threads)]
+    out += ["--batches", str(args.batches), "--phantom-slices", str(args.phantom_slices)]
     if args.batch:
         out += ["--batch", str(args.batch)]
     if args.model:

@@ -53,9 +53,9 @@ def head():
 
 def test_precision_is_checked_and_names_the_key() -> None:
     assert ExperimentConfig().serve.precision == "fp32"
-    with pytest.raises(ConfigError, match="serve.precision"):
+    with pytest.raises(ConfigError, match=r"serve\.precision"):
         ExperimentConfig().replace({"serve.precision": "fp16"})
-    with pytest.raises(ConfigError, match="serve.batch_slices"):
+    with pytest.raises(ConfigError, match=r"serve\.batch_slices"):
         ExperimentConfig().replace({"serve.batch_slices": 0})
 
 
