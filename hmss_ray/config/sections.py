@@ -85,6 +85,13 @@ class MixedPrecision(StrEnum):
     OFF = "off"
 
 
+class Precision(StrEnum):
+    """The number format inference runs the generator in (``serve.precision``)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"  # bf16 autocast where the device has bf16 kernels; fp32 elsewhere (logged)
+
+
 class GradCompression(StrEnum):
     """What DDP sends when it all-reduces gradients."""
 
@@ -350,6 +357,11 @@ class ServeConfig(Section):
     batch_slices: int = 16
     min_size: int = 8
     api_token_env: str = "HMSS_API_TOKEN"
+    # the inference engine (README "Inference speed"): number format, torch.compile, and the
+    # channels_last memory format for the convolutions
+    precision: Precision = Precision.FP32
+    compile: bool = False
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         self.require("port", 0 <= self.port <= 65535, "must be a TCP port, 0 to 65535")

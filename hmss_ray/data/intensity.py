@@ -70,15 +70,26 @@ def mr_normalise(
     inside = out[np.asarray(mask) > 0] if mask is not None else np.empty(0, np.float32)
     if inside.size == 0:
         inside = out.ravel().copy()
-    # the masked values are a copy already: let percentile partition them in place
-    low, high = (float(v) for v in np.percentile(inside, list(percentiles), overwrite_input=True))
+    params = mr_norm_of(inside, percentiles)  # the masked values are a copy already
     del inside
+    return mr_apply(out, params), params
+
+
+def mr_norm_of(values: np.ndarray, percentiles: Sequence[float]) -> MRNorm:
+    """The :class:`MRNorm` of the MR ``values`` inside the body (a float32 copy: partitioned in
+    place). Inference gathers them slab by slab (:mod:`hmss_ray.inference.slabs`)."""
+    low, high = (float(v) for v in np.percentile(values, list(percentiles), overwrite_input=True))
     if not high > low:  # a constant image: keep the mapping defined and invertible
         high = low + 1.0
-    out -= np.float32(low)
-    out *= np.float32(2.0 / (high - low))
+    return MRNorm(low, high)
+
+
+def mr_apply(out: np.ndarray, params: MRNorm) -> np.ndarray:
+    """``out`` (float32, in place) mapped by ``params`` to [-1, 1] and clipped."""
+    out -= np.float32(params.low)
+    out *= np.float32(2.0 / (params.high - params.low))
     out -= 1.0
-    return np.clip(out, -1.0, 1.0, out=out), MRNorm(low, high)
+    return np.clip(out, -1.0, 1.0, out=out)
 
 
 def mr_denormalise(x: np.ndarray, params: MRNorm) -> np.ndarray:

@@ -5,14 +5,16 @@ The input (any storage order, spacing or oblique affine) goes onto the model's g
 differ), gets the training preprocessing (MR normalisation inside the body mask, a canvas around
 the body, grown when the body is larger: the generator is fully convolutional, 2.5D context), goes
 through the generator in batches of ``batch_slices`` slices, is mapped back to HU and then back
-onto exactly the input grid with the inverse map. Used by Serve, by evaluation and by the CLI
-(``python -m hmss_ray.inference``).
+onto exactly the input grid with the inverse map, all in slabs of slices (:mod:`.slabs`: memory
+stays within about 3x the float32 input). The generator runs in the engine that ``serve.precision``,
+``serve.compile`` and ``serve.channels_last`` choose (:mod:`.engine`). Used by Serve, by evaluation
+and by the CLI (``python -m hmss_ray.inference``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,14 @@ from scipy import ndimage
 
 from hmss_ray.config import ExperimentConfig, UserError
 from hmss_ray.data import preprocess
+from hmss_ray.inference import slabs
+from hmss_ray.inference.engine import Engine
 from hmss_ray.io import Volume, geometry
 from hmss_ray.io.geometry import Contract, Grid, GridMap
 from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.factory import resolve_device
 
-AIR_HU = -1000
+AIR_HU = slabs.AIR_HU
 
 
 class InputError(UserError):
@@ -40,7 +44,7 @@ def check_volume(mr: np.ndarray, mask: np.ndarray | None, min_size: int) -> None
         raise InputError(f"the MR must be a 3D volume, got {mr.ndim} dimensions {mr.shape}")
     if min(mr.shape) < min_size:
         raise InputError(f"the MR is too small: shape {mr.shape}, each side needs >= {min_size}")
-    if not np.isfinite(mr).all():
+    if mr.dtype.kind == "f" and not np.isfinite(mr).all():  # integer MR: finite by type
         raise InputError(f"the MR has {int((~np.isfinite(mr)).sum())} non-finite voxels")
     if mask is not None:
         if mask.shape != mr.shape:
@@ -105,22 +109,43 @@ class ModelInfo:
 
 @dataclass
 class Synthesizer:
-    """A loaded generator with its config; ``synth(mr, mask, affine)`` -> int16 HU volume."""
+    """A loaded generator with its config; ``synth(mr, mask, affine)`` -> int16 HU volume.
+
+    ``engine`` runs the generator (built from ``cfg.serve`` when not given).
+    """
 
     generator: torch.nn.Module
     cfg: ExperimentConfig
     info: ModelInfo
     device: torch.device
     batch_slices: int
+    engine: Engine | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.engine is None:
+            self.engine = Engine(self.generator, self.device, self.cfg.serve)
 
     @classmethod
     def from_uri(
-        cls, uri: str, device: str = "auto", batch_slices: int | None = None
+        cls,
+        uri: str,
+        device: str = "auto",
+        batch_slices: int | None = None,
+        overrides: dict[str, Any] | None = None,
     ) -> Synthesizer:
+        """Load a registry entry or checkpoint.
+
+        Args:
+            uri: path or s3:// URI.
+            device: auto, cpu or cuda[:N].
+            batch_slices: slices per generator call (default ``serve.batch_slices``).
+            overrides: dotted keys of the model's config to replace before the engine is built
+                (``serve.precision``, ``serve.compile``, ``io.*``).
+        """
         directory = ckpt.localize(uri)
         dev = resolve_device(device)
         generator, meta = ckpt.load_generator(directory, dev)
-        cfg = meta.cfg
+        cfg = meta.cfg.replace(overrides) if overrides else meta.cfg
         digest = hashlib.sha256((directory / ckpt.GENERATOR_FILE).read_bytes()).hexdigest()
         info = ModelInfo(
             name=Path(str(uri).rstrip("/")).name,
@@ -195,26 +220,19 @@ class Synthesizer:
             place = preprocess.place_body(body, gmap, self.cfg.data.image_size, self.stride)
         except ValueError as exc:  # a body smaller than one voxel of the contract grid
             raise InputError(f"{exc} (contract spacing {contract.spacing} mm)") from None
-        prepared = preprocess.prepare_placed(mr, None, place, self.cfg.data)
-        sct_canvas = self._generate(prepared)
-        del prepared
-        sct = gmap.inverse(sct_canvas, order=1, cval=AIR_HU, box=place.canvas)
+        sct_canvas = self._generate(mr, place)
+        sct = gmap.inverse(sct_canvas, order=1, cval=AIR_HU, box=place.canvas, dtype=np.int16)
         del sct_canvas
-        sct[~np.asarray(body, dtype=bool)] = AIR_HU  # outside the body is air, as in the CT
-        np.rint(sct, out=sct)
-        return np.clip(sct, -32768, 32767, out=sct).astype(np.int16)
+        return slabs.air_outside(sct, body)  # outside the body is air, as in the CT
 
-    def _generate(self, prepared: preprocess.PreparedVolume) -> np.ndarray:
-        """float32 HU on the canvas, (S, S, Z): the generator on every slice with body in it."""
-        sct = np.full(prepared.mr.shape, float(AIR_HU), dtype=np.float32)
-        body_slices = np.flatnonzero(prepared.mask_fraction > 0)  # empty slices stay air
-        for start in range(0, len(body_slices), self.batch_slices):
-            idx = body_slices[start : start + self.batch_slices]
-            stack = preprocess.slices_with_context(prepared.mr, self.cfg.data.context_slices, idx)
-            x = torch.from_numpy(stack).to(self.device)  # (B, 2k+1, S, S)
-            high = self.generator(x)["high"][:, 0].float().cpu().numpy()  # (B, S, S)
-            sct[:, :, idx] = np.moveaxis(preprocess.unit_to_ct(high, self.cfg.data.hu_range), 0, 2)
-        return sct
+    def _generate(self, mr: np.ndarray, place: preprocess.Placement) -> np.ndarray:
+        """int16 HU on the canvas, (S, S, Z): the generator on every slice with body in it."""
+        return slabs.generate(mr, place, self.cfg.data, self._predict, self.batch_slices)
+
+    def _predict(self, stack: np.ndarray) -> np.ndarray:
+        """One batch: float32 (B, 2k+1, S, S) 2.5D stacks -> float32 (B, S, S) in [-1, 1]."""
+        assert self.engine is not None
+        return self.engine(stack)
 
 
 def synthesize_volume(

@@ -166,8 +166,13 @@ def volume_from_bytes(data: bytes, limits: IOConfig, what: str = "MR") -> Volume
     )
 
 
-def volume_to_bytes(volume: Volume, fmt: Format | str, series=None) -> bytes:
-    """``volume`` as the bytes of one file: ``.nii.gz``, ``.mha``, ``.nrrd`` or a DICOM zip."""
+def volume_to_bytes(
+    volume: Volume, fmt: Format | str, series=None, compresslevel: int = 1
+) -> bytes:
+    """``volume`` as the bytes of one file: ``.nii.gz``, ``.mha``, ``.nrrd`` or a DICOM zip.
+
+    ``compresslevel`` is the ``.nii.gz``'s gzip level (0: stored, no compression time).
+    """
     fmt = Format(fmt)
     if fmt is Format.DICOM:
         from hmss_ray.io.dicom_write import dicom_series_bytes
@@ -176,7 +181,7 @@ def volume_to_bytes(volume: Volume, fmt: Format | str, series=None) -> bytes:
     if fmt is Format.NIFTI:
         from hmss_ray.io.nifti import nifti_bytes
 
-        return nifti_bytes(volume)
+        return nifti_bytes(volume, compresslevel)
     from hmss_ray.io.itk import itk_bytes
 
     return itk_bytes(volume, ".mha" if fmt is Format.MHA else ".nrrd")

@@ -210,18 +210,35 @@ class GridMap:
         """A contract-grid array (or ``box`` of it) put back on exactly the source grid.
 
         Source voxels outside what ``array`` covers get ``cval``. Orientation-only maps are exact.
+        An integer ``dtype`` gets the interpolated values rounded (and clipped to its range),
+        resampled in slabs of source rows so that no float copy of the whole grid exists.
         """
         box = box or Box.whole(self.target.shape)
         if tuple(np.shape(array)) != tuple(box.shape):
             raise ValueError(f"inverse: the array is {np.shape(array)}, its box {box.shape}")
-        dtype = np.dtype(dtype or (np.float32 if order else np.asarray(array).dtype))
+        array = np.asarray(array)
+        dtype = np.dtype(dtype or (np.float32 if order else array.dtype))
         out = np.empty(self.source.shape, dtype)
+        integer = np.issubdtype(dtype, np.integer)
         if self.exact:
+            if integer and not np.issubdtype(array.dtype, np.integer):
+                array = np.rint(array)  # casting alone would truncate
             view = nib.orientations.apply_orientation(out, self.ornt)  # writes land in ``out``
-            _paste(view, np.asarray(array), -np.asarray(box.start), cval)
+            _paste(view, array, -np.asarray(box.start), cval)
             return out
         to_box = np.linalg.inv(self.target.affine @ box.shift()) @ self.source.affine
-        _resample(np.asarray(array), to_box, out, order, cval)
+        if not integer:
+            _resample(array, to_box, out, order, cval)
+            return out
+        limits = np.iinfo(dtype)
+        rows = max(1, _SLAB_VOXELS // max(out.shape[1] * out.shape[2], 1))
+        for i0 in range(0, out.shape[0], rows):
+            part = np.empty((min(rows, out.shape[0] - i0), *out.shape[1:]), np.float32)
+            shift = np.eye(4)
+            shift[0, 3] = i0  # slab-local row -> source row
+            _resample(array, to_box @ shift, part, order, cval)
+            np.clip(np.rint(part, out=part), limits.min, limits.max, out=part)
+            out[i0 : i0 + part.shape[0]] = part
         return out
 
     def to_dict(self) -> dict[str, Any]:

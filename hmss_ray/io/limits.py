@@ -65,6 +65,10 @@ class BoundedReader:
         self.produced = 0
         self.what = what
 
+    @property
+    def gzipped(self) -> bool:
+        return self._gzip
+
     def read(self, size: int) -> bytes:
         """Up to ``size`` more bytes (fewer at the end of the data)."""
         if self.produced + size > self.limit:

@@ -56,11 +56,18 @@ def nifti_from_bytes(data: bytes, limits: IOConfig, what: str = "volume") -> Vol
         raise UnreadableVolume(f"the {what} is not a readable NIfTI file: {exc}") from None
     check_voxels(shape, dtype.itemsize, limits, what)
     needed = max(offset, sizeof_hdr) + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    body = head + reader.read(max(0, needed - len(head)))
+    body = data if not reader.gzipped else head + reader.read(max(0, needed - len(head)))
     if len(body) < needed:
         raise UnreadableVolume(
             f"the {what} is not a readable NIfTI file: truncated ({len(body)} of {needed} bytes)"
         )
+    slope, inter = header.get_slope_inter()
+    if (slope in (None, 1.0) and inter in (None, 0.0)) and dtype.kind in "iuf":
+        # no scaling: the voxels are a read-only view of the bytes (a .nii upload is not copied)
+        count = int(np.prod(shape, dtype=np.int64))
+        array = np.frombuffer(body, dtype, count, offset).reshape(shape, order="F")
+        affine = np.asarray(header.get_best_affine(), dtype=np.float64)
+        return Volume(array, affine, {"nifti_header": header})
     try:
         image = IMAGE_CLASSES[sizeof_hdr].from_bytes(body)
         array = np.asanyarray(image.dataobj)

@@ -32,7 +32,14 @@ from hmss_ray.io.align import align_to
 from hmss_ray.io.dicom_write import SeriesInfo
 from hmss_ray.io.formats import MEDIA_TYPES
 from hmss_ray.serving.metrics import ServeMetrics
-from hmss_ray.serving.upload import Upload, bad, choose_format, http_error, read_upload
+from hmss_ray.serving.upload import (
+    Upload,
+    bad,
+    choose_format,
+    gzip_level,
+    http_error,
+    read_upload,
+)
 
 DEPLOYMENT = "SCTSynthesizer"
 
@@ -63,10 +70,12 @@ class SCTSynthesizer:
         api_token_env: str | None = None,
         device: str = "auto",
         io: dict[str, Any] | None = None,
+        engine: dict[str, Any] | None = None,
     ) -> None:
-        synth = Synthesizer.from_uri(model, device=device)
-        if io:
-            synth.cfg = synth.cfg.replace({f"io.{k}": v for k, v in io.items()})
+        # engine: serve.precision / compile / channels_last overrides of the model's config
+        overrides = {f"io.{k}": v for k, v in (io or {}).items()}
+        overrides.update({f"serve.{k}": v for k, v in (engine or {}).items()})
+        synth = Synthesizer.from_uri(model, device=device, overrides=overrides)
         self.synth = synth
         serve_cfg = synth.cfg.serve
         self.limits = synth.cfg.io
@@ -109,6 +118,7 @@ class SCTSynthesizer:
                 "model": cfg.to_dict()["model"],
             },
             "limits": {**cfg.to_dict()["io"], "max_upload_mb": self.max_bytes / 2**20},
+            "engine": self.synth.engine.info.to_dict() if self.synth.engine else None,
         }
 
     @app.post("/v1/synthesize")
@@ -119,7 +129,11 @@ class SCTSynthesizer:
             self._authorise(request)
             fmt = choose_format(format, request.headers.get("accept", ""))
             upload = await read_upload(request, self.max_bytes)
-            response = await self._answer(upload, fmt, request.query_params.get("region"))
+            level = gzip_level(
+                request.headers.get("accept-encoding", ""),
+                request.client.host if request.client else None,
+            )
+            response = await self._answer(upload, fmt, request.query_params.get("region"), level)
             status = response.status_code
             return response
         except HTTPException as exc:
@@ -128,8 +142,10 @@ class SCTSynthesizer:
         finally:
             self.metrics.request(status, time.perf_counter() - t0, str(fmt))
 
-    async def _answer(self, upload: Upload, fmt: Format, region: str | None) -> Response:
-        # region: a multi-region model's contract to use (?region=)
+    async def _answer(
+        self, upload: Upload, fmt: Format, region: str | None, level: int
+    ) -> Response:
+        # region: a multi-region model's contract to use (?region=); level: the .nii.gz's gzip
         if upload.patient.given() and fmt is not Format.DICOM:
             raise bad(400, "patient_* fields only apply to DICOM output (?format=dicom)")
         waited = time.perf_counter()
@@ -151,7 +167,7 @@ class SCTSynthesizer:
                     patient=upload.patient,
                     source=mr.meta.get("dicom"),
                 )
-                body = await run_in_threadpool(volume_to_bytes, out, fmt, series)
+                body = await run_in_threadpool(volume_to_bytes, out, fmt, series, level)
             except UserError as exc:
                 raise http_error(exc) from exc
         self.metrics.volume(int(mr.array.size), elapsed)
@@ -164,6 +180,7 @@ class SCTSynthesizer:
                 "X-Model-Version": self.synth.info.version,
                 "X-Inference-Time-Ms": f"{elapsed * 1000:.1f}",
                 "X-Queue-Time-Ms": f"{waited * 1000:.1f}",
+                "X-Engine": self.synth.engine.info.name if self.synth.engine else "-",
                 "Content-Disposition": f'attachment; filename="{filename}"',
             },
         )
@@ -183,7 +200,8 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     """Application builder for ``serve run`` / ``serve deploy``: ``args: {model: URI, ...}``."""
     if "model" not in args:
         raise ValueError("the Serve application needs args.model: a registry entry URI")
-    kwargs = {k: args[k] for k in ("max_upload_mb", "api_token_env", "device", "io") if k in args}
+    keys = ("max_upload_mb", "api_token_env", "device", "io", "engine")
+    kwargs = {k: args[k] for k in keys if k in args}
     return SCTSynthesizer.bind(model=str(args["model"]), **kwargs)
 
 
@@ -202,7 +220,8 @@ def deploy(
 
     ``env`` reaches the replicas (e.g. the variable holding the API token); ``options`` go to
     ``SCTSynthesizer`` (``max_upload_mb``, ``api_token_env``, ``device``, ``io``: overrides of
-    the ``io`` limits such as ``{"max_voxels": 2**26}``).
+    the ``io`` limits such as ``{"max_voxels": 2**26}``, ``engine``: of ``serve.precision``,
+    ``serve.compile``, ``serve.channels_last`` such as ``{"precision": "bf16"}``).
     """
     from hmss_ray.models.checkpoint import localize, read_meta
 

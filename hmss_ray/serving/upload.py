@@ -75,6 +75,27 @@ class Upload:
     patient: PatientFields = field(default_factory=PatientFields)
 
 
+LOOPBACK = ("127.", "::1", "localhost")
+
+
+def gzip_level(accept_encoding: str, client_host: str | None) -> int:
+    """How hard to compress a gzipped answer (a ``.nii.gz``): 1 (fast) when the client lists
+    ``gzip`` in ``Accept-Encoding`` (q > 0) and is not on loopback; else 0, a stored gzip that
+    costs no compression time and stays a valid ``.nii.gz`` for any client."""
+    if client_host is None or client_host.startswith(LOOPBACK):
+        return 0
+    for item in accept_encoding.split(","):
+        coding, *params = (part.strip().lower() for part in item.split(";"))
+        q = next((p[2:] for p in params if p.startswith("q=")), "1")
+        try:
+            wanted = float(q) > 0
+        except ValueError:
+            continue
+        if coding in ("gzip", "x-gzip", "*") and wanted:
+            return 1
+    return 0
+
+
 def choose_format(query: str | None, accept: str) -> Format:
     """``?format=`` wins; else the first ``Accept`` type we can send (by q); else NIfTI."""
     if query:
