@@ -119,11 +119,12 @@ class Synthesizer:
     info: ModelInfo
     device: torch.device
     batch_slices: int
-    engine: Engine | None = field(default=None, repr=False)
+    # built from the generator and cfg.serve, never passed in: dataclasses.replace() with another
+    # generator or config gets an engine of its own, not the old one
+    engine: Engine = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.engine is None:
-            self.engine = Engine(self.generator, self.device, self.cfg.serve)
+        self.engine = Engine(self.generator, self.device, self.cfg.serve)
 
     @classmethod
     def from_uri(
@@ -231,7 +232,6 @@ class Synthesizer:
 
     def _predict(self, stack: np.ndarray) -> np.ndarray:
         """One batch: float32 (B, 2k+1, S, S) 2.5D stacks -> float32 (B, S, S) in [-1, 1]."""
-        assert self.engine is not None
         return self.engine(stack)
 
 
