@@ -25,6 +25,7 @@ from hmss_ray.data.manifest import read_manifest
 from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.train.trainer import build_trainer
 from hmss_ray.tune import report as search_report
+from hmss_ray.tune import tracking
 from hmss_ray.tune.report import TrialRow
 from hmss_ray.tune.space import SearchSpace, validate_space
 
@@ -106,7 +107,12 @@ def build_tuner(
             num_samples=t.num_samples,
             max_concurrent_trials=t.max_concurrent_trials,
         ),
-        run_config=tune.RunConfig(name=name, storage_path=path, storage_filesystem=fs),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=path,
+            storage_filesystem=fs,
+            callbacks=tracking.callbacks(cfg, name, data_uri),
+        ),
     )
 
 
@@ -179,4 +185,8 @@ def run_search(
             "data_manifest_hash": manifest.data_hash,
         },
     )
+    tags = {"data_manifest_hash": manifest.data_hash, "score": f"{winner.score:.6g}"}
+    tracked = tracking.register_winner(cfg, name, winner.trial_id, entry, entry_name, tags)
+    if tracked:
+        print(f"[hmss] MLflow: model {tracked.name} version {tracked.version} <- {entry}")
     return SearchResult(winner, entry, written, rows)

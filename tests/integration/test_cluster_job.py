@@ -1,25 +1,32 @@
-"""The used-by command, as the README writes it: `ray start --head`, then `ray job submit`."""
+"""The job as the README runs it, on the rehearsal cluster: Ray's real autoscaler on this machine.
+
+``python -m infra.rehearsal``'s head (no CPUs, like the cloud's) starts with 0 worker nodes;
+``ray job submit`` runs ``prepare`` (cases as Ray tasks) and then the search; the autoscaler brings
+worker nodes of the cloud's types up for the trials' ``accel`` demand and takes them away when
+idle. Shards, checkpoints, Tune state and the registry live in an S3 bucket (moto on 127.0.0.1)
+whose endpoint and credentials reach the job only through its runtime_env; MLflow tracks the trials.
+"""
 
 from __future__ import annotations
 
+import json
 import os
-import secrets
-import signal
-import subprocess
-import sys
 import tempfile
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 import ray
 
-from hmss_ray.cluster import free_port
+from hmss_ray import storage
+from hmss_ray.data.manifest import read_manifest
+from infra.rehearsal.cluster import down, up, wait_until
+from infra.rehearsal.jobs import NodeSampler, actor_nodes, submit
 
-from .conftest import ROOT, TINY
+from .conftest import TINY
 
 pytestmark = [pytest.mark.integration, pytest.mark.own_ray]
+
+SEARCH = "job"
+TRIALS = 2
 
 
 @pytest.fixture(autouse=True)
@@ -28,96 +35,107 @@ def _no_shared_ray():
     assert not ray.is_initialized(), "run this before any test that uses ray_session"
 
 
-def _ray(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    ray_cli = str(Path(sys.executable).parent / "ray")
-    return subprocess.run(
-        [ray_cli, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def _wait_for_dashboard(port: int, head: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert head.poll() is None, "ray start --head exited"
-        try:
-            # any answer will do: the job server answers 401 until it is given the token
-            httpx.get(f"http://127.0.0.1:{port}/api/version", timeout=2)
-            return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise AssertionError("the Ray dashboard (job server) never came up")
-
-
-def test_ray_job_submit_runs_the_search_and_fills_the_registry(local_shards, tmp_path):
-    # the job's `python` is the one on the cluster's PATH: put the venv first, as the README says
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(
-        HOME=str(tmp_path / "home"),
-        RAY_AUTH_MODE="token",  # Ray 2.59+: the CLI and the head share a token
-        RAY_AUTH_TOKEN=secrets.token_hex(32),
-        PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
-    )
-    (tmp_path / "home").mkdir()
-    gcs, dashboard = free_port(), free_port()
-    # --block keeps the head in this process group, so the test stops exactly this cluster
-    # (`ray stop` would also stop the test session's own Ray); a short temp dir keeps Ray's
-    # socket paths under the 107-character limit
-    head = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "ray"),
-            "start",
-            "--head",
-            "--block",
-            f"--port={gcs}",
-            "--num-cpus=2",
-            "--include-dashboard=true",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={dashboard}",
-            f"--temp-dir={tempfile.mkdtemp(prefix='hmss-ray-', dir='/tmp')}",
-        ],
-        env=env,
-        cwd=ROOT,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+@pytest.fixture
+def rehearsal():
+    # a short state dir: Ray's socket paths under it must stay below 107 characters
+    state = tempfile.mkdtemp(prefix="hmss-rh-", dir="/tmp")
+    cluster = up(state, idle_timeout_minutes=0.1)
     try:
-        _wait_for_dashboard(dashboard, head)
-        sets = [arg for item in [*TINY, "tune.num_samples=1"] for arg in ("--set", item)]
-        job = _ray(
-            env,
-            "job",
-            "submit",
-            f"--address=http://127.0.0.1:{dashboard}",
-            "--working-dir",
-            ".",
-            "--",
-            "python",
-            "-m",
-            "hmss_ray.tune",
-            "--config",
-            "configs/demo.yaml",
-            "--space",
-            "tune_spaces/demo.yaml",
-            "--data",
-            local_shards,
-            "--storage",
-            str(tmp_path / "tune"),
-            "--registry",
-            str(tmp_path / "registry"),
-            "--name",
-            "job",
-            *sets,
-            timeout=420,
-        )
-        assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:]
-        assert "succeeded" in (job.stdout + job.stderr).lower()
+        yield cluster
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-    entry = tmp_path / "registry" / "job"
-    assert (entry / "generator.safetensors").exists() and (entry / "winner.json").exists()
+        down(state)
+
+
+def _prepare(data: str, bucket: str) -> list[str]:
+    return [
+        "python", "-m", "hmss_ray.prepare", "--data", data, "--out", f"{bucket}/shards",
+        "--config", "configs/demo.yaml", "--workers", "2", "--quiet",
+    ]  # fmt: skip
+
+
+def _tune(bucket: str, mlflow_uri: str) -> list[str]:
+    sets = [
+        *TINY,
+        f"tune.num_samples={TRIALS}",
+        f"tune.max_concurrent_trials={TRIALS}",
+        # the cloud config's GPU request, answered by the rehearsal's stand-in resource
+        "train.use_gpu=true",
+        "train.accelerator_resource=accel",
+        f"tune.mlflow_uri={mlflow_uri}",
+    ]
+    return [
+        "python", "-m", "hmss_ray.tune", "--config", "configs/demo.yaml",
+        "--space", "tune_spaces/demo.yaml", "--data", f"{bucket}/shards",
+        "--storage", f"{bucket}/tune", "--registry", f"{bucket}/registry", "--name", SEARCH,
+        *[arg for item in sets for arg in ("--set", item)],
+    ]  # fmt: skip
+
+
+def _keys(uri: str) -> list[str]:
+    fs, path = storage.resolve(uri)
+    from pyarrow import fs as pafs
+
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    return [i.path[len(path) + 1 :] for i in infos if i.type == pafs.FileType.File]
+
+
+def test_search_job_autoscales_from_zero_with_all_state_on_s3(
+    rehearsal, phantom_dir, local_shards, s3_bucket, tmp_path
+):
+    s3_env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    mlflow_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with NodeSampler(rehearsal) as nodes:
+        assert nodes.sample().workers == 0, "the rehearsal must start without worker nodes"
+        prepare = submit(rehearsal, _prepare(str(phantom_dir), s3_bucket), s3_env)
+        assert prepare.succeeded, prepare.output[-4000:]
+        assert "case task(s) ran on" in prepare.output
+        search = submit(rehearsal, _tune(s3_bucket, mlflow_uri), s3_env)
+        assert search.succeeded, search.output[-6000:]
+        done = nodes.mark("search done")
+        scale_down_s = wait_until(lambda: not rehearsal.workers(), 120, "worker nodes back to 0")
+    print(f"prepare {prepare.seconds:.0f} s, search {search.seconds:.0f} s, "
+          f"peak {nodes.peak} worker nodes, back to 0 {scale_down_s:.0f} s after")  # fmt: skip
+
+    # prepare as Ray tasks on the cluster wrote what the local process pool wrote, byte for byte
+    on_s3, local = read_manifest(f"{s3_bucket}/shards"), read_manifest(local_shards)
+    assert on_s3.content_hash == local.content_hash
+    assert [s.sha256 for s in on_s3.shards] == [s.sha256 for s in local.shards]
+
+    # the trials' Train workers ran on at least two autoscaled worker nodes, never on the head
+    train_nodes = set(actor_nodes(rehearsal, "RayTrainWorker"))
+    workers = {n.node_id for n in rehearsal.nodes() if not n.is_head}
+    assert len(train_nodes) >= 2 and train_nodes <= workers, (train_nodes, workers)
+    assert nodes.peak >= 2 and done is not None
+
+    # all state on S3: Tune's experiment state, every trial's checkpoints, report and registry
+    tune_keys = _keys(f"{s3_bucket}/tune/{SEARCH}")
+    assert any(k.startswith("experiment_state") for k in tune_keys), tune_keys[:20]
+    trial_checkpoints = {k.split("/")[1] for k in tune_keys if "/checkpoint" in k or "epoch_" in k}
+    assert len(trial_checkpoints) == TRIALS, tune_keys[:40]
+    rows = storage.read_text(f"{s3_bucket}/tune/{SEARCH}/report/results.csv").splitlines()
+    assert len(rows) == 1 + TRIALS, rows  # no trial failed or went missing
+    entry = f"{s3_bucket}/registry/{SEARCH}"
+    winner = json.loads(storage.read_text(f"{entry}/winner.json"))
+    assert "generator.safetensors" in _keys(entry)
+    assert winner["data_manifest_hash"] == on_s3.data_hash
+
+    _check_mlflow(mlflow_uri, entry, winner)
+
+
+def _check_mlflow(uri: str, entry: str, winner: dict) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.get_experiment_by_name(SEARCH)
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == TRIALS and {r.info.status for r in runs} == {"FINISHED"}
+    for run in runs:
+        assert set(winner["params"]) <= set(run.data.params), run.data.params  # dotted keys
+        epochs = client.get_metric_history(run.info.run_id, "score")
+        assert sorted(m.step for m in epochs) == [1, 2]  # one point per epoch
+    (version,) = client.search_model_versions(f"name = '{SEARCH}'")
+    assert version.source == entry
+    assert version.tags["data_manifest_hash"] == winner["data_manifest_hash"]
+    assert version.tags["trial_id"] == winner["trial_id"]
+    run = client.get_run(version.run_id)
+    assert run.data.tags["hmss.trial_id"] == winner["trial_id"]
