@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-minutes", type=float, default=0.1, help="node idle timeout")
     parser.add_argument("--json", default=f"outputs/bench/{NAME}.json", help="figures as JSON")
     parser.add_argument("--max-seconds", type=int, default=600, help="abort after this long")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work dir (phantoms, mlflow.db) and logs"
+    )
     return parser
 
 
@@ -251,7 +255,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         figures["timeline"] = [(round(s.t, 1), s.workers, s.replicas) for s in sampler.samples]
         figures["marks"] = {k: round(v, 1) for k, v in sampler.marks.items()}
     finally:
-        down(state)
+        down(state, keep=args.keep)
+        if args.keep:
+            print(f"kept: {workdir} (mlflow.db, phantom/), cluster logs in {state}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     return figures
 
 

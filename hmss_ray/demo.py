@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -77,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
     data, shards = out / "phantom", str(out / "shards")
     config = str(ROOT / "configs" / "demo.yaml")
     overrides = QUICK if args.quick else []
-    cfg = load_config(config, overrides)
+    # the trials as MLflow runs and the winner as a model version, when MLflow is installed
+    mlflow_uri = f"sqlite:///{out}/mlflow.db" if importlib.util.find_spec("mlflow") else None
+    tracking = [f"tune.mlflow_uri={mlflow_uri}"] if mlflow_uri else []
+    cfg = load_config(config, [*overrides, *tracking])
     t_all = time.perf_counter()
 
     t0 = _step(1, f"phantom data: {args.cases} brain cases + 1 corrupt -> {data}")
@@ -157,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  figures:  {report}/*.png")
     print(f"  search:   {storage.join(str(out / 'tune'), 'demo', 'report', 'results.md')}")
     print(f"  registry: {entry}")
+    if mlflow_uri:
+        print(f"  MLflow:   mlflow ui --backend-store-uri {mlflow_uri}")
     return code
 
 

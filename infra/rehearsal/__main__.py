@@ -1,10 +1,11 @@
-"""``python -m infra.rehearsal up|down|status|env|runtime-env``: the one-machine rehearsal cluster.
+"""``python -m infra.rehearsal up|down|status|env|runtime-env|serve``: the rehearsal cluster.
 
     python -m infra.rehearsal up --s3           # head + autoscaler (+ an S3 server on loopback)
     eval "$(python -m infra.rehearsal env)"      # RAY_ADDRESS, token path, S3 endpoint
     ray job submit --working-dir . --runtime-env-json "$(python -m infra.rehearsal runtime-env)" \\
         -- python -m hmss_ray.tune ... --set train.accelerator_resource=accel
     python -m infra.rehearsal status             # nodes by type, alive now
+    python -m infra.rehearsal serve --model s3://hmss-data/registry/demo   # GPU Serve config
     python -m infra.rehearsal down               # stops exactly what `up` started
 """
 
@@ -33,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "command", choices=["up", "down", "status", "env", "runtime-env"], help="what to do"
+        "command",
+        choices=["up", "down", "status", "env", "runtime-env", "serve"],
+        help="what to do",
     )
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help="state dir (one cluster)")
     parser.add_argument("--s3", action="store_true", help="up: also start an S3 server (moto)")
@@ -41,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle-timeout-minutes", type=float, help="up: worker nodes leave after this long idle"
     )
     parser.add_argument("--keep-logs", action="store_true", help="down: keep the state dir")
+    parser.add_argument("--model", help="serve: the registry entry to deploy (s3://...)")
+    parser.add_argument("--port", type=int, default=8000, help="serve: HTTP port on 127.0.0.1")
     return parser
 
 
@@ -89,9 +94,23 @@ def command(args: argparse.Namespace) -> int:
     elif args.command == "env":
         env = _require(args.state).cli_env()
         print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items()))
+    elif args.command == "serve":
+        _serve(_require(args.state), args.model, args.port)
     else:
         print(json.dumps(runtime_env()))
     return 0
+
+
+def _serve(rehearsal: Rehearsal, model: str | None, port: int) -> None:
+    from infra.rehearsal import serving
+
+    if not model:
+        raise RehearsalError("serve needs --model: a registry entry such as s3://bucket/registry/x")
+    config = serving.serve_config(model, port, runtime_env()["env_vars"])
+    serving.deploy(rehearsal, config)
+    low, high = serving.replica_bounds(config)
+    url = f"http://127.0.0.1:{port}"
+    print(f"deploying {model}: {low}-{high} replicas, one accel node each, behind {url}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

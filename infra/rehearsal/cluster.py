@@ -88,14 +88,21 @@ class Rehearsal:
         return f"http://127.0.0.1:{self.s3_port}" if self.s3_port else None
 
     def cli_env(self) -> dict[str, str]:
-        """What the ``ray`` / ``serve`` CLIs need to reach this cluster (no secret: a path)."""
+        """What Ray's CLIs and drivers need to reach this cluster (no secret: the token's path).
+
+        ``RAY_ADDRESS`` is the GCS, for ``ray.init`` / ``ray status`` / our commands (which then
+        attach, as inside a job); the job CLI takes ``RAY_API_SERVER_ADDRESS`` first and the
+        Serve CLI ``RAY_DASHBOARD_ADDRESS``, both the dashboard.
+        """
         env = {
-            "RAY_ADDRESS": self.address,
+            "RAY_ADDRESS": self.gcs_address,
+            "RAY_API_SERVER_ADDRESS": self.address,
+            "RAY_DASHBOARD_ADDRESS": self.address,
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN_PATH": str(self.token_path),
         }
-        if self.s3_endpoint:
-            env["AWS_ENDPOINT_URL"] = self.s3_endpoint
+        if self.s3_endpoint:  # moto's region; credentials: any pair (moto checks none)
+            env.update(AWS_ENDPOINT_URL=self.s3_endpoint, AWS_DEFAULT_REGION="us-east-1")
         return env
 
     def headers(self) -> dict[str, str]:
@@ -242,7 +249,10 @@ def up(
     running = Rehearsal.load(state)
     if running is not None and _alive(running.head_pid):
         raise RehearsalError(f"a rehearsal is already up in {state}: `down` it first")
-    shutil.rmtree(state, ignore_errors=True)
+    if running is not None:
+        down(state)  # a crashed one: its leftovers go first
+    elif state.exists() and any(state.iterdir()):
+        raise RehearsalError(f"{state} is not empty and holds no rehearsal: choose another --state")
     (state / "ray").mkdir(parents=True)
     token_path = state / TOKEN_FILE
     token_path.touch(mode=0o600)
