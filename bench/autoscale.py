@@ -10,13 +10,17 @@ from min to max replicas under a bounded load and back (issue 17).
    node); ``--clients`` threads POST a phantom MR (at most ``--max-requests``, ``--load-seconds``)
    until the replicas reach the maximum; then the load stops and the replicas go back to the
    minimum, sampled the same way.
-4. Serve is shut down, the worker nodes go back to 0, and everything is torn down.
+4. Serve is shut down and the worker nodes go back to 0.
+5. ``prepare`` is submitted as a job on the same phantom folder (every case a Ray task on the
+   worker nodes it brings up): its nodes, its time, and whether its shards are byte-identical to
+   the ones prepared locally in step 1. Then everything is torn down.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import shutil
 import statistics
@@ -111,6 +115,32 @@ def tune_command(bucket: str, trials: int, mlflow_uri: str) -> list[str]:
         "--storage", f"s3://{bucket}/tune", "--registry", f"s3://{bucket}/registry",
         "--name", SEARCH, *[arg for item in sets for arg in ("--set", item)],
     ]  # fmt: skip
+
+
+def prepare_phase(rehearsal, env: dict, workdir: Path, bucket: str) -> dict[str, Any]:
+    """``prepare`` as a job from 0 worker nodes; its shards against the locally prepared ones."""
+    from hmss_ray.data.manifest import read_manifest
+    from infra.rehearsal.cluster import wait_until
+    from infra.rehearsal.jobs import submit
+
+    command = [
+        "python", "-m", "hmss_ray.prepare", "--data", str(workdir / "phantom"),
+        "--out", f"s3://{bucket}/shards-ray", "--config", "configs/demo.yaml",
+        "--workers", "2", "--quiet",
+    ]  # fmt: skip
+    job = submit(rehearsal, command, env, timeout=300)
+    if not job.succeeded:
+        raise SystemExit(f"error: the prepare job failed:\n{job.output[-4000:]}")
+    ran = re.search(r"(\d+) case task\(s\) ran on (\d+) Ray node", job.output)
+    wait_until(lambda: not rehearsal.workers(), 180, "worker nodes back to 0 after prepare")
+    local = read_manifest(f"s3://{bucket}/shards")
+    on_ray = read_manifest(f"s3://{bucket}/shards-ray")
+    return {
+        "prepare_s": round(job.seconds, 1),
+        "prepare_case_tasks": int(ran.group(1)) if ran else None,
+        "prepare_nodes": int(ran.group(2)) if ran else None,
+        "prepare_identical": on_ray.content_hash == local.content_hash,
+    }
 
 
 def mlflow_statuses(uri: str) -> list[str]:
@@ -250,6 +280,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             model = f"s3://{bucket}/registry/{SEARCH}"
             figures.update(serve_phase(rehearsal, sampler, model, env, mr, args))
             wait_until(lambda: not rehearsal.workers(), 180, "worker nodes back to 0 after Serve")
+            figures.update(prepare_phase(rehearsal, env, workdir, bucket))
             figures["final_worker_nodes"] = len(rehearsal.workers())
         figures["serve_replicas_peak"] = sampler.peak_replicas
         figures["timeline"] = [(round(s.t, 1), s.workers, s.replicas) for s in sampler.samples]
@@ -290,7 +321,13 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> str:
         ),
         ("Serve back to min after load", f"{f['serve_scale_down_s']} s", ""),
         ("request latency p50 / p95", f"{f['serve_p50_s']} / {f['serve_p95_s']} s", ""),
-        ("final worker nodes", f["final_worker_nodes"], "after Serve shut down"),
+        (
+            "prepare as a job",
+            f"{f['prepare_s']} s",
+            f"{f['prepare_case_tasks']} case tasks on {f['prepare_nodes']} nodes; "
+            f"byte-identical: {f['prepare_identical']}",
+        ),
+        ("final worker nodes", f["final_worker_nodes"], "after Serve and prepare"),
     ]
     timeline = " ".join(str(w) for _, w, _ in f["timeline"][:: max(1, len(f["timeline"]) // 60)])
     return table(["rehearsal", "value", "note"], rows) + f"\n\nworker nodes over time: {timeline}"

@@ -40,6 +40,9 @@ class SearchResult:
     rows: list[TrialRow]
 
 
+HEAD_NODE_RESOURCE = "node:__internal_head__"  # Ray gives the head node 1 of it
+
+
 class SearchInterrupted(RuntimeError):
     """The search stopped before every trial finished; its state is saved for a resume."""
 
@@ -136,9 +139,11 @@ def _trainable(cfg: ExperimentConfig, data_uri: str, train_storage: str):
     fn = tune.with_parameters(
         train_driver, base=cfg.to_dict(), data_uri=data_uri, storage_uri=train_storage
     )
-    # the driver only waits on its TorchTrainer, whose workers ask for their own resources;
-    # Tune refuses an empty request, so the driver holds a token 1% of a CPU
-    return tune.with_resources(fn, {"CPU": 0.01})
+    # The driver only waits on its TorchTrainer, whose workers ask for their own resources. It
+    # runs on the head (every Ray has one; Tune refuses an empty request): Ray Train's controller
+    # and Ray Data's coordinators and detached singletons follow the driver's node, and on a
+    # worker node they would keep it from ever going idle, so the autoscaler could not remove it.
+    return tune.with_resources(fn, {"CPU": 0, HEAD_NODE_RESOURCE: 0.01})
 
 
 def run_search(

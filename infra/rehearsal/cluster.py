@@ -38,6 +38,7 @@ STATE_FILE = "state.json"
 TOKEN_FILE = "auth_token"
 # The autoscaler looks every 5 s by default; 2 s makes a one-machine rehearsal snappier.
 UPDATE_INTERVAL_S = "2"
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray uses 127.0.0.1 as the node address
 
 
 class RehearsalError(RuntimeError):
@@ -100,6 +101,8 @@ class Rehearsal:
             "RAY_DASHBOARD_ADDRESS": self.address,
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN_PATH": str(self.token_path),
+            # as on the nodes: 127.0.0.1 stays 127.0.0.1 (Ray would swap in the host's address)
+            LOOPBACK_ONLY: "0",
         }
         if self.s3_endpoint:  # moto's region; credentials: any pair (moto checks none)
             env.update(AWS_ENDPOINT_URL=self.s3_endpoint, AWS_DEFAULT_REGION="us-east-1")
@@ -200,7 +203,7 @@ def _node_env(state_dir: Path, token_path: Path, metrics_port: int) -> dict[str,
             "AUTOSCALER_UPDATE_INTERVAL_S": UPDATE_INTERVAL_S,
             # Ray's laptop mode: every node (the fake workers too) binds 127.0.0.1, never the
             # machine's network address
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            LOOPBACK_ONLY: "0",
             "AUTOSCALER_METRIC_PORT": str(metrics_port),
             # what `ray up` does with file_mounts + `pip install -e`: nodes import this checkout,
             # and a job's `python` is the one of this environment

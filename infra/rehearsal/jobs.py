@@ -55,10 +55,20 @@ def submit(
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(rehearsal.cli_env())
     t0 = time.monotonic()
-    done = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    try:
+        done = subprocess.run(
+            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:  # what it printed so far says where it stood
+        partial = "".join(_text(x) for x in (exc.stdout, exc.stderr))
+        return Job(-1, f"{partial}\n[ray job submit still running after {timeout:.0f} s]", timeout)
     return Job(done.returncode, done.stdout + done.stderr, time.monotonic() - t0)
+
+
+def _text(data: str | bytes | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode(errors="replace")
+    return data or ""
 
 
 @dataclass
@@ -143,3 +153,14 @@ def actor_nodes(rehearsal: Rehearsal, class_name: str) -> list[str]:
     """The node ids of every actor of ``class_name`` the cluster ran (finished ones included)."""
     rows = rehearsal.get("/api/v0/actors?limit=10000&detail=1")["data"]["result"]["result"]
     return [row["node_id"] for row in rows if row.get("class_name") == class_name]
+
+
+def node_holders(rehearsal: Rehearsal) -> dict[str, list[str]]:
+    """For each alive worker node (by type and id), the actors alive on it: what keeps it busy."""
+    rows = rehearsal.get("/api/v0/actors?limit=10000&detail=1")["data"]["result"]["result"]
+    alive = {n.node_id: f"{n.node_type} {n.node_id[-5:]}" for n in rehearsal.workers()}
+    held: dict[str, list[str]] = {name: [] for name in alive.values()}
+    for row in rows:
+        if row.get("state") != "DEAD" and row.get("node_id") in alive:
+            held[alive[row["node_id"]]].append(row.get("class_name", "?"))
+    return held

@@ -122,16 +122,25 @@ def test_head_node_takes_no_training(cluster):
     assert head.get("max_workers", 0) == 0
 
 
-def test_gpu_worker_types_scale_from_zero_under_a_ceiling(cluster):
+def test_worker_types_scale_from_zero_under_a_ceiling(cluster):
     workers = worker_types(cluster)
     gpus = {name: node["resources"].get("GPU", 0) for name, node in workers.items()}
     assert {1, 8} <= set(gpus.values()), f"want a 1-GPU and an 8-GPU type, got {gpus}"
     for name, node in workers.items():
         assert node["min_workers"] == 0, f"{name} must scale from zero"
         assert 1 <= node["max_workers"] <= cluster["max_workers"], name
-        assert gpus[name] >= 1, f"{name} has no GPU resources"
     assert cluster["upscaling_speed"] > 0
     assert 0 < cluster["idle_timeout_minutes"] <= 60
+
+
+def test_cpu_only_work_has_a_cpu_node_type(cluster):
+    # else the autoscaler meets a prepare or Ray Data task with a GPU node
+    cpu_types = [
+        name for name, node in worker_types(cluster).items() if not node["resources"].get("GPU")
+    ]
+    assert cpu_types, "no CPU-only worker type"
+    groups = load(KUBERAY / "raycluster.yaml")["spec"]["workerGroupSpecs"]
+    assert any(not any(gpu_limit(c) for c in containers(g)) for g in groups)
 
 
 def test_cluster_runs_the_project_image_and_installs_the_package(cluster):
@@ -192,7 +201,8 @@ def test_rehearsal_has_the_clouds_node_types_with_accel_for_gpus(cluster, rehear
     for name, node in local.items():
         assert node["min_workers"] == cloud[name]["min_workers"] == 0, name
         assert 1 <= node["max_workers"] <= cloud[name]["max_workers"], name
-        assert node["resources"][rehearsal.ACCELERATOR] == cloud[name]["resources"]["GPU"], name
+        gpus = cloud[name]["resources"].get("GPU", 0)
+        assert node["resources"].get(rehearsal.ACCELERATOR, 0) == gpus, name
         assert "GPU" not in node["resources"], f"{name}: no CUDA here, the GPU is `accel`"
     head = rehearsal_yaml["available_node_types"][rehearsal_yaml["head_node_type"]]
     assert head["resources"] == {"CPU": 0} and head["max_workers"] == 0, "no training on the head"
