@@ -107,6 +107,7 @@ def tune_command(bucket: str, trials: int, mlflow_uri: str) -> list[str]:
         f"tune.max_concurrent_trials={trials}",
         "train.use_gpu=true",
         "train.accelerator_resource=accel",
+        "train.cpus_per_worker=1.5",  # one Train worker per (2-CPU) node, as with 1 GPU per node
         f"tune.mlflow_uri={mlflow_uri}",
     ]
     return [

@@ -24,8 +24,8 @@ from hmss_ray.config import ExperimentConfig
 from hmss_ray.data.manifest import read_manifest
 from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.train.trainer import build_trainer
+from hmss_ray.tune import release, tracking
 from hmss_ray.tune import report as search_report
-from hmss_ray.tune import tracking
 from hmss_ray.tune.report import TrialRow
 from hmss_ray.tune.space import SearchSpace, validate_space
 
@@ -65,6 +65,7 @@ def train_driver(params: dict[str, Any], base: dict, data_uri: str, storage_uri:
     trainer = build_trainer(
         cfg, data_uri, storage_uri, name=f"trial-{trial_id}", callbacks=[TuneReportCallback()]
     )
+    release.remember(trainer.train_run_context.run_id)  # see hmss_ray/tune/release.py
     trainer.fit()
 
 
@@ -143,7 +144,7 @@ def _trainable(cfg: ExperimentConfig, data_uri: str, train_storage: str):
     # runs on the head (every Ray has one; Tune refuses an empty request): Ray Train's controller
     # and Ray Data's coordinators and detached singletons follow the driver's node, and on a
     # worker node they would keep it from ever going idle, so the autoscaler could not remove it.
-    return tune.with_resources(fn, {"CPU": 0, HEAD_NODE_RESOURCE: 0.01})
+    return tune.with_resources(release.releasing(fn), {"CPU": 0, HEAD_NODE_RESOURCE: 0.01})
 
 
 def run_search(

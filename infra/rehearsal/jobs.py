@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from infra.rehearsal.cluster import ROOT, Rehearsal
+from infra.rehearsal.provider import nodes_dir
 
 
 @dataclass
@@ -149,10 +151,15 @@ def serve_replicas(rehearsal: Rehearsal, app: str) -> int:
     )
 
 
-def actor_nodes(rehearsal: Rehearsal, class_name: str) -> list[str]:
-    """The node ids of every actor of ``class_name`` the cluster ran (finished ones included)."""
+def actor_nodes(rehearsal: Rehearsal, class_name: str, alive: bool = False) -> list[str]:
+    """The node ids of every actor of ``class_name`` the cluster ran, one per actor (finished
+    ones included, unless ``alive``)."""
     rows = rehearsal.get("/api/v0/actors?limit=10000&detail=1")["data"]["result"]["result"]
-    return [row["node_id"] for row in rows if row.get("class_name") == class_name]
+    return [
+        row["node_id"]
+        for row in rows
+        if row.get("class_name") == class_name and (row.get("state") == "ALIVE" or not alive)
+    ]
 
 
 def node_holders(rehearsal: Rehearsal) -> dict[str, list[str]]:
@@ -164,3 +171,23 @@ def node_holders(rehearsal: Rehearsal) -> dict[str, list[str]]:
         if row.get("state") != "DEAD" and row.get("node_id") in alive:
             held[alive[row["node_id"]]].append(row.get("class_name", "?"))
     return held
+
+
+def kill_node(rehearsal: Rehearsal, node_id: str) -> int:
+    """SIGKILL a worker node's raylet and agents, as if its machine were lost; how many processes.
+
+    Found by the node's own temp dir in their command lines (``provider.py`` gives each node one);
+    the node's workers notice their raylet is gone and exit, and the GCS marks the node dead.
+    """
+    temp_dir = f"{nodes_dir(rehearsal.state_dir) / node_id[-5:]}/".encode()
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if temp_dir in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue  # gone, or not ours to read
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)

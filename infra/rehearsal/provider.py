@@ -9,7 +9,7 @@ which is also where its logs, sockets and spilled objects go.
 
 Named in ``infra/rehearsal/cluster.yaml`` as ``provider: {type: external, module: ...}``; it runs
 inside the autoscaler (the head's ``monitor.py``). The body of :meth:`_create_node_with_resources_
-and_labels` follows Ray's own, plus ``temp_dir``.
+and_labels` follows Ray's own, plus ``temp_dir`` and the node status noted there.
 """
 
 from __future__ import annotations
@@ -82,6 +82,11 @@ class RehearsalNodeProvider(FakeMultiNodeProvider):
                 TAG_RAY_NODE_STATUS: STATUS_UP_TO_DATE,
             }
             all_tags.update(tags)
+            # Ray's provider lets the launch tag ("uninitialized") win, and its tags are read-only:
+            # a node stayed "uninitialized" for good, and the autoscaler, which watches only
+            # up-to-date nodes' heartbeats, never replaced a lost one. There is no updater to
+            # wait for: a fake node is up to date once started.
+            all_tags[TAG_RAY_NODE_STATUS] = STATUS_UP_TO_DATE
             self._nodes[next_id] = {"tags": all_tags, "node": node}
 
 
