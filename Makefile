@@ -53,7 +53,8 @@ cluster-status: $(STAMP)
 cluster-down: $(STAMP)
 	$(PY) -m infra.rehearsal down
 
-# the search as a job on the rehearsal, autoscaled from 0 worker nodes and back (about 2.5 min)
+# the search as a job on the rehearsal, autoscaled from 0 worker nodes and back, a node lost
+# mid-search (`slow`: about 7 min; `make test` runs only the quick test_rehearsal.py)
 cluster-test: $(STAMP)
 	$(PY) -m pytest tests/integration/test_cluster_job.py $(PYTEST_ARGS)
 

@@ -261,7 +261,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if not job.succeeded:
                 raise SystemExit(f"error: the search job failed:\n{job.output[-4000:]}")
             ended = sampler.mark("search ended")
-            wait_until(lambda: not rehearsal.workers(), 180, "worker nodes back to 0")
+            # a sample taken after the job's end, at 0 (the nodes may be gone already: the
+            # driver writes the report and registry after the last trial)
+            wait_until(
+                lambda: sampler.samples[-1].t > ended and sampler.samples[-1].workers == 0,
+                180,
+                "worker nodes back to 0",
+            )
             peak = max((s.workers for s in sampler.samples if s.t <= ended), default=0)
             figures.update(
                 search_s=round(job.seconds, 1),
