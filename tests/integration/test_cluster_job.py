@@ -63,6 +63,9 @@ def _tune(bucket: str, mlflow_uri: str) -> list[str]:
         # a node (2 CPUs) holds one Train worker: the trials need two nodes, and data tasks
         # their own CPUs
         "train.cpus_per_worker=1.5",
+        # a lost node can cost more than one restart: a retry may be scheduled before the GCS
+        # has declared the node dead
+        "train.max_failures=3",
         f"tune.mlflow_uri={mlflow_uri}",
     ]
     return [
