@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-all lint format bench clean cluster-test gpu-check
+.PHONY: venv demo test test-all lint format bench clean gpu-check cluster-up cluster-status \
+	cluster-down cluster-test bench-autoscale
 
 venv: $(STAMP)
 
@@ -46,6 +47,25 @@ bench: $(STAMP)
 # elsewhere it says there is no GPU and exits 0 (scripts/gpu_check.sh)
 gpu-check:
 	@bash scripts/gpu_check.sh
+
+# the rehearsal cluster: Ray's fake multi-node autoscaler on this machine with the cloud's node
+# types, plus an S3 server on loopback (README, "Running hmss-ray on a GPU cluster")
+cluster-up: $(STAMP)
+	$(PY) -m infra.rehearsal up --s3
+
+cluster-status: $(STAMP)
+	$(PY) -m infra.rehearsal status
+
+cluster-down: $(STAMP)
+	$(PY) -m infra.rehearsal down
+
+# the search as a job on the rehearsal, autoscaled from 0 worker nodes and back, a node lost
+# mid-search (`slow`: about 7 min; `make test` runs only the quick test_rehearsal.py)
+cluster-test: $(STAMP)
+	$(PY) -m pytest tests/integration/test_cluster_job.py $(PYTEST_ARGS)
+
+bench-autoscale: $(STAMP)
+	$(PY) -m bench.autoscale
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

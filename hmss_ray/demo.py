@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from dataclasses import dataclass
@@ -120,7 +121,10 @@ def run(args: argparse.Namespace) -> int:
     plan = EDITIONS[args.edition]
     cases = args.cases if args.cases is not None else plan.cases
     overrides = [*plan.overrides, *(QUICK if args.quick else [])]
-    cfg = load_config(config, overrides)
+    # the trials as MLflow runs and the winner as a model version, when MLflow is installed
+    mlflow_uri = f"sqlite:///{out}/mlflow.db" if importlib.util.find_spec("mlflow") else None
+    tracking = [f"tune.mlflow_uri={mlflow_uri}"] if mlflow_uri else []
+    cfg = load_config(config, [*overrides, *tracking])
     t_all = time.perf_counter()
 
     if args.data:
@@ -204,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  figures:  {report}/*.png")
     print(f"  search:   {storage.join(str(out / 'tune'), 'demo', 'report', 'results.md')}")
     print(f"  registry: {entry}")
+    if mlflow_uri:
+        print(f"  MLflow:   mlflow ui --backend-store-uri {mlflow_uri}")
     return code
 
 

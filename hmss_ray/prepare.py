@@ -6,6 +6,7 @@ The work is :func:`hmss_ray.data.prepare.prepare_dataset`; this module parses an
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -17,6 +18,8 @@ EXAMPLES = """examples:
   python -m hmss_ray.prepare --data data/phantom --out data/shards
   python -m hmss_ray.prepare --data /data/SynthRAD2023/Task1 --out s3://bucket/shards \\
       --config configs/brain.yaml --set data.context_slices=1 --workers 8
+  ray job submit --working-dir . -- python -m hmss_ray.prepare --data /shared/Task1 \\
+      --out s3://bucket/shards --workers 8        # cases as Ray tasks over the cluster's nodes
 
 exit status: 0 written (skipped cases are listed), 1 nothing usable, 2 bad arguments or config,
 3 --strict and some case has a problem (nothing written)
@@ -37,7 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cli.add_config_args(parser)
     parser.add_argument("--strict", action="store_true", help="any bad case fails the run (exit 3)")
-    parser.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="processes (default 1); with Ray, 2 x N cases in flight as Ray tasks",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ray", action="store_true",
+        help="run cases as Ray tasks (the default when RAY_ADDRESS is set, e.g. in a Ray job); "
+        "--data must then be readable from every node",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -49,10 +60,15 @@ def command(args: argparse.Namespace) -> int:
     cfg = cli.config_from_args(args)
     if args.workers < 1:
         raise cli.UserError(f"--workers must be >= 1, got {args.workers}")
+    on_ray = args.ray or bool(os.environ.get("RAY_ADDRESS"))
+    if on_ray:
+        from hmss_ray.cluster import init_ray
+
+        init_ray()
     try:
         report = prepare_dataset(
-            args.data, args.out, cfg, workers=args.workers, strict=args.strict,
-            progress=not args.quiet,
+            args.data, args.out, cfg, workers=args.workers, ray_tasks=on_ray,
+            strict=args.strict, progress=not args.quiet,
         )  # fmt: skip
     except PrepareError as exc:
         print(f"error: {exc}", file=sys.stderr)

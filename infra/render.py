@@ -1,13 +1,16 @@
-"""Regenerate the parts of the KubeRay manifests that are copies of another file.
+"""Regenerate the deployment files (or the parts of them) that are copies of another file.
 
-Two blocks are never edited by hand, so they cannot drift from their source:
+These are never edited by hand, so they cannot drift from their source:
 
 - ``spec.serveConfigV2`` of ``infra/kuberay/rayservice.yaml`` is ``serve/hmss.yaml`` (the file
   ``serve run`` / ``serve deploy`` take) with the HTTP host set to all interfaces, as a pod needs.
 - ``spec.rayClusterSpec`` of ``infra/kuberay/rayjob.yaml`` is the ``spec`` of
   ``infra/kuberay/raycluster.yaml``, copied as text so its comments come along.
+- ``infra/rehearsal/cluster.yaml``, the one-machine rehearsal cluster, is derived whole from
+  ``infra/aws/cluster.yaml`` (same node types; GPUs as the custom resource ``accel``).
 
-The blocks are replaced in place, so the hand-written rest of each manifest keeps its comments.
+The KubeRay blocks are replaced in place, so the hand-written rest of each manifest keeps its
+comments.
 
     python -m infra.render            # rewrite the generated blocks
     python -m infra.render --check    # exit 1 when a committed manifest is stale (CI, tests)
@@ -23,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from infra.rehearsal import config as rehearsal
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_CONFIG = ROOT / "serve" / "hmss.yaml"
@@ -130,6 +135,7 @@ def rendered(serve_path: Path = SERVE_CONFIG, out: Path | None = None) -> dict[P
     return {
         service_out: render_rayservice(serve_path, RAYSERVICE.read_text()),
         RAYJOB: render_rayjob(RAYCLUSTER.read_text(), RAYJOB.read_text()),
+        rehearsal.REHEARSAL_CLUSTER: rehearsal.render_text(rehearsal.AWS_CLUSTER),
     }
 
 

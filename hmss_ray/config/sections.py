@@ -7,6 +7,7 @@ value and what is allowed. Choices are ``StrEnum`` members (their YAML form is t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -61,6 +62,12 @@ def _axial_axcodes(codes: str) -> bool:
     pairs = ("LR", "PA", "IS")
     used = sorted(i for c in codes for i, pair in enumerate(pairs) if c in pair)
     return len(codes) == 3 and used == [0, 1, 2] and codes[2] in "IS"
+
+
+# Ray's own resources: none of them stands for an accelerator
+RAY_BUILTIN_RESOURCES = ("CPU", "memory", "object_store_memory")
+RESOURCE_NAME = re.compile(r"[A-Za-z][\w.\-/]*")
+MLFLOW_SCHEMES = ("file", "sqlite", "http", "https", "postgresql", "mysql", "databricks")
 
 
 class Norm(StrEnum):
@@ -270,6 +277,10 @@ class TrainConfig(Section):
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 1.0
+    # the Ray resource a worker holds gpus_per_worker of when use_gpu is true: GPU on a real
+    # cluster; a custom resource (the rehearsal's `accel`) stands in for it where there is no
+    # CUDA, and the worker then computes on its CPU
+    accelerator_resource: str = "GPU"
     mixed_precision: MixedPrecision = MixedPrecision.AUTO
     keep_checkpoints: int = 2
     max_failures: int = 1
@@ -297,6 +308,25 @@ class TrainConfig(Section):
         self.require("gpus_per_worker", self.gpus_per_worker > 0 or not self.use_gpu,
                      "must be > 0 when train.use_gpu is true")  # fmt: skip
         self.at_least(-1, "max_failures")  # -1: retry forever (Ray's convention)
+        name = self.accelerator_resource
+        self.require(
+            "accelerator_resource",
+            bool(RESOURCE_NAME.fullmatch(name)) and name not in RAY_BUILTIN_RESOURCES,
+            "must name a Ray resource such as GPU (a cloud GPU) or accel (the rehearsal's "
+            f"stand-in), not one of {list(RAY_BUILTIN_RESOURCES)}",
+        )
+
+    def worker_resources(self) -> dict[str, float]:
+        """What each Ray Train worker asks the scheduler (and so the autoscaler) for."""
+        resources = {"CPU": self.cpus_per_worker}
+        if self.use_gpu:
+            resources[self.accelerator_resource] = self.gpus_per_worker
+        return resources
+
+    @property
+    def cuda(self) -> bool:
+        """Whether workers run on CUDA: a GPU is requested, not a stand-in for one."""
+        return self.use_gpu and self.accelerator_resource == "GPU"
 
 
 @dataclass(frozen=True)
@@ -318,6 +348,11 @@ class TuneConfig(Section):
     seed: int = 0
     registry: str = "outputs/registry"
     name: str = "hmss"
+    # MLflow tracking (off when null): a run per trial, the winner as a model version. A
+    # tracking server URI (http://...) on a cluster; sqlite:///abs/path.db or file:///abs/path
+    # on one machine (the Tune driver writes it)
+    mlflow_uri: str | None = None
+    mlflow_experiment: str | None = None  # default: the search name
 
     def __post_init__(self) -> None:
         self.at_least(1, "num_samples", "max_concurrent_trials")
@@ -328,6 +363,16 @@ class TuneConfig(Section):
         self.positive("fid_ref")
         self.require("registry", bool(self.registry.strip()), "must name a path or s3:// URI")
         self.require("name", bool(self.name.strip()), "must not be empty")
+        uri = self.mlflow_uri
+        self.require(
+            "mlflow_uri",
+            uri is None or uri == "databricks" or uri.split(":", 1)[0] in MLFLOW_SCHEMES[:-1],
+            f"must be null or an MLflow tracking URI with a scheme, one of {list(MLFLOW_SCHEMES)} "
+            "(e.g. sqlite:////abs/mlflow.db, http://mlflow:5000)",
+        )
+        experiment = self.mlflow_experiment
+        self.require("mlflow_experiment", experiment is None or bool(experiment.strip()),
+                     "must be null (the search name) or a name")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -298,13 +298,17 @@ def prepare_dataset(
     cfg: ExperimentConfig | None = None,
     *,
     workers: int = 1,
+    ray_tasks: bool = False,
     strict: bool = False,
     progress: bool = False,
 ) -> PrepareReport:
     """Prepare every case under ``data_dir`` into shards + manifest at ``out_uri``.
 
     Args:
-        workers: processes for validation and preprocessing (1 = in this process).
+        workers: processes for validation and preprocessing (1 = in this process); with
+            ``ray_tasks``, up to 2 x ``workers`` cases in flight at once.
+        ray_tasks: run each case as a Ray task on the Ray this process joined (a cluster's
+            nodes); the output is byte-identical to the process pool's.
         strict: any problem fails the run before anything is written; ``report.manifest`` is
             None then.
     """
@@ -313,7 +317,7 @@ def prepare_dataset(
     if not refs:
         raise PrepareError(_nothing_found(data_dir, cfg.data.regions))
     run = _Run(out_uri, cfg.data)
-    pool = case_pool(workers)
+    pool = case_pool(workers, ray_tasks)
     try:
         # pass 1 validates every case, so only usable patients are split and the cap is exact
         checked = map_cases(partial(check_case, cfg=cfg.data), refs, pool, 2 * workers)

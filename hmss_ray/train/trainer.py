@@ -46,15 +46,12 @@ def build_trainer(
 ) -> TorchTrainer:
     """A TorchTrainer for one training run of ``cfg`` on the shards at ``data_uri``."""
     t = cfg.train
-    resources: dict[str, float] = {"CPU": t.cpus_per_worker}
-    if t.use_gpu:
-        resources["GPU"] = t.gpus_per_worker
     loop_config = LoopConfig(cfg, data_uri, storage.join(storage_uri, name, "tensorboard"))
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config.to_dict(),
         scaling_config=ray.train.ScalingConfig(
-            num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources
+            num_workers=t.num_workers, use_gpu=t.cuda, resources_per_worker=t.worker_resources()
         ),
         datasets=build_datasets(data_uri, cfg),
         dataset_config=ray.train.DataConfig(execution_options={"train": ingest_options()}),

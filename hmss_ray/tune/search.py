@@ -27,6 +27,7 @@ from hmss_ray.data.manifest import read_manifest
 from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.train import schedule
 from hmss_ray.train.trainer import build_trainer
+from hmss_ray.tune import release, tracking
 from hmss_ray.tune import report as search_report
 from hmss_ray.tune.report import TrialRow
 from hmss_ray.tune.space import SearchSpace, validate_space
@@ -40,6 +41,9 @@ class SearchResult:
     registry_entry: str
     report: str
     rows: list[TrialRow]
+
+
+HEAD_NODE_RESOURCE = "node:__internal_head__"  # Ray gives the head node 1 of it
 
 
 class SearchInterrupted(RuntimeError):
@@ -64,6 +68,7 @@ def train_driver(params: dict[str, Any], base: dict, data_uri: str, storage_uri:
     trainer = build_trainer(
         cfg, data_uri, storage_uri, name=f"trial-{trial_id}", callbacks=[TuneReportCallback()]
     )
+    release.remember(trainer.train_run_context.run_id)  # see hmss_ray/tune/release.py
     trainer.fit()
 
 
@@ -115,7 +120,12 @@ def build_tuner(
             num_samples=t.num_samples,
             max_concurrent_trials=t.max_concurrent_trials,
         ),
-        run_config=tune.RunConfig(name=name, storage_path=path, storage_filesystem=fs),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=path,
+            storage_filesystem=fs,
+            callbacks=tracking.callbacks(cfg, name, data_uri),
+        ),
     )
 
 
@@ -139,9 +149,11 @@ def _trainable(cfg: ExperimentConfig, data_uri: str, train_storage: str):
     fn = tune.with_parameters(
         train_driver, base=cfg.to_dict(), data_uri=data_uri, storage_uri=train_storage
     )
-    # the driver only waits on its TorchTrainer, whose workers ask for their own resources;
-    # Tune refuses an empty request, so the driver holds a token 1% of a CPU
-    return tune.with_resources(fn, {"CPU": 0.01})
+    # The driver only waits on its TorchTrainer, whose workers ask for their own resources. It
+    # runs on the head (every Ray has one; Tune refuses an empty request): Ray Train's controller
+    # and Ray Data's coordinators and detached singletons follow the driver's node, and on a
+    # worker node they would keep it from ever going idle, so the autoscaler could not remove it.
+    return tune.with_resources(release.releasing(fn), {"CPU": 0, HEAD_NODE_RESOURCE: 0.01})
 
 
 def run_search(
@@ -191,4 +203,8 @@ def run_search(
             "data_manifest_hash": manifest.data_hash,
         },
     )
+    tags = {"data_manifest_hash": manifest.data_hash, "score": f"{winner.score:.6g}"}
+    tracked = tracking.register_winner(cfg, name, winner.trial_id, entry, entry_name, tags)
+    if tracked:
+        print(f"[hmss] MLflow: model {tracked.name} version {tracked.version} <- {entry}")
     return SearchResult(winner, entry, written, rows)

@@ -110,12 +110,42 @@ def test_in_channels_follow_context():
         ("serve.port=70000", "serve.port = 70000 is not allowed: must be a TCP port"),
         ("serve.min_replicas=3", "serve.min_replicas = 3 is not allowed: must be <= serve.max"),
         ("metrics.fid_max_slices=1", "metrics.fid_max_slices = 1 is not allowed: must be >= 2"),
+        ("train.accelerator_resource=CPU", "train.accelerator_resource = 'CPU' is not allowed"),
+        ("train.accelerator_resource=''", "must name a Ray resource such as GPU"),
+        ("tune.mlflow_uri=mlruns", "tune.mlflow_uri = 'mlruns' is not allowed: must be null or"),
+        ("tune.mlflow_uri=ftp://x", "an MLflow tracking URI with a scheme"),
+        ("tune.mlflow_experiment=' '", "tune.mlflow_experiment = ' ' is not allowed"),
     ],
 )
 def test_out_of_range_values_are_refused_with_key_value_and_range(override, message):
     with pytest.raises(ConfigError) as info:
         load_config(None, [override])
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "resources", "cuda"),
+    [
+        ([], {"CPU": 1.0}, False),
+        (["train.use_gpu=true"], {"CPU": 1.0, "GPU": 1.0}, True),
+        # the rehearsal's stand-in: the same request under another name, computed on the CPU
+        (
+            ["train.use_gpu=true", "train.accelerator_resource=accel"],
+            {"CPU": 1.0, "accel": 1.0},
+            False,
+        ),
+        (["train.accelerator_resource=accel"], {"CPU": 1.0}, False),
+    ],
+)
+def test_workers_ask_for_the_named_accelerator_resource(overrides, resources, cuda):
+    train = load_config(None, overrides).train
+    assert train.worker_resources() == resources
+    assert train.cuda is cuda
+
+
+@pytest.mark.parametrize("uri", ["sqlite:////tmp/m.db", "file:///tmp/mlruns", "http://mlf:5000"])
+def test_mlflow_uri_takes_tracking_uris(uri):
+    assert load_config(None, [f"tune.mlflow_uri={uri}"]).tune.mlflow_uri == uri
 
 
 def test_all_generator_weights_zero_is_refused():

@@ -9,6 +9,7 @@ manifest, and no file may carry a credential. Nothing here starts Ray or touches
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shlex
 import subprocess
@@ -29,6 +30,10 @@ if str(ROOT) not in sys.path:  # infra/ is not an installed package: import it f
     sys.path.insert(0, str(ROOT))
 
 from infra import capacity, render  # noqa: E402
+from infra.rehearsal import __main__ as rehearsal_cli  # noqa: E402
+from infra.rehearsal import cluster as rehearsal_cluster  # noqa: E402
+from infra.rehearsal import config as rehearsal  # noqa: E402
+from infra.rehearsal import serving as rehearsal_serving  # noqa: E402
 
 INFRA = ROOT / "infra"
 CLUSTER_YAML = INFRA / "aws" / "cluster.yaml"
@@ -117,16 +122,25 @@ def test_head_node_takes_no_training(cluster):
     assert head.get("max_workers", 0) == 0
 
 
-def test_gpu_worker_types_scale_from_zero_under_a_ceiling(cluster):
+def test_worker_types_scale_from_zero_under_a_ceiling(cluster):
     workers = worker_types(cluster)
     gpus = {name: node["resources"].get("GPU", 0) for name, node in workers.items()}
     assert {1, 8} <= set(gpus.values()), f"want a 1-GPU and an 8-GPU type, got {gpus}"
     for name, node in workers.items():
         assert node["min_workers"] == 0, f"{name} must scale from zero"
         assert 1 <= node["max_workers"] <= cluster["max_workers"], name
-        assert gpus[name] >= 1, f"{name} has no GPU resources"
     assert cluster["upscaling_speed"] > 0
     assert 0 < cluster["idle_timeout_minutes"] <= 60
+
+
+def test_cpu_only_work_has_a_cpu_node_type(cluster):
+    # else the autoscaler meets a prepare or Ray Data task with a GPU node
+    cpu_types = [
+        name for name, node in worker_types(cluster).items() if not node["resources"].get("GPU")
+    ]
+    assert cpu_types, "no CPU-only worker type"
+    groups = load(KUBERAY / "raycluster.yaml")["spec"]["workerGroupSpecs"]
+    assert any(not any(gpu_limit(c) for c in containers(g)) for g in groups)
 
 
 def test_cluster_runs_the_project_image_and_installs_the_package(cluster):
@@ -167,6 +181,128 @@ def test_train_workers_of_the_gpu_configs_fit_a_gpu_node(cluster, config):
         cpu_quantity(p["cpu"]) >= need_cpu and int(p.get("nvidia.com/gpu", 0)) >= need_gpu
         for p in pods
     ), pods
+
+
+# --- the rehearsal cluster (one machine) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rehearsal_yaml() -> dict[str, Any]:
+    return load(rehearsal.REHEARSAL_CLUSTER)
+
+
+def test_rehearsal_yaml_passes_rays_own_validator(rehearsal_yaml):
+    ray_validate(rehearsal_yaml)
+
+
+def test_rehearsal_has_the_clouds_node_types_with_accel_for_gpus(cluster, rehearsal_yaml):
+    cloud, local = worker_types(cluster), worker_types(rehearsal_yaml)
+    assert set(local) == set(cloud), "worker node types must carry the cloud's names"
+    for name, node in local.items():
+        assert node["min_workers"] == cloud[name]["min_workers"] == 0, name
+        assert 1 <= node["max_workers"] <= cloud[name]["max_workers"], name
+        gpus = cloud[name]["resources"].get("GPU", 0)
+        assert node["resources"].get(rehearsal.ACCELERATOR, 0) == gpus, name
+        assert "GPU" not in node["resources"], f"{name}: no CUDA here, the GPU is `accel`"
+    head = rehearsal_yaml["available_node_types"][rehearsal_yaml["head_node_type"]]
+    assert head["resources"] == {"CPU": 0} and head["max_workers"] == 0, "no training on the head"
+    assert rehearsal_yaml["upscaling_speed"] == cluster["upscaling_speed"]
+    assert rehearsal_yaml["idle_timeout_minutes"] < cluster["idle_timeout_minutes"]
+
+
+def test_rehearsal_follows_an_edit_of_the_cloud_yaml(cluster):
+    # a node type added to the cloud file appears in the rehearsal; nothing is kept by hand
+    edited = copy.deepcopy(cluster)
+    edited["available_node_types"]["gpu.4x"] = {
+        "min_workers": 0, "max_workers": 1, "resources": {"CPU": 48, "GPU": 4}, "node_config": {},
+    }  # fmt: skip
+    types = rehearsal.rehearsal_config(edited)["available_node_types"]
+    assert types["gpu.4x"]["resources"][rehearsal.ACCELERATOR] == 4
+    assert types["gpu.4x"]["max_workers"] == 1
+
+
+def _fits(need: dict[str, float], nodes: dict[str, dict[str, Any]]) -> list[str]:
+    return [
+        name
+        for name, node in nodes.items()
+        if all(node["resources"].get(k, 0) >= v for k, v in need.items())
+    ]
+
+
+def test_one_config_schedules_on_gpu_in_the_cloud_and_on_accel_in_the_rehearsal(
+    cluster, rehearsal_yaml
+):
+    from hmss_ray.config import load_config
+
+    demo, gpu = ROOT / "configs" / "demo.yaml", "train.use_gpu=true"
+    cloud = load_config(demo, [gpu]).train
+    local = load_config(demo, [gpu, f"train.accelerator_resource={rehearsal.ACCELERATOR}"]).train
+    assert cloud.cuda and not local.cuda  # the rehearsal's workers compute on their CPU
+    assert _fits(cloud.worker_resources(), worker_types(cluster))
+    assert not _fits(cloud.worker_resources(), worker_types(rehearsal_yaml))
+    assert _fits(local.worker_resources(), worker_types(rehearsal_yaml)) == ["gpu.1x", "gpu.8x"]
+
+
+def test_rehearsal_runtime_config_fills_in_the_head_and_node_dirs(tmp_path):
+    cfg = rehearsal.runtime_config(
+        rehearsal.REHEARSAL_CLUSTER.read_text(), 41234, tmp_path / "nodes", 0.05
+    )
+    assert cfg["provider"]["gcs_address"] == "127.0.0.1:41234"
+    assert cfg["provider"]["nodes_dir"] == str(tmp_path / "nodes")
+    assert cfg["idle_timeout_minutes"] == 0.05
+    assert cfg["provider"]["module"] == rehearsal.PROVIDER
+    ray_validate(cfg)
+
+
+def test_rehearsal_serve_config_is_the_gpu_one_on_accel():
+    from ray.serve.schema import ServeDeploySchema
+
+    cfg = rehearsal_serving.serve_config("s3://b/registry/x", 8123, {"AWS_REGION": "us-east-1"})
+    ServeDeploySchema.model_validate(cfg)
+    (deployment,) = cfg["applications"][0]["deployments"]
+    gpu = load(SERVE_GPU)["applications"][0]["deployments"][0]
+    assert deployment["ray_actor_options"]["resources"] == {
+        rehearsal.ACCELERATOR: gpu["ray_actor_options"]["num_gpus"]
+    }
+    assert "num_gpus" not in deployment["ray_actor_options"]
+    low, high = rehearsal_serving.replica_bounds(cfg)
+    assert low == gpu["autoscaling_config"]["min_replicas"] < high
+    assert high <= gpu["autoscaling_config"]["max_replicas"]
+    assert cfg["http_options"] == {"host": "127.0.0.1", "port": 8123}
+    assert cfg["proxy_location"] == "HeadOnly"
+
+
+def test_runtime_env_carries_only_the_callers_s3_variables():
+    env = rehearsal_cli.runtime_env({"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "HOME": "/root"})
+    assert env["env_vars"] == {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "PYTHONUNBUFFERED": "1"}
+
+
+def test_down_stops_exactly_the_processes_that_carry_the_rehearsals_marker(tmp_path):
+    # stand-ins for a head and a job driver (which starts its own session): plain sleeps
+    state = tmp_path / "state"
+    state.mkdir()
+    env = {**os.environ, rehearsal_cluster.MARKER: str(state)}
+    head = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+    driver = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)  # not the rehearsal's
+    try:
+        rehearsal_cluster.Rehearsal(str(state), 1, 2, head.pid).save()
+        assert {head.pid, driver.pid} <= set(rehearsal_cluster.marked_pids(state))
+        assert other.pid not in rehearsal_cluster.marked_pids(state)
+        rehearsal_cluster.down(state, grace=1)
+        assert head.wait(timeout=10) is not None and driver.wait(timeout=10) is not None
+        assert other.poll() is None, "down must not touch a process it did not start"
+        assert not state.exists()
+    finally:
+        for proc in (head, driver, other):
+            proc.kill()
+            proc.wait()
+
+
+def test_rehearsal_cli_without_a_cluster_says_so(tmp_path, capsys):
+    assert rehearsal_cli.main(["status", "--state", str(tmp_path)]) == 2
+    assert "no rehearsal cluster" in capsys.readouterr().err
+    assert rehearsal_cli.main(["down", "--state", str(tmp_path)]) == 0
 
 
 # --- credentials ---------------------------------------------------------------------------------
