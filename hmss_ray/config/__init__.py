@@ -18,11 +18,14 @@ import yaml
 from hmss_ray.config.sections import (
     REGION_EDITIONS,
     REGIONS,
+    TTA,
     AdversarialCriterion,
     AugmentConfig,
     DataConfig,
     Edition,
+    EnsembleSource,
     GradCompression,
+    InferenceConfig,
     LossConfig,
     MetricsConfig,
     MixedPrecision,
@@ -50,13 +53,16 @@ from hmss_ray.config.tree import (
 __all__ = [
     "REGIONS",
     "REGION_EDITIONS",
+    "TTA",
     "AdversarialCriterion",
     "AugmentConfig",
     "ConfigError",
     "DataConfig",
     "Edition",
+    "EnsembleSource",
     "ExperimentConfig",
     "GradCompression",
+    "InferenceConfig",
     "LossConfig",
     "MetricsConfig",
     "MixedPrecision",
@@ -92,6 +98,7 @@ class ExperimentConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     def __post_init__(self) -> None:
         if not self.name.strip():

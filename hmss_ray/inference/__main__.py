@@ -7,6 +7,7 @@ import sys
 import time
 
 from hmss_ray import cli
+from hmss_ray.config import TTA
 
 EXAMPLES = """example:
   python -m hmss_ray.inference --model outputs/registry/demo \\
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", required=True, help="where to write the sCT (.nii or .nii.gz)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--tta", choices=[t.value for t in TTA],
+                        help="test-time flips (default: the entry's inference.tta)")  # fmt: skip
     return parser
 
 
@@ -41,13 +44,13 @@ def command(args: argparse.Namespace) -> int:
 
     mr = read_volume(args.mr)
     mask = read_volume(args.mask) if args.mask else None
-    synth = Synthesizer.from_uri(args.model, device=args.device)
+    synth = Synthesizer.from_uri(args.model, device=args.device, tta=args.tta)
     t0 = time.perf_counter()
     sct = synthesize_volume(synth, mr, mask, region=args.region)
     write_volume(sct, args.out)
     print(
         f"[hmss] wrote {args.out} {sct.shape} in {time.perf_counter() - t0:.1f} s "
-        f"(model {synth.info.name} {synth.info.version})"
+        f"(model {synth.info.name} {synth.info.version}, {synth.info.inference})"
     )
     return 0
 

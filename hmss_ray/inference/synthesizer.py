@@ -12,7 +12,7 @@ onto exactly the input grid with the inverse map. Used by Serve, by evaluation a
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from hmss_ray.config import ExperimentConfig, UserError
 from hmss_ray.data import preprocess
+from hmss_ray.inference import ensemble
 from hmss_ray.io import Volume, geometry
 from hmss_ray.io.geometry import Contract, Grid, GridMap
 from hmss_ray.models import checkpoint as ckpt
@@ -98,6 +99,8 @@ class ModelInfo:
     step: int
     parent: str | None
     metrics: dict[str, float]
+    # TTA and ensemble: what each slice costs (ensemble.Predictor.describe)
+    inference: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,15 +115,23 @@ class Synthesizer:
     info: ModelInfo
     device: torch.device
     batch_slices: int
+    predictor: ensemble.Predictor | None = None  # None: the generator alone, no TTA
+
+    def __post_init__(self) -> None:
+        if self.predictor is None:
+            tta, hu_range = self.cfg.inference.tta, tuple(self.cfg.data.hu_range)
+            self.predictor = ensemble.Predictor([self.generator], tta, hu_range)
 
     @classmethod
     def from_uri(
-        cls, uri: str, device: str = "auto", batch_slices: int | None = None
+        cls, uri: str, device: str = "auto", batch_slices: int | None = None, tta: str | None = None
     ) -> Synthesizer:
+        """Load a registry entry or checkpoint; ``tta`` overrides its ``inference.tta``."""
         directory = ckpt.localize(uri)
         dev = resolve_device(device)
         generator, meta = ckpt.load_generator(directory, dev)
         cfg = meta.cfg
+        predictor = ensemble.load_predictor(directory, generator, cfg, dev, tta)
         digest = hashlib.sha256((directory / ckpt.GENERATOR_FILE).read_bytes()).hexdigest()
         info = ModelInfo(
             name=Path(str(uri).rstrip("/")).name,
@@ -131,8 +142,10 @@ class Synthesizer:
             step=meta.step,
             parent=meta.parent,
             metrics=meta.metrics,
+            inference=predictor.describe(),
         )
-        return cls(generator, cfg, info, dev, batch_slices or cfg.serve.batch_slices)
+        batch = batch_slices or cfg.serve.batch_slices
+        return cls(generator, cfg, info, dev, batch, predictor)
 
     @property
     def stride(self) -> int:
@@ -209,8 +222,8 @@ class Synthesizer:
             idx = body_slices[start : start + self.batch_slices]
             stack = preprocess.slices_with_context(prepared.mr, self.cfg.data.context_slices, idx)
             x = torch.from_numpy(stack).to(self.device)  # (B, 2k+1, S, S)
-            high = self.generator(x)["high"][:, 0].float().cpu().numpy()  # (B, S, S)
-            sct[:, :, idx] = np.moveaxis(preprocess.unit_to_ct(high, self.cfg.data.hu_range), 0, 2)
+            hu = self.predictor(x)  # type: ignore[misc]  # (B, S, S): TTA and ensemble mean
+            sct[:, :, idx] = np.moveaxis(hu, 0, 2)
         return sct
 
 

@@ -65,8 +65,9 @@ class SCTSynthesizer:
         max_upload_mb: float | None = None,
         api_token_env: str | None = None,
         device: str = "auto",
+        tta: str | None = None,
     ) -> None:
-        self.synth = Synthesizer.from_uri(model, device=device)
+        self.synth = Synthesizer.from_uri(model, device=device, tta=tta)
         serve_cfg = self.synth.cfg.serve
         self.max_bytes = int((max_upload_mb or serve_cfg.max_upload_mb) * 2**20)
         self.token = os.environ.get(api_token_env or serve_cfg.api_token_env) or None
@@ -167,7 +168,8 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     """Application builder for ``serve run`` / ``serve deploy``: ``args: {model: URI, ...}``."""
     if "model" not in args:
         raise ValueError("the Serve application needs args.model: a registry entry URI")
-    kwargs = {k: args[k] for k in ("max_upload_mb", "api_token_env", "device") if k in args}
+    keys = ("max_upload_mb", "api_token_env", "device", "tta")
+    kwargs = {k: args[k] for k in keys if k in args}
     return SCTSynthesizer.bind(model=str(args["model"]), **kwargs)
 
 
@@ -185,7 +187,8 @@ def deploy(
     """Start Serve on ``host:port`` (loopback by default) and deploy ``model``; returns its URL.
 
     ``env`` reaches the replicas (e.g. the variable holding the API token); ``options`` go to
-    ``SCTSynthesizer`` (``max_upload_mb``, ``api_token_env``, ``device``).
+    ``SCTSynthesizer`` (``max_upload_mb``, ``api_token_env``, ``device``, ``tta``: overrides the
+    entry's ``inference.tta``).
     """
     from hmss_ray.models.checkpoint import localize, read_meta
 

@@ -58,6 +58,7 @@ def run_local(
     device: str | torch.device = "cpu",
     autocast_dtype: torch.dtype | None = None,
     log: Callable[[str], None] | None = None,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> LocalRun:
     """Train ``cfg``'s cascade for ``epochs`` (default: the whole ``train.stage_epochs``).
 
@@ -70,6 +71,8 @@ def run_local(
         device: where the networks and batches live.
         autocast_dtype: e.g. ``torch.bfloat16`` on a GPU; None for float32.
         log: called with one line per epoch (e.g. ``print``).
+        on_epoch: called with (epoch, generator) after every epoch, e.g. to keep snapshots
+            for a checkpoint ensemble.
     """
     torch.manual_seed(cfg.train.seed)
     device = torch.device(device)
@@ -98,6 +101,8 @@ def run_local(
         run.epochs.append(summary)
         if log:
             log(_line(summary))
+        if on_epoch:
+            on_epoch(epoch, g)
     return run
 
 
