@@ -121,6 +121,31 @@ def train(cfg: ExperimentConfig, data: Data, val: Data | None, log=print) -> tup
     return run.generator.eval(), sorted(snapshots, key=lambda item: item[0])
 
 
+def real_head_t1(cfg: ExperimentConfig, generator: nn.Module, workdir: Path) -> dict[str, float]:
+    """sCT HU of a real head T1 MR (nilearn's MNI152 template, shipped, nothing downloaded):
+    the median and the 10th-90th percentiles inside nilearn's brain mask (eroded by 3 mm, off
+    the skull); brain is 20-45 HU on CT."""
+    from nilearn.datasets import load_mni152_brain_mask, load_mni152_template
+    from scipy import ndimage
+
+    from hmss_ray.inference.synthesizer import Synthesizer, synthesize_volume
+    from hmss_ray.io import Volume
+    from hmss_ray.models import checkpoint as ckpt
+
+    entry = ckpt.save_checkpoint(workdir / "t1-model", generator=generator, cfg=cfg)
+    image = load_mni152_template(resolution=1)
+    brain = ndimage.binary_erosion(np.asarray(load_mni152_brain_mask(resolution=1).dataobj) > 0,
+                                   iterations=3)  # fmt: skip
+    mr = Volume(np.asarray(image.dataobj, np.float32), image.affine.copy())
+    sct = synthesize_volume(Synthesizer.from_uri(str(entry), device="cpu"), mr)
+    p10, median, p90 = np.percentile(sct.array[brain], [10, 50, 90])
+    return {
+        "brain_median_hu": float(median),
+        "brain_p10_hu": float(p10),
+        "brain_p90_hu": float(p90),
+    }
+
+
 def bench(cfg: ExperimentConfig, cases: int, workdir: Path, variants, log=print) -> dict:
     """Write phantoms, prepare shards, train and score ``variants``; the JSON payload."""
     write_dataset(workdir / "raw", cases=cases, regions=("brain",), seed=0, shape=COARSE_SHAPE)
@@ -170,8 +195,11 @@ def bench(cfg: ExperimentConfig, cases: int, workdir: Path, variants, log=print)
         members = [m for _, m in snapshots[: cfg.inference.ensemble_size]] or [g]
         score("ensemble", generator_predict(Predictor(members, tta, hu)), time.perf_counter())
         seconds["cascade_25d_train"] = trained
+        real_t1 = real_head_t1(cfg, g, workdir)
+        log(f"[quality] MNI152 T1 through cascade_25d: {real_t1}")
     return {
         "variants": {k: results[k] for k in VARIANTS if k in results},
+        "real_t1": real_t1 if "real_t1" in locals() else None,
         "seconds": seconds,
         "tta": str(tta),
         "ensemble_size": cfg.inference.ensemble_size,

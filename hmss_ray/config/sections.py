@@ -258,9 +258,13 @@ class OptimConfig(Section):
     beta1: float = 0.5
     beta2: float = 0.999
     g_steps_per_d: int = 1
+    # the last N epochs of the schedule decay both learning rates linearly towards 0 (pix2pixHD);
+    # 0 keeps them constant
+    lr_decay_epochs: int = 0
 
     def __post_init__(self) -> None:
         self.positive("lr_g", "lr_d")
+        self.non_negative("lr_decay_epochs")
         for key in ("beta1", "beta2"):
             self.require(key, 0 <= getattr(self, key) < 1, "must be in [0, 1)")
         self.at_least(1, "g_steps_per_d")

@@ -18,7 +18,7 @@ from torch import nn
 
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.models.factory import build_discriminator, build_generator
-from hmss_ray.train import steps
+from hmss_ray.train import schedule, steps
 from hmss_ray.train.validation import validate
 
 Batches = Iterable[Mapping[str, Any]]
@@ -88,6 +88,7 @@ def run_local(
     for epoch in range(total_epochs):
         stage = steps.stage_for_epoch(epoch, cfg.train.stage_epochs)
         steps.set_stage(g, stage)
+        schedule.set_epoch_lr(optimizers, cfg, epoch)
         g.train(), d.train()
         batches = _batches(train_batches, epoch)
         summary, step = _train_epoch(
