@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from bench import DEMO, machine_facts, print_header, table, write_json
 from bench.cascade_vs_baseline import load_split, shuffled
 from hmss_ray.config import TTA, ExperimentConfig, load_config
+from hmss_ray.data.augment import augment_batch, build_augmentation
 from hmss_ray.data.phantom import COARSE_SHAPE, write_dataset
 from hmss_ray.data.prepare import prepare_dataset
 from hmss_ray.data.preprocess import centre_channels
@@ -116,7 +117,12 @@ def train(cfg: ExperimentConfig, data: Data, val: Data | None, log=print) -> tup
             snapshots.append((val_mae(cfg, val, snapshot), snapshot))
             generator.train()
 
-    batches = lambda epoch: shuffled(data, cfg.train.batch_size, cfg.train.seed + epoch)  # noqa: E731
+    augment = build_augmentation(cfg.augment, cfg.train.seed) if cfg.augment.enabled else None
+
+    def batches(epoch: int):  # the config's paired augmentation, as Ray Data applies it
+        for batch in shuffled(data, cfg.train.batch_size, cfg.train.seed + epoch):
+            yield augment_batch(batch, augment) if augment is not None else batch
+
     run = run_local(cfg, batches, log=log, on_epoch=keep)
     return run.generator.eval(), sorted(snapshots, key=lambda item: item[0])
 
@@ -243,7 +249,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.config, ["data.regions=[brain]", "augment.enabled=false", *args.set])
+    cfg = load_config(args.config, ["data.regions=[brain]", *args.set])
     facts = machine_facts()
     print_header("quality: baseline, LRG, cascade 2D / 2.5D, TTA, ensemble", facts)
     start = time.perf_counter()

@@ -77,7 +77,11 @@ def mask_from_mr(mr: np.ndarray, affine: np.ndarray | None = None) -> np.ndarray
     """A body outline when none is given: threshold, close, fill holes per axial slice, keep the
     largest part. Axial is the storage axis closest to superior-inferior in ``affine`` (axis 2
     without one), so the outline does not depend on the storage order."""
-    mask = ndimage.binary_closing(mr > _signal_threshold(mr), iterations=2)
+    # padded: scipy's closing erodes from an all-zero border, which would drop a body that
+    # reaches the first or last slices (a head scanned down to the neck)
+    pad = 2
+    mask = np.pad(mr > _signal_threshold(mr), pad)
+    mask = ndimage.binary_closing(mask, iterations=pad)[pad:-pad, pad:-pad, pad:-pad]
     axial = 2
     if affine is not None:  # the storage axis that nibabel's reorientation maps to I/S
         axial = int(np.flatnonzero(nib.orientations.io_orientation(affine)[:, 0] == 2)[0])

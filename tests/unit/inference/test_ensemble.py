@@ -153,3 +153,18 @@ def test_an_entry_without_members_serves_the_winner_alone(tmp_path) -> None:
     entry = ckpt.write_registry_entry(path, str(tmp_path / "registry"), "one", metrics={},
                                       winner={"trial_id": "t0"})  # fmt: skip
     assert Synthesizer.from_uri(entry, device="cpu").info.inference["members"] == 1
+
+
+def test_the_derived_body_outline_keeps_a_body_that_reaches_the_first_and_last_slices() -> None:
+    """A head scanned down to the neck: its outline must not lose the edge slices (they would
+    become air in the sCT, ~1000 HU off)."""
+    from hmss_ray.data.phantom import COARSE_SHAPE, make_case
+    from hmss_ray.data.synthrad import CaseId
+    from hmss_ray.inference.synthesizer import mask_from_mr
+
+    head = make_case(CaseId.parse("1BA001"), seed=0, shape=COARSE_SHAPE)
+    given = head.mask > 0
+    assert given[:, :, 0].any()  # the phantom's body reaches the bottom slice
+    derived = mask_from_mr(head.mr, head.affine) > 0
+    for z in np.flatnonzero(given.any(axis=(0, 1))):
+        assert derived[:, :, z].sum() >= 0.9 * given[:, :, z].sum(), f"slice {z}"
