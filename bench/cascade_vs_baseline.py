@@ -32,11 +32,12 @@ from hmss_ray.train.local import run_local
 KEYS = ("mr", "ct", "mask", "centre")
 
 
-def load_split(uri: str, split: str) -> dict[str, np.ndarray]:
+def load_split(uri: str, split: str, with_ids: bool = False) -> dict[str, np.ndarray]:
     parts = list(iter_batches(uri, split, 256))
     if not parts:
         raise SystemExit(f"the {split!r} split is empty: write more phantom cases")
-    return {k: np.concatenate([p[k] for p in parts]) for k in KEYS}
+    keys = (*KEYS, "case_id") if with_ids else KEYS
+    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in keys}
 
 
 def shuffled(data: dict[str, np.ndarray], batch_size: int, seed: int) -> Iterator[dict]:

@@ -82,19 +82,23 @@ def _deploy(entry: str, port: int) -> str:
     raise AssertionError("unreachable")
 
 
-def upload_file(case: Path, staging: Path) -> Path:
-    """The case's MR as a file the endpoint takes: NIfTI as it is, other formats (MetaImage)
-    converted to NIfTI on the same grid first, so the sCT comes back on the case's grid."""
+def upload_file(case: Path, staging: Path, modality: str = "mr") -> Path | None:
+    """The case's MR (or mask) as a file the endpoint takes: NIfTI as it is, other formats
+    (MetaImage) converted to NIfTI on the same grid first, so the sCT comes back on the case's
+    grid. None for a mask the case does not have; an MR is required."""
     from hmss_ray.data.synthrad import CaseId, CaseRef
     from hmss_ray.io import read_volume, write_volume
 
-    mr = CaseRef(CaseId.parse(case.name), case).file("mr")
-    if mr is None:
-        raise FileNotFoundError(f"{case}: no MR file")
-    if mr.name.endswith((".nii.gz", ".nii")):
-        return mr
+    path = CaseRef(CaseId.parse(case.name), case).file(modality)
+    if path is None:
+        if modality == "mr":
+            raise FileNotFoundError(f"{case}: no MR file")
+        return None
+    if path.name.endswith((".nii.gz", ".nii")):
+        return path
     staging.mkdir(parents=True, exist_ok=True)
-    return write_volume(read_volume(mr), staging / f"{case.name}.nii.gz")
+    name = case.name if modality == "mr" else f"{case.name}_{modality}"
+    return write_volume(read_volume(path), staging / f"{name}.nii.gz")
 
 
 def held_out_cases(data_dir: Path, shards: str) -> list[Path]:
@@ -176,7 +180,11 @@ def run(args: argparse.Namespace) -> int:
     served.mkdir(parents=True, exist_ok=True)
     for case in held_out_cases(data, shards):
         mr = upload_file(case, out / "upload")
-        code = client.main([str(mr), "-o", str(served / f"{case.name}.nii.gz"), "--url", url])
+        # with the case's body mask, as SynthRAD provides it: the sCT is air outside it, and
+        # the metrics are taken inside it
+        mask = upload_file(case, out / "upload", "mask")
+        argv = [str(mr), "-o", str(served / f"{case.name}.nii.gz"), "--url", url]
+        code = client.main([*argv, *(["--mask", str(mask)] if mask else [])])
         if code != 0:
             print(f"error: the endpoint failed on {case.name}", file=sys.stderr)
             return code

@@ -18,11 +18,14 @@ import yaml
 from hmss_ray.config.sections import (
     REGION_EDITIONS,
     REGIONS,
+    TTA,
     AdversarialCriterion,
     AugmentConfig,
     DataConfig,
     Edition,
+    EnsembleSource,
     GradCompression,
+    InferenceConfig,
     IOConfig,
     LossConfig,
     MetricsConfig,
@@ -52,14 +55,17 @@ from hmss_ray.config.tree import (
 __all__ = [
     "REGIONS",
     "REGION_EDITIONS",
+    "TTA",
     "AdversarialCriterion",
     "AugmentConfig",
     "ConfigError",
     "DataConfig",
     "Edition",
+    "EnsembleSource",
     "ExperimentConfig",
     "GradCompression",
     "IOConfig",
+    "InferenceConfig",
     "LossConfig",
     "MetricsConfig",
     "MixedPrecision",
@@ -97,6 +103,7 @@ class ExperimentConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     io: IOConfig = field(default_factory=IOConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     def __post_init__(self) -> None:
         if not self.name.strip():

@@ -106,6 +106,22 @@ class GradCompression(StrEnum):
     BF16 = "bf16"  # gradients cast to bf16 for the all-reduce, half the bytes (PyTorch's hook)
 
 
+class TTA(StrEnum):
+    """Test-time augmentation: the sCT is the mean, in HU, over flipped copies of the input."""
+
+    NONE = "none"
+    FLIP_LR = "flip_lr"  # the slice and its left-right mirror (2 passes)
+    FLIPS = "flips"  # identity, left-right, anterior-posterior and both (4 passes)
+
+
+class EnsembleSource(StrEnum):
+    """Where the generators averaged at inference come from (the registry entry holds them)."""
+
+    NONE = "none"  # the winner alone
+    RUN = "run"  # the best ``ensemble_size`` checkpoints of the winner's training run
+    SEARCH = "search"  # the best checkpoint of each of the top ``ensemble_size`` trials
+
+
 class Sampler(StrEnum):
     TPE = "tpe"
     RANDOM = "random"
@@ -256,9 +272,13 @@ class OptimConfig(Section):
     beta1: float = 0.5
     beta2: float = 0.999
     g_steps_per_d: int = 1
+    # the last N epochs of the schedule decay both learning rates linearly towards 0 (pix2pixHD);
+    # 0 keeps them constant
+    lr_decay_epochs: int = 0
 
     def __post_init__(self) -> None:
         self.positive("lr_g", "lr_d")
+        self.non_negative("lr_decay_epochs")
         for key in ("beta1", "beta2"):
             self.require(key, 0 <= getattr(self, key) < 1, "must be in [0, 1)")
         self.at_least(1, "g_steps_per_d")
@@ -385,6 +405,23 @@ class MetricsConfig(Section):
 
     def __post_init__(self) -> None:
         self.at_least(2, "fid_max_slices")  # a covariance needs two slices
+
+
+@dataclass(frozen=True)
+class InferenceConfig(Section):
+    """Test-time augmentation and checkpoint ensembles, for the CLI, Serve and evaluation.
+
+    Ensemble members are gathered when the search writes the registry entry (``members/``);
+    every member runs every TTA pass, and the sCT is the mean in HU of all of them.
+    """
+
+    SECTION = "inference"
+    tta: TTA = TTA.NONE
+    ensemble: EnsembleSource = EnsembleSource.NONE
+    ensemble_size: int = 3
+
+    def __post_init__(self) -> None:
+        self.require("ensemble_size", 1 <= self.ensemble_size <= 8, "must be in [1, 8]")
 
 
 @dataclass(frozen=True)

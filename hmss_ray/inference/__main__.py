@@ -7,6 +7,7 @@ import sys
 import time
 
 from hmss_ray import cli
+from hmss_ray.config import TTA
 
 EXAMPLES = """examples:
   python -m hmss_ray.inference --model outputs/registry/demo \\
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="io.KEY=VALUE",
         help="override an input limit of the model's config, e.g. --set io.max_voxels=500000000",
     )
+    parser.add_argument("--tta", choices=[t.value for t in TTA],
+                        help="test-time flips (default: the entry's inference.tta)")  # fmt: skip
     return parser
 
 
@@ -68,7 +71,7 @@ def command(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
     if any(not key.startswith("io.") for key in overrides):
         raise UserError("--set takes io.* keys only here (the model's own config is used)")
-    synth = Synthesizer.from_uri(args.model, device=args.device)
+    synth = Synthesizer.from_uri(args.model, device=args.device, tta=args.tta)
     synth.cfg = synth.cfg.replace(overrides)
     mr = read_volume(args.mr, synth.cfg.io)
     if patient.given() and "dicom" in mr.meta:
@@ -90,7 +93,8 @@ def command(args: argparse.Namespace) -> int:
     write_volume(sct, args.out, series=series)
     print(
         f"[hmss] wrote {args.out} ({out_format}, {sct.shape}) in "
-        f"{time.perf_counter() - t0:.1f} s (model {synth.info.name} {synth.info.version})"
+        f"{time.perf_counter() - t0:.1f} s (model {synth.info.name} {synth.info.version}, "
+        f"{synth.info.inference})"
     )
     return 0
 

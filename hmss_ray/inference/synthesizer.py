@@ -14,7 +14,7 @@ and by the CLI (``python -m hmss_ray.inference``).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,8 @@ from scipy import ndimage
 
 from hmss_ray.config import ExperimentConfig, UserError
 from hmss_ray.data import preprocess
-from hmss_ray.inference import slabs
+from hmss_ray.data.intensity import ct_to_unit
+from hmss_ray.inference import ensemble, slabs
 from hmss_ray.inference.engine import Engine
 from hmss_ray.io import Volume, geometry
 from hmss_ray.io.geometry import Contract, Grid, GridMap
@@ -80,7 +81,11 @@ def mask_from_mr(mr: np.ndarray, affine: np.ndarray | None = None) -> np.ndarray
     """A body outline when none is given: threshold, close, fill holes per axial slice, keep the
     largest part. Axial is the storage axis closest to superior-inferior in ``affine`` (axis 2
     without one), so the outline does not depend on the storage order."""
-    mask = ndimage.binary_closing(mr > _signal_threshold(mr), iterations=2)
+    # padded: scipy's closing erodes from an all-zero border, which would drop a body that
+    # reaches the first or last slices (a head scanned down to the neck)
+    pad = 2
+    mask = np.pad(mr > _signal_threshold(mr), pad)
+    mask = ndimage.binary_closing(mask, iterations=pad)[pad:-pad, pad:-pad, pad:-pad]
     axial = 2
     if affine is not None:  # the storage axis that nibabel's reorientation maps to I/S
         axial = int(np.flatnonzero(nib.orientations.io_orientation(affine)[:, 0] == 2)[0])
@@ -102,6 +107,8 @@ class ModelInfo:
     step: int
     parent: str | None
     metrics: dict[str, float]
+    # TTA and ensemble: what each slice costs (ensemble.Predictor.describe)
+    inference: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,12 +126,23 @@ class Synthesizer:
     info: ModelInfo
     device: torch.device
     batch_slices: int
-    # built from the generator and cfg.serve, never passed in: dataclasses.replace() with another
-    # generator or config gets an engine of its own, not the old one
+    predictor: ensemble.Predictor | None = None  # None: the generator alone, cfg's TTA
+    # built from the generators and cfg.serve, never passed in: dataclasses.replace() with another
+    # generator or config gets engines of its own, not the old ones
     engine: Engine = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.engine = Engine(self.generator, self.device, self.cfg.serve)
+        hu_range = tuple(self.cfg.data.hu_range)
+        chosen = self.predictor or ensemble.Predictor(
+            [self.generator], self.cfg.inference.tta, hu_range
+        )
+        # every TTA pass and ensemble member runs in the engine the config chooses
+        engines = [
+            self.engine if g is self.generator else Engine(g, self.device, self.cfg.serve)
+            for g in chosen.generators
+        ]
+        self.predictor = replace(chosen, generators=[_Module(e) for e in engines])
 
     @classmethod
     def from_uri(
@@ -133,6 +151,7 @@ class Synthesizer:
         device: str = "auto",
         batch_slices: int | None = None,
         overrides: dict[str, Any] | None = None,
+        tta: str | None = None,
     ) -> Synthesizer:
         """Load a registry entry or checkpoint.
 
@@ -142,11 +161,13 @@ class Synthesizer:
             batch_slices: slices per generator call (default ``serve.batch_slices``).
             overrides: dotted keys of the model's config to replace before the engine is built
                 (``serve.precision``, ``serve.compile``, ``io.*``).
+            tta: overrides the entry's ``inference.tta``.
         """
         directory = ckpt.localize(uri)
         dev = resolve_device(device)
         generator, meta = ckpt.load_generator(directory, dev)
         cfg = meta.cfg.replace(overrides) if overrides else meta.cfg
+        predictor = ensemble.load_predictor(directory, generator, cfg, dev, tta)
         digest = hashlib.sha256((directory / ckpt.GENERATOR_FILE).read_bytes()).hexdigest()
         info = ModelInfo(
             name=Path(str(uri).rstrip("/")).name,
@@ -157,8 +178,10 @@ class Synthesizer:
             step=meta.step,
             parent=meta.parent,
             metrics=meta.metrics,
+            inference=predictor.describe(),
         )
-        return cls(generator, cfg, info, dev, batch_slices or cfg.serve.batch_slices)
+        batch = batch_slices or cfg.serve.batch_slices
+        return cls(generator, cfg, info, dev, batch, predictor)
 
     @property
     def stride(self) -> int:
@@ -232,7 +255,21 @@ class Synthesizer:
 
     def _predict(self, stack: np.ndarray) -> np.ndarray:
         """One batch: float32 (B, 2k+1, S, S) 2.5D stacks -> float32 (B, S, S) in [-1, 1]."""
-        return self.engine(stack)
+        assert self.predictor is not None
+        if self.predictor.passes == 1:  # the generator alone: no HU round trip
+            return self.engine(stack)
+        hu = self.predictor(torch.from_numpy(stack))  # TTA and ensemble mean, in HU
+        return ct_to_unit(hu, self.cfg.data.hu_range)
+
+
+class _Module:
+    """An :class:`Engine` as ``ensemble.Predictor`` calls a generator: a batch -> ``{"high"}``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"high": torch.from_numpy(self.engine(x.cpu().numpy()))[:, None]}
 
 
 def synthesize_volume(

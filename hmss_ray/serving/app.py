@@ -71,11 +71,12 @@ class SCTSynthesizer:
         device: str = "auto",
         io: dict[str, Any] | None = None,
         engine: dict[str, Any] | None = None,
+        tta: str | None = None,
     ) -> None:
         # engine: serve.precision / compile / channels_last overrides of the model's config
         overrides = {f"io.{k}": v for k, v in (io or {}).items()}
         overrides.update({f"serve.{k}": v for k, v in (engine or {}).items()})
-        synth = Synthesizer.from_uri(model, device=device, overrides=overrides)
+        synth = Synthesizer.from_uri(model, device=device, overrides=overrides, tta=tta)
         self.synth = synth
         serve_cfg = synth.cfg.serve
         self.limits = synth.cfg.io
@@ -200,7 +201,7 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     """Application builder for ``serve run`` / ``serve deploy``: ``args: {model: URI, ...}``."""
     if "model" not in args:
         raise ValueError("the Serve application needs args.model: a registry entry URI")
-    keys = ("max_upload_mb", "api_token_env", "device", "io", "engine")
+    keys = ("max_upload_mb", "api_token_env", "device", "io", "engine", "tta")
     kwargs = {k: args[k] for k in keys if k in args}
     return SCTSynthesizer.bind(model=str(args["model"]), **kwargs)
 
@@ -221,7 +222,8 @@ def deploy(
     ``env`` reaches the replicas (e.g. the variable holding the API token); ``options`` go to
     ``SCTSynthesizer`` (``max_upload_mb``, ``api_token_env``, ``device``, ``io``: overrides of
     the ``io`` limits such as ``{"max_voxels": 2**26}``, ``engine``: of ``serve.precision``,
-    ``serve.compile``, ``serve.channels_last`` such as ``{"precision": "bf16"}``).
+    ``serve.compile``, ``serve.channels_last`` such as ``{"precision": "bf16"}``, ``tta``:
+    overrides the entry's ``inference.tta``).
     """
     from hmss_ray.models.checkpoint import localize, read_meta
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.models.factory import build_discriminator, build_generator
-from hmss_ray.train import steps
+from hmss_ray.train import schedule, steps
 from hmss_ray.train.validation import validate
 
 Batches = Iterable[Mapping[str, Any]]
@@ -58,6 +58,7 @@ def run_local(
     device: str | torch.device = "cpu",
     autocast_dtype: torch.dtype | None = None,
     log: Callable[[str], None] | None = None,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> LocalRun:
     """Train ``cfg``'s cascade for ``epochs`` (default: the whole ``train.stage_epochs``).
 
@@ -70,6 +71,8 @@ def run_local(
         device: where the networks and batches live.
         autocast_dtype: e.g. ``torch.bfloat16`` on a GPU; None for float32.
         log: called with one line per epoch (e.g. ``print``).
+        on_epoch: called with (epoch, generator) after every epoch, e.g. to keep snapshots
+            for a checkpoint ensemble.
     """
     torch.manual_seed(cfg.train.seed)
     device = torch.device(device)
@@ -85,6 +88,7 @@ def run_local(
     for epoch in range(total_epochs):
         stage = steps.stage_for_epoch(epoch, cfg.train.stage_epochs)
         steps.set_stage(g, stage)
+        schedule.set_epoch_lr(optimizers, cfg, epoch)
         g.train(), d.train()
         batches = _batches(train_batches, epoch)
         summary, step = _train_epoch(
@@ -98,6 +102,8 @@ def run_local(
         run.epochs.append(summary)
         if log:
             log(_line(summary))
+        if on_epoch:
+            on_epoch(epoch, g)
     return run
 
 

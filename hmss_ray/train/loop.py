@@ -177,6 +177,7 @@ def _epochs(
     for epoch in range(nets.start_epoch, schedule.total_epochs(cfg)):
         stage = steps.stage_for_epoch(epoch, cfg.train.stage_epochs)
         parallel.set_stage(stage)
+        schedule.set_epoch_lr(nets.optimizers, cfg, epoch)
         meter = EpochMeter(epoch, stage, world_size=world_size)
         parallel.train()
         for batch in meter.timed(data.epoch()):

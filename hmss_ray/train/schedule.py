@@ -1,4 +1,5 @@
-"""Which epochs validate, report, checkpoint, and where ASHA cuts, from the config alone.
+"""Which epochs validate, report, checkpoint, and where ASHA cuts, and each epoch's learning
+rates, from the config alone.
 
 An epoch that validates also reports to Ray (Tune sees every report, and every report carries a
 ``score``); the epochs are: every ``train.val_every``-th, the last epoch of every stage, every
@@ -10,6 +11,7 @@ written every ``train.checkpoint_every`` epochs and after the last. ASHA counts 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from hmss_ray.config import ConfigError, ExperimentConfig
 
@@ -74,3 +76,22 @@ def is_validation_epoch(cfg: ExperimentConfig, epoch: int) -> bool:
         or is_checkpoint_epoch(cfg, epoch)
         or epoch + 1 in asha_rungs(cfg)
     )
+
+
+def lr_factor(cfg: ExperimentConfig, epoch: int) -> float:
+    """The learning-rate multiplier of ``epoch``: 1, then over the last ``optim.lr_decay_epochs``
+    epochs of the schedule linearly down to ``1 / (N + 1)`` (never 0: the last epoch still
+    learns)."""
+    decay = cfg.optim.lr_decay_epochs
+    first = total_epochs(cfg) - decay
+    return 1.0 if epoch < first else 1.0 - (epoch - first + 1) / (decay + 1)
+
+
+def set_epoch_lr(optimizers: dict[str, Any], cfg: ExperimentConfig, epoch: int) -> None:
+    """Set ``epoch``'s learning rates (:func:`lr_factor`); a function of the epoch alone, so a
+    resumed run continues the same schedule."""
+    factor = lr_factor(cfg, epoch)
+    for name, optimizer in optimizers.items():
+        base = cfg.optim.lr_g if name == "g" else cfg.optim.lr_d
+        for group in optimizer.param_groups:
+            group["lr"] = base * factor

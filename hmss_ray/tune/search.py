@@ -24,6 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 from hmss_ray import storage
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.data.manifest import read_manifest
+from hmss_ray.inference import ensemble
 from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.train import schedule
 from hmss_ray.train.trainer import build_trainer
@@ -203,6 +204,9 @@ def run_search(
             "data_manifest_hash": manifest.data_hash,
         },
     )
+    # inference.ensemble: copy the other members (top trials, or the winner run's best
+    # checkpoints) into the entry, so that Serve and the CLI need nothing outside it
+    ensemble.write_members(entry, cfg, [(r.checkpoint_path, r.score, r.trial_id) for r in rows])
     tags = {"data_manifest_hash": manifest.data_hash, "score": f"{winner.score:.6g}"}
     tracked = tracking.register_winner(cfg, name, winner.trial_id, entry, entry_name, tags)
     if tracked:

@@ -344,3 +344,39 @@ def test_metrics_reach_rays_prometheus_endpoint(server, case):
         time.sleep(2)
     missing = [word for word in wanted if word not in text]
     assert not missing, f"not exported on port {port}: {missing}"
+
+
+def test_serve_runs_the_entrys_tta_and_ensemble(ray_session, server, tmp_path, case):
+    """An entry with a two-member ensemble and flip TTA: /v1/model says so, and the served sCT
+    is the offline Synthesizer's (the members' mean over both flips, in HU)."""
+    import torch
+
+    from hmss_ray.inference import ensemble
+    from hmss_ray.serving.app import deploy
+
+    cfg = tiny_config(
+        "inference.tta=flip_lr", "inference.ensemble=run", "inference.ensemble_size=2"
+    )
+    for epoch, score in enumerate((0.2, 0.1)):
+        torch.manual_seed(epoch)
+        folder = tmp_path / "run" / f"epoch_{epoch:04d}"
+        ckpt.save_checkpoint(folder, generator=build_generator(cfg), cfg=cfg, epoch=epoch,
+                             metrics={"score": score})  # fmt: skip
+    winner = str(tmp_path / "run" / "epoch_0001")
+    entry = ckpt.write_registry_entry(winner, str(tmp_path / "registry"), "ens", metrics={},
+                                      winner={"trial_id": "t0"})  # fmt: skip
+    ensemble.write_members(entry, cfg, [(winner, 0.1, "t0")])
+    url = deploy(entry, port=int(server["url"].rsplit(":", 1)[1]), name="ens", route_prefix="/ens")
+    info = httpx.get(f"{url}/v1/model", timeout=30).json()
+    assert info["inference"] == {"tta": "flip_lr", "members": 2, "passes": 4}
+    response = _post(url, (case / "mr.nii.gz").read_bytes())
+    assert response.status_code == 200, response.text
+    served = np.asanyarray(nib.Nifti1Image.from_bytes(gzip.decompress(response.content)).dataobj)
+    offline = synthesize_volume(
+        Synthesizer.from_uri(entry, device="cpu"), read_volume(case / "mr.nii.gz")
+    )
+    np.testing.assert_array_equal(served, offline.array)
+    single = synthesize_volume(
+        Synthesizer.from_uri(winner, device="cpu"), read_volume(case / "mr.nii.gz")
+    )
+    assert np.abs(served.astype(float) - single.array).mean() > 1.0  # the members really averaged

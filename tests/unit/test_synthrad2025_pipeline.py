@@ -157,6 +157,9 @@ def test_demo_2025_plan_and_upload(tmp_path: Path) -> None:
     original, converted = read_volume(case / "mr.mha"), read_volume(sent)
     assert np.array_equal(original.array, converted.array)
     assert np.allclose(original.affine, converted.affine, atol=1e-5)
+    mask = demo.upload_file(case, tmp_path / "upload", "mask")  # sent beside it, as NIfTI too
+    assert mask is not None and mask.name == "1THA001_mask.nii.gz"
+    assert np.array_equal(read_volume(mask).array, read_volume(case / "mask.mha").array)
     brain = tmp_path / "Task1" / "brain" / "1BA001"
     phantom.write_case(
         brain, phantom.make_case(synthrad.CaseId(1, "brain", "A", 1), shape=(32, 32, 8))

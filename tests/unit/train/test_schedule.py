@@ -79,3 +79,19 @@ def test_grad_compression_is_a_choice():
     assert cfg_with(**{"train.grad_compression": "bf16"}).train.grad_compression == "bf16"
     with pytest.raises(ConfigError, match="choose one of: 'none', 'bf16'"):
         cfg_with(**{"train.grad_compression": "fp16"})
+
+
+def test_learning_rates_decay_linearly_over_the_last_epochs_and_never_reach_zero():
+    import torch
+
+    cfg = ExperimentConfig().replace(
+        {"train.stage_epochs": [1, 1, 4], "optim.lr_decay_epochs": 3, "optim.lr_d": 2e-3}
+    )
+    assert [schedule.lr_factor(cfg, e) for e in range(6)] == [1, 1, 1, 0.75, 0.5, 0.25]
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    optimizers = {"g": torch.optim.Adam(params), "d": torch.optim.Adam(params)}
+    schedule.set_epoch_lr(optimizers, cfg, 4)
+    assert optimizers["g"].param_groups[0]["lr"] == pytest.approx(cfg.optim.lr_g * 0.5)
+    assert optimizers["d"].param_groups[0]["lr"] == pytest.approx(1e-3)
+    constant = ExperimentConfig()  # lr_decay_epochs 0: the rates stay as configured
+    assert {schedule.lr_factor(constant, e) for e in range(10)} == {1.0}
