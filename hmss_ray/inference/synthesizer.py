@@ -126,23 +126,24 @@ class Synthesizer:
     info: ModelInfo
     device: torch.device
     batch_slices: int
-    predictor: ensemble.Predictor | None = None  # None: the generator alone, cfg's TTA
+    # the winner (``generator``) and any ensemble members as modules, with the TTA flips;
+    # None: the generator alone with the config's inference.tta
+    predictor: ensemble.Predictor | None = None
     # built from the generators and cfg.serve, never passed in: dataclasses.replace() with another
     # generator or config gets engines of its own, not the old ones
     engine: Engine = field(init=False, repr=False)
+    runner: ensemble.Predictor = field(init=False, repr=False)  # the predictor on engines
 
     def __post_init__(self) -> None:
         self.engine = Engine(self.generator, self.device, self.cfg.serve)
-        hu_range = tuple(self.cfg.data.hu_range)
-        chosen = self.predictor or ensemble.Predictor(
-            [self.generator], self.cfg.inference.tta, hu_range
-        )
+        hu_range, tta = tuple(self.cfg.data.hu_range), self.cfg.inference.tta
+        chosen = self.predictor or ensemble.Predictor([self.generator], tta, hu_range)
+        if chosen.generators[0] is not self.generator:  # the winner is always ``generator``
+            chosen = replace(chosen, generators=[self.generator, *chosen.generators[1:]])
+        self.predictor = chosen
         # every TTA pass and ensemble member runs in the engine the config chooses
-        engines = [
-            self.engine if g is self.generator else Engine(g, self.device, self.cfg.serve)
-            for g in chosen.generators
-        ]
-        self.predictor = replace(chosen, generators=[_Module(e) for e in engines])
+        members = [Engine(g, self.device, self.cfg.serve) for g in chosen.generators[1:]]
+        self.runner = replace(chosen, generators=[_Module(e) for e in [self.engine, *members]])
 
     @classmethod
     def from_uri(
@@ -255,10 +256,9 @@ class Synthesizer:
 
     def _predict(self, stack: np.ndarray) -> np.ndarray:
         """One batch: float32 (B, 2k+1, S, S) 2.5D stacks -> float32 (B, S, S) in [-1, 1]."""
-        assert self.predictor is not None
-        if self.predictor.passes == 1:  # the generator alone: no HU round trip
+        if self.runner.passes == 1:  # the generator alone: no HU round trip
             return self.engine(stack)
-        hu = self.predictor(torch.from_numpy(stack))  # TTA and ensemble mean, in HU
+        hu = self.runner(torch.from_numpy(stack))  # TTA and ensemble mean, in HU
         return ct_to_unit(hu, self.cfg.data.hu_range)
 
 
