@@ -346,17 +346,19 @@ def test_metrics_reach_rays_prometheus_endpoint(server, case):
     assert not missing, f"not exported on port {port}: {missing}"
 
 
-def test_serve_runs_the_entrys_tta_and_ensemble(ray_session, server, tmp_path, case):
+def test_serve_runs_the_entrys_tta_and_ensemble(ray_session, server, tmp_path, case, request):
     """An entry with a two-member ensemble and flip TTA: /v1/model says so, and the served sCT
     is the offline Synthesizer's (the members' mean over both flips, in HU)."""
     import torch
+    from ray import serve
 
     from hmss_ray.inference import ensemble
     from hmss_ray.serving.app import deploy
 
-    cfg = tiny_config(
-        "inference.tta=flip_lr", "inference.ensemble=run", "inference.ensemble_size=2"
-    )
+    cfg = tiny_config(  # no CPU reserved: the fixture's two applications hold the test Ray's two
+        "inference.tta=flip_lr", "inference.ensemble=run", "inference.ensemble_size=2",
+        "serve.num_cpus=0",
+    )  # fmt: skip
     for epoch, score in enumerate((0.2, 0.1)):
         torch.manual_seed(epoch)
         folder = tmp_path / "run" / f"epoch_{epoch:04d}"
@@ -367,6 +369,7 @@ def test_serve_runs_the_entrys_tta_and_ensemble(ray_session, server, tmp_path, c
                                       winner={"trial_id": "t0"})  # fmt: skip
     ensemble.write_members(entry, cfg, [(winner, 0.1, "t0")])
     url = deploy(entry, port=int(server["url"].rsplit(":", 1)[1]), name="ens", route_prefix="/ens")
+    request.addfinalizer(lambda: serve.delete("ens"))
     info = httpx.get(f"{url}/v1/model", timeout=30).json()
     assert info["inference"] == {"tta": "flip_lr", "members": 2, "passes": 4}
     response = _post(url, (case / "mr.nii.gz").read_bytes())
