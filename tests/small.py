@@ -19,3 +19,15 @@ SMALL = {
     "data.slices_per_shard": 40,
     **SMALL_SPACING,
 }
+
+# the tiny untrained cascade the inference tests load (32 px, one downsampling)
+TINY_MODEL = {
+    "data.regions": ["brain"],
+    "data.image_size": 32,
+    "data.context_slices": 1,
+    "model.lrg_channels": 8,
+    "model.lrg_downsamples": 1,
+    "model.lrg_res_blocks": 1,
+    "model.hrg_channels": 4,
+    "model.hrg_res_blocks": 1,
+}

@@ -19,18 +19,12 @@ from hmss_ray.inference import ensemble
 from hmss_ray.inference.synthesizer import Synthesizer
 from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.factory import build_generator
+from tests.small import TINY_MODEL
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = {
-    "data.regions": ["brain"],
-    "data.image_size": 32,
-    "data.context_slices": 1,
-    "model.lrg_channels": 8,
-    "model.lrg_downsamples": 1,
-    "model.lrg_res_blocks": 1,
-    "model.hrg_channels": 4,
-    "model.hrg_res_blocks": 1,
+    **TINY_MODEL,
 }
 HU = (-1024.0, 3000.0)
 

@@ -20,18 +20,12 @@ from hmss_ray.io import Volume, volume_from_bytes, volume_to_bytes
 from hmss_ray.io.geometry import Contract, Grid, GridMap
 from hmss_ray.models.factory import build_generator
 from hmss_ray.serving.upload import gzip_level
+from tests.small import TINY_MODEL
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = {
-    "data.regions": ["brain"],
-    "data.image_size": 32,
-    "data.context_slices": 1,
-    "model.lrg_channels": 8,
-    "model.lrg_downsamples": 1,
-    "model.lrg_res_blocks": 1,
-    "model.hrg_channels": 4,
-    "model.hrg_res_blocks": 1,
+    **TINY_MODEL,
     "serve.batch_slices": 4,
 }
 

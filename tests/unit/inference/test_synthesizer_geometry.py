@@ -29,20 +29,14 @@ from hmss_ray.io import Volume, read_volume, write_volume
 from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.factory import build_generator
 from tests.geometry_cases import at_spacing, reorder, sample_on, storage_variants
+from tests.small import TINY_MODEL
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = {
-    "data.regions": ["brain"],
+    **TINY_MODEL,
     # a coarse contract: a whole phantom head (224 x 256 mm) fits the 32 px canvas at 8 mm
     "data.spacing.brain": [8.0, 8.0, 8.0],
-    "data.image_size": 32,
-    "data.context_slices": 1,
-    "model.lrg_channels": 8,
-    "model.lrg_downsamples": 1,
-    "model.lrg_res_blocks": 1,
-    "model.hrg_channels": 4,
-    "model.hrg_res_blocks": 1,
 }
 
 
