@@ -14,10 +14,11 @@ from hmss_ray.config import ExperimentConfig
 from hmss_ray.data.manifest import read_manifest
 from hmss_ray.data.phantom import write_dataset
 from hmss_ray.data.prepare import prepare_dataset
+from tests.small import SMALL
 
 pytestmark = pytest.mark.integration
 
-CFG = {"data.image_size": 32, "model.lrg_downsamples": 1, "data.slices_per_shard": 24}
+CFG = {**SMALL, "data.slices_per_shard": 24}
 
 
 def test_prepare_on_ray_writes_the_process_pools_shards(tmp_path: Path, ray_session: None, capfd):
