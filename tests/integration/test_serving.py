@@ -110,11 +110,6 @@ def test_synthesize_returns_sct_on_the_input_grid_equal_to_offline(server, entry
     np.testing.assert_array_equal(data, offline.array)
 
 
-@pytest.mark.xfail(
-    reason="known bug (issue 18, found at the end of the stop): an int16 MR sent to the replica "
-    "comes back up to 560 HU from offline inference of the same volume; float32 input agrees",
-    strict=False,
-)
 def test_one_volume_as_nifti_metaimage_and_dicom_gives_the_same_sct(server, entry, dicom_mr):
     """The same MR sent three ways; every answer (NIfTI, MetaImage, DICOM) within 1 HU."""
     mr = read_volume(dicom_mr)
