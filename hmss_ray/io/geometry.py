@@ -193,7 +193,7 @@ class GridMap:
             out = np.empty(box.shape, dtype)
             _paste(out, view, np.asarray(box.start), cval)
             return out
-        to_source = np.linalg.inv(self.source.affine) @ self.target.affine @ box.shift()
+        to_source = _snap(np.linalg.inv(self.source.affine) @ self.target.affine) @ box.shift()
         out = np.empty(box.shape, dtype)
         _resample(np.asarray(array), to_source, out, order, cval)
         return out
@@ -226,7 +226,9 @@ class GridMap:
             view = nib.orientations.apply_orientation(out, self.ornt)  # writes land in ``out``
             _paste(view, array, -np.asarray(box.start), cval)
             return out
-        to_box = np.linalg.inv(self.target.affine @ box.shift()) @ self.source.affine
+        to_box = np.linalg.inv(box.shift()) @ _snap(
+            np.linalg.inv(self.target.affine) @ self.source.affine
+        )
         if not integer:
             _resample(array, to_box, out, order, cval)
             return out
@@ -259,13 +261,20 @@ def _paste(out: np.ndarray, src: np.ndarray, start: np.ndarray, cval: float) -> 
     out[tuple(dst_sl)] = src[tuple(src_sl)]
 
 
+def _snap(to_grid: np.ndarray) -> np.ndarray:
+    """A voxel-to-voxel map with float32-header noise (~1e-6 mm in NIfTI) snapped away, so that
+    nearest-neighbour ties (a 4 mm grid over a 1 mm one samples exactly between voxels) fall the
+    same way for one volume in any format; it moves a sample by under 1e-4 voxel."""
+    snapped = np.array(to_grid, dtype=np.float64)
+    snapped[:3, :3] = np.round(snapped[:3, :3], 6)
+    snapped[:3, 3] = np.round(snapped[:3, 3], 4)
+    return snapped
+
+
 def _resample(src: np.ndarray, to_src: np.ndarray, out: np.ndarray, order: int, cval: float):
     """Fill ``out`` with ``src`` sampled at ``to_src @ index``: edge voxels are extended by half a
     voxel, anything further outside ``src`` is ``cval``."""
-    # float32 headers (NIfTI) move a grid by ~1e-6 mm: snapped away, so that nearest-neighbour
-    # ties (a 4 mm grid over a 1 mm one samples exactly between voxels) fall the same way for the
-    # same volume in any format; the error this adds is under 1e-4 voxel
-    linear, offset = np.round(to_src[:3, :3], 6), np.round(to_src[:3, 3], 4)
+    linear, offset = to_src[:3, :3], to_src[:3, 3]
     monomial = (np.abs(linear) > 1e-12).sum(axis=1) == 1  # each source axis follows one out axis
     diagonal = bool(np.all(np.abs(linear - np.diag(np.diag(linear))) <= 1e-12))
     if monomial.all():
