@@ -34,8 +34,11 @@ def test_tiny_search_on_s3_registers_a_loadable_winner(ray_session, s3_shards, s
     assert winner.score == min(r.score for r in rows)
 
     entry = f"{s3_bucket}/registry/winner"
-    # the generator, config and metrics: no discriminator, no optimiser state
-    assert set(storage.listdir(entry)) == set(REGISTRY_FILES)
+    # the generator, config and metrics: no discriminator, no optimiser state; with the demo's
+    # inference.ensemble=run, the other ensemble members (generators only) and their index
+    assert set(storage.listdir(entry)) == {*REGISTRY_FILES, "members", "ensemble.json"}
+    for member in storage.listdir(f"{entry}/members"):
+        assert "discriminator.safetensors" not in storage.listdir(f"{entry}/members/{member}")
     record = storage.read_json(f"{entry}/winner.json")
     assert record["trial_id"] == winner.trial_id
     assert "optim.pt" in storage.listdir(record["checkpoint"])  # the full one, to fine-tune
