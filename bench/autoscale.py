@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 
 from bench import DEMO, command_line, deadline, machine_facts, print_header, table, write_json
+from hmss_ray import cli
 from hmss_ray.cluster import free_port
 
 NAME = "autoscale"
@@ -54,12 +55,7 @@ EXAMPLES = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.autoscale",
-        description=__doc__.split("\n\n")[0],
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser("bench.autoscale", __doc__.split("\n\n")[0], EXAMPLES)
     parser.add_argument("--trials", type=int, default=2, help="search trials (all at once)")
     parser.add_argument("--cases", type=int, default=9, help="phantom brain cases")
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")

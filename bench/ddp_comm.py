@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import DEMO, command_line, machine_facts, print_header, table, write_json
+from hmss_ray import cli
 
 NAME = "ddp_comm"
 STAGES = ("lrg", "hrg", "joint")
@@ -183,12 +184,7 @@ def report(args: argparse.Namespace, measured: dict[str, Any], facts: dict[str, 
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.ddp_comm",
-        description=__doc__.split("\n\n")[0],
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser("bench.ddp_comm", __doc__.split("\n\n")[0], EXAMPLES)
     parser.add_argument("--config", default=str(DEMO), help="experiment YAML (default: demo)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override applied last, repeatable")  # fmt: skip

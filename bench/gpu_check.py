@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import command_line, deadline, machine_facts, print_header, table, write_json
+from hmss_ray import cli
 
 NAME = "gpu_check"
 BRAIN = Path(__file__).resolve().parents[1] / "configs" / "brain.yaml"
@@ -252,12 +253,7 @@ def report(args, cfg, m: dict[str, Any], facts: dict[str, Any], peak: float | No
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.gpu_check",
-        description=__doc__.split("\n\n")[0],
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser("bench.gpu_check", __doc__.split("\n\n")[0], EXAMPLES)
     add = parser.add_argument
     add("--config", default=str(BRAIN), help="experiment YAML (default: configs/brain.yaml)")
     add("--device", default="cuda", help="cuda[:N]; cpu only for a dry run of this script")

@@ -41,6 +41,7 @@ from bench import (
     table,
     write_json,
 )
+from hmss_ray import cli
 from hmss_ray.cluster import free_port
 
 NAME = "serve_latency"
@@ -379,12 +380,7 @@ def report(args: argparse.Namespace, m: dict, r: dict, facts: dict) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.serve_latency",
-        description=__doc__.split("\n\n")[0],
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser("bench.serve_latency", __doc__.split("\n\n")[0], EXAMPLES)
     add = parser.add_argument
     add("--model", help="registry entry URI (default: train the demo model briefly here)")
     add("--config", default=str(DEMO), help="config of the model trained here (default: demo)")

@@ -42,6 +42,7 @@ from bench import (
     table,
     write_json,
 )
+from hmss_ray import cli
 from hmss_ray.config import ExperimentConfig, config_diff, load_config, parse_overrides
 
 NAME = "train_throughput"
@@ -402,12 +403,7 @@ def report(args: argparse.Namespace, cfg: ExperimentConfig, m: dict, r: dict, fa
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.train_throughput",
-        description=__doc__.split("\n\n")[0],
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser("bench.train_throughput", __doc__.split("\n\n")[0], EXAMPLES)
     parser.add_argument("--config", default=str(DEMO), help="experiment YAML (default: demo)")
     parser.add_argument(
         "--set",
