@@ -6,12 +6,16 @@ All on one local Ray, loopback only, measured in one run:
    (best and median of ``--repeats``) - the baseline;
 2. HTTP: ``POST /v1/synthesize`` of the same ``.nii.gz`` bytes with httpx (median of
    ``--repeats``); ratio HTTP / direct = what Serve, HTTP and (de)serialisation add. The replica's
-   own ``X-Inference-Time-Ms`` separates its inference from the transport;
-3. load: ``--clients`` concurrent clients x ``--requests`` each (a fixed count, every request with
+   own ``X-Inference-Time-Ms`` separates its inference from the transport; ``GET /healthz`` is
+   the floor of any call through Serve;
+3. real size: the same two on a real-size phantom brain (fits 240x240x180 at 1 mm, int16
+   ``.nii.gz``): HTTP minus direct seconds;
+4. load: ``--clients`` concurrent clients x ``--requests`` each (a fixed count, every request with
    a timeout): p50/p95/max latency, errors (expected 0), requests/s;
-4. large volume: a synthetic MR of ``--size``^2 x ``--slices`` (default 512x512x300 float32, a
+5. large volume: a synthetic MR of ``--size``^2 x ``--slices`` (default 512x512x300 int16, a
    body-like ellipse) sent gzipped: its latency, and the replica's peak RSS above its idle RSS,
-   set against the naive cost of holding every intermediate tensor of every slice at once.
+   set against the float32 input and the naive cost of holding every intermediate tensor of
+   every slice at once.
 
 Direct inference runs ``--threads`` torch threads, as many as the replica gets (``serve.num_cpus``).
 """
@@ -45,6 +49,7 @@ from hmss_ray import cli
 from hmss_ray.cluster import free_port
 
 NAME = "serve_latency"
+REAL_SIZE = (240, 240, 180)  # a real-size brain: SynthRAD2023 brains are about this at 1 mm
 REPLICA = "SCTSynthesizer"  # in the replica's process title: ray::ServeReplica:hmss:SCTSynthesizer
 EXAMPLES = """examples:
   python -m bench.serve_latency                       # tiny model trained here (1.5-3 min)
@@ -79,8 +84,8 @@ def build_entry(workdir: Path, cfg_path: str, steps: int) -> str:
     )
 
 
-def large_volume(size: int, slices: int, seed: int = 0):
-    """A float32 MR NIfTI: a body-like ellipse (fat rim, soft tissue, dark bone ring) in air."""
+def large_volume(size: int, slices: int, dtype: str = "int16", seed: int = 0):
+    """An MR NIfTI: a body-like ellipse (fat rim, soft tissue, dark bone ring) in air."""
     import nibabel as nib
 
     rng = np.random.default_rng(seed)
@@ -88,7 +93,7 @@ def large_volume(size: int, slices: int, seed: int = 0):
     r = np.sqrt((u / 0.80) ** 2 + (v / 0.65) ** 2)  # body about 410 x 333 voxels of 512
     plane = np.where(r < 1.0, 900.0, 0.0) + np.where(r < 0.93, -350.0, 0.0)
     plane += np.where((r > 0.55) & (r < 0.62), -480.0, 0.0)  # a dark ring, like cortical bone
-    volume = np.empty((size, size, slices), np.float32)
+    volume = np.empty((size, size, slices), np.dtype(dtype))  # int16: rounded on assignment
     for z in range(slices):
         noise = rng.normal(0.0, 15.0, (size, size)).astype(np.float32)
         volume[:, :, z] = np.where(r < 1.0, plane + noise, np.abs(noise) * 0.2)
@@ -96,11 +101,17 @@ def large_volume(size: int, slices: int, seed: int = 0):
     return nib.Nifti1Image(volume, np.diag([0.9, 0.9, 1.0, 1.0])), mask
 
 
-def activation_bytes(synth, mask: np.ndarray) -> dict[str, float]:
-    """Bytes of every module output for one slice on the volume's canvas (forward hooks)."""
+def activation_bytes(synth, mask: np.ndarray, affine: np.ndarray) -> dict[str, float]:
+    """Bytes of every module output for one slice on the volume's canvas (forward hooks), and
+    the volume's slices with body on the contract grid."""
     import torch
 
-    canvas = synth.canvas_size(mask)
+    from hmss_ray.data import preprocess
+    from hmss_ray.io.geometry import Grid, GridMap
+
+    gmap = GridMap.plan(Grid(mask.shape, affine), synth.contract())
+    place = preprocess.place_body(mask, gmap, synth.cfg.data.image_size, synth.stride)
+    canvas, body_slices = place.box.size, int(place.mask.any(axis=(0, 1)).sum())
     total = 0
 
     def count(module, inputs, output) -> None:
@@ -120,7 +131,9 @@ def activation_bytes(synth, mask: np.ndarray) -> dict[str, float]:
             hook.remove()
     # the same bytes as this many float32 maps of canvas^2 (what "feature maps" means below)
     maps = total / (4 * canvas * canvas)
-    return {"canvas": canvas, "per_slice_mb": total / MB, "full_res_maps": maps}
+    grid = list(place.grid_shape)
+    return {"canvas": canvas, "contract_shape": grid, "body_slices": body_slices,
+            "per_slice_mb": total / MB, "full_res_maps": maps}  # fmt: skip
 
 
 def post(client, url: str, body: bytes, timeout: float) -> dict[str, Any]:
@@ -136,10 +149,16 @@ def post(client, url: str, body: bytes, timeout: float) -> dict[str, Any]:
     except Exception as exc:  # a timeout or a dropped connection is an error, not a crash
         return {"s": time.perf_counter() - start, "status": 0, "error": repr(exc)}
     inference = response.headers.get("x-inference-time-ms")
+    phases = {}  # Server-Timing: "upload;dur=1.2, parse;dur=3.4, ..." (ms)
+    for item in response.headers.get("server-timing", "").split(","):
+        name, _, dur = item.strip().partition(";dur=")
+        if dur:
+            phases[name] = float(dur) / 1000
     return {
         "s": time.perf_counter() - start,
         "status": response.status_code,
         "inference_s": float(inference) / 1000 if inference else None,
+        "phases_s": phases,
         "content": response.content,
     }
 
@@ -159,9 +178,15 @@ def direct_latency(synth, mr, repeats: int) -> dict[str, float]:
 def http_latency(url: str, body: bytes, repeats: int, timeout: float) -> dict[str, Any]:
     import httpx
 
-    with httpx.Client() as client:
+    # as hmss_ray.client on loopback: no compression asked for
+    with httpx.Client(headers={"Accept-Encoding": "identity"}) as client:
         post(client, url, body, timeout)  # warm-up
         runs = [post(client, url, body, timeout) for _ in range(repeats)]
+        floor = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            client.get(f"{url}/healthz", timeout=timeout).raise_for_status()
+            floor.append(time.perf_counter() - start)
     ok = [r for r in runs if r["status"] == 200]
     if not ok:
         raise RuntimeError(f"every POST to {url} failed: {[r['status'] for r in runs]}")
@@ -169,9 +194,35 @@ def http_latency(url: str, body: bytes, repeats: int, timeout: float) -> dict[st
         "best_s": min(r["s"] for r in ok),
         "median_s": statistics.median(r["s"] for r in ok),
         "replica_inference_median_s": statistics.median(r["inference_s"] or 0 for r in ok),
+        "healthz_median_s": statistics.median(floor),
+        "replica_phases_median_s": {
+            name: statistics.median(r["phases_s"].get(name, 0.0) for r in ok)
+            for name in ok[0]["phases_s"]
+        },
+        "answer_mb": len(ok[0]["content"]) / MB,
         "runs": repeats,
         "errors": len(runs) - len(ok),
     }
+
+
+def real_size(url: str, synth, args: argparse.Namespace) -> dict[str, Any]:
+    """Direct vs HTTP on a real-size phantom brain (fits 240x240x180 at 1 mm), sent as an int16
+    ``.nii.gz`` as a scanner's export would be."""
+    import nibabel as nib
+
+    from hmss_ray.data.phantom.render import make_case
+    from hmss_ray.io import volume_from_bytes
+
+    case = make_case("1BA001", seed=0, shape=REAL_SIZE)
+    mr = np.clip(np.rint(case.mr), 0, 32767).astype(np.int16)
+    body = gzip.compress(nib.Nifti1Image(mr, case.affine).to_bytes(), compresslevel=1)
+    volume = volume_from_bytes(body, synth.cfg.io)  # as the replica parses it
+    print(f"[bench] real-size brain {list(mr.shape)}: direct vs HTTP", flush=True)
+    direct = direct_latency(synth, volume, args.repeats)
+    http = http_latency(url, body, args.repeats, args.timeout)
+    return {"shape": list(mr.shape), "dtype": "int16", "gzip_mb": len(body) / MB,
+            "float32_mb": mr.size * 4 / MB, "direct": direct, "http": http,
+            "http_minus_direct_s": http["median_s"] - direct["median_s"]}  # fmt: skip
 
 
 def load_test(url: str, body: bytes, clients: int, requests: int, timeout: float) -> dict:
@@ -206,23 +257,27 @@ def large_request(url: str, synth, args: argparse.Namespace) -> dict[str, Any]:
     import httpx
     import nibabel as nib
 
-    mr_img, mask = large_volume(args.size, args.slices)
+    mr_img, mask = large_volume(args.size, args.slices, args.large_dtype)
     raw_mb = mr_img.dataobj.nbytes / MB
+    float32_mb = mr_img.dataobj.size * 4 / MB  # what the goal is set against
     body = gzip.compress(mr_img.to_bytes(), compresslevel=1)
-    del mr_img  # this process's memory is not what is measured
-    naive = activation_bytes(synth, mask)
-    replica, proxy = RssSampler(REPLICA, env_keys=("OMP_NUM_THREADS",)), RssSampler("ProxyActor")
+    naive = activation_bytes(synth, mask, mr_img.affine)
+    del mr_img, mask  # this process's memory is not what is measured
+    replica = RssSampler(REPLICA, interval=0.05, env_keys=("OMP_NUM_THREADS",))
+    proxy = RssSampler("ProxyActor", interval=0.05)
     (idle, idle_private), proxy_idle = replica.measure(), proxy.current_bytes()
     print(f"[bench] large volume: POST {len(body) / MB:.0f} MB gzipped", flush=True)
-    with replica, proxy, httpx.Client() as client:
+    with replica, proxy, httpx.Client(headers={"Accept-Encoding": "identity"}) as client:
         answer = post(client, url, body, args.large_timeout)
     if answer["status"] != 200:
         raise RuntimeError(f"the large volume failed after {answer['s']:.0f} s: {answer}")
     sct = nib.Nifti1Image.from_bytes(gzip.decompress(answer["content"]))
-    body_slices = int(mask.any(axis=(0, 1)).sum())
+    body_slices = naive["body_slices"]
     return {
         "shape": [args.size, args.size, args.slices],
+        "dtype": args.large_dtype,
         "raw_mb": raw_mb,
+        "float32_mb": float32_mb,
         "gzip_mb": len(body) / MB,
         "latency_s": answer["s"],
         "replica_inference_s": answer["inference_s"],
@@ -232,7 +287,6 @@ def large_request(url: str, synth, args: argparse.Namespace) -> dict[str, Any]:
         "replica_private_peak_minus_idle_mb": (replica.peak_private_bytes - idle_private) / MB,
         "replica_omp_num_threads": replica.env.get("OMP_NUM_THREADS"),
         "proxy_peak_minus_idle_mb": (proxy.peak_bytes - proxy_idle) / MB,
-        "body_slices": body_slices,
         "batch_slices": synth.batch_slices,
         **naive,
         "naive_all_slices_mb": naive["per_slice_mb"] * body_slices,
@@ -278,6 +332,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         out["direct"] = direct_latency(synth, mr_img, args.repeats)
         out["http"] = http_latency(url, body, args.repeats, args.timeout)
         load["direct + HTTP"] = os.getloadavg()[0]
+        out["real_size"] = real_size(url, synth, args)
+        load["real size"] = os.getloadavg()[0]
         print(f"[bench] load: {args.clients} clients x {args.requests} requests", flush=True)
         out["load"] = load_test(url, body, args.clients, args.requests, args.timeout)
         load["bounded load"] = os.getloadavg()[0]
@@ -300,13 +356,19 @@ def summarise(m: dict[str, Any]) -> dict[str, float]:
         "load_p95_over_single": (load["p95_s"] or float("nan")) / http["median_s"],
         "load_errors": load["errors"],
         "large_peak_over_naive": large["replica_peak_minus_idle_mb"] / large["naive_all_slices_mb"],
-        "large_peak_over_input": large["replica_peak_minus_idle_mb"] / large["raw_mb"],
+        "large_peak_over_input": large["replica_peak_minus_idle_mb"] / large["float32_mb"],
+        "real_size_http_minus_direct_s": m["real_size"]["http_minus_direct_s"],
+        "real_size_http_over_direct": (
+            m["real_size"]["http"]["median_s"] / m["real_size"]["direct"]["median_s"]
+        ),
         "large_inference_share": (large["replica_inference_s"] or 0) / large["latency_s"],
     }
 
 
 def _latency_rows(m: dict, r: dict) -> list[list[str]]:
-    d, h = m["direct"], m["http"]
+    d, h, rs = m["direct"], m["http"], m["real_size"]
+    rd, rh = rs["direct"], rs["http"]
+    shape = "x".join(str(n) for n in rs["shape"])
     return [
         ["direct, in-process", f"{d['median_s']:.3f}", f"{d['best_s']:.3f}", "1.00",
          f"baseline: Synthesizer + synthesize_volume, {d['runs']} runs"],
@@ -315,6 +377,15 @@ def _latency_rows(m: dict, r: dict) -> list[list[str]]:
          f"Serve adds {r['serve_overhead_s'] * 1000:.0f} ms a call; {h['errors']} errors"],
         ["  inference in the replica", f"{h['replica_inference_median_s']:.3f}", "-",
          f"{r['replica_inference_over_direct']:.2f}", "its X-Inference-Time-Ms header"],
+        ["  GET /healthz", f"{h['healthz_median_s']:.3f}", "-", "-",
+         "the floor of any call through Serve"],
+        [f"real-size brain {shape} direct", f"{rd['median_s']:.3f}", f"{rd['best_s']:.3f}", "1.00",
+         f"int16 .nii.gz, {rs['gzip_mb']:.1f} MB; {rs['float32_mb']:.0f} MB as float32"],
+        ["  HTTP POST /v1/synthesize", f"{rh['median_s']:.3f}", f"{rh['best_s']:.3f}",
+         f"{r['real_size_http_over_direct']:.2f}",
+         f"HTTP - direct = {rs['http_minus_direct_s']:.3f} s; answer {rh['answer_mb']:.1f} MB"],
+        ["  inference in the replica", f"{rh['replica_inference_median_s']:.3f}", "-",
+         f"{rh['replica_inference_median_s'] / rd['median_s']:.2f}", "X-Inference-Time-Ms"],
     ]  # fmt: skip
 
 
@@ -332,7 +403,8 @@ def _memory_rows(m: dict, r: dict) -> list[list[str]]:
     lg = m["large"]
     measured = lg["replica_peak_minus_idle_mb"]
     return [
-        ["MR upload", f"{lg['gzip_mb']:.0f}", "-", f"gzipped; {lg['raw_mb']:.0f} MB raw"],
+        ["MR upload", f"{lg['gzip_mb']:.0f}", "-",
+         f"{lg['dtype']} gzipped; {lg['raw_mb']:.0f} MB raw"],
         ["replica RSS peak - idle", f"{measured:.0f}", "1.00",
          f"measured: idle {lg['replica_idle_mb']:.0f} MB, peak {lg['replica_peak_mb']:.0f} MB"],
         ["  of which private", f"{lg['replica_private_peak_minus_idle_mb']:.0f}",
@@ -345,11 +417,20 @@ def _memory_rows(m: dict, r: dict) -> list[list[str]]:
         ["the same, one batch", f"{lg['naive_one_batch_mb']:.0f}",
          f"{lg['naive_one_batch_mb'] / measured:.2f}",
          f"serve.batch_slices = {lg['batch_slices']} slices"],
-        ["input volume, float32", f"{lg['raw_mb']:.0f}", f"{lg['raw_mb'] / measured:.2f}",
+        ["input volume, as float32", f"{lg['float32_mb']:.0f}",
+         f"{lg['float32_mb'] / measured:.2f}",
          f"peak - idle = {r['large_peak_over_input']:.1f} x the input"],
         ["HTTP proxy RSS peak - idle", f"{lg['proxy_peak_minus_idle_mb']:.0f}", "-",
          "the proxy holds the upload and the answer"],
     ]  # fmt: skip
+
+
+def _phases(http: dict[str, Any]) -> str:
+    """The replica's phases (Server-Timing medians) and what is left for HTTP and the proxy."""
+    phases = http["replica_phases_median_s"]
+    rest = http["median_s"] - sum(phases.values())
+    parts = [f"{name} {seconds * 1000:.0f}" for name, seconds in phases.items()]
+    return f"replica {', '.join(parts)} ms; HTTP + Serve proxy {rest * 1000:.0f} ms"
 
 
 def report(args: argparse.Namespace, m: dict, r: dict, facts: dict) -> None:
@@ -365,12 +446,14 @@ def report(args: argparse.Namespace, m: dict, r: dict, facts: dict) -> None:
     print(f"1-min load average at the end of each phase ({facts['cpu_count']} CPUs): {loads}")
     headers = ["one volume", "median s", "best s", "ratio", "note"]
     print("\n" + table(headers, _latency_rows(m, r), left=(0, 4)))
+    print(f"phases, small volume: {_phases(m['http'])}")
+    print(f"phases, real-size brain: {_phases(m['real_size']['http'])}")
     headers = ["bounded load", "requests", "errors", "p50 s", "p95 s", "max s", "req/s"]
     headers += ["p50 ratio", "p95 ratio"]
     print("\n" + table(headers, _load_rows(args, m, r)))
     print("(load ratios: vs the single-request HTTP median above)")
     shape = "x".join(str(n) for n in lg["shape"])
-    headers = [f"large volume {shape} float32", "MB", "vs measured", "note"]
+    headers = [f"large volume {shape} {lg['dtype']}", "MB", "vs measured", "note"]
     print("\n" + table(headers, _memory_rows(m, r), left=(0, 3)))
     print(
         f"large volume latency {lg['latency_s']:.1f} s end to end, of which inference in the "
@@ -393,6 +476,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--size", type=int, default=512, help="in-plane size of the large volume (512)")
     add("--slices", type=int, default=300, help="slices of the large volume (300)")
     add("--large-timeout", type=float, default=600.0, help="seconds for the large request")
+    add("--large-dtype", default="int16", choices=["int16", "float32"],
+        help="voxel type of the large volume's NIfTI (int16)")  # fmt: skip
     add("--threads", type=int, help="torch threads here (default: the replica's serve.num_cpus)")
     add("--quick", action="store_true", help="5 repeats, 2 x 5 requests, 60 large slices")
     add("--json", default=f"outputs/bench/{NAME}.json", help="where the figures go")
@@ -416,7 +501,9 @@ def main(argv: list[str] | None = None) -> int:
     facts["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report(args, measured, ratios, facts)
     payload = {"bench": NAME, "command": command_line(), "machine": facts,
-               "ratios": ratios, "measured": measured}  # fmt: skip
+               "ratios": ratios, "measured": measured,
+               "real_size": {k: v for k, v in measured["real_size"].items()
+                             if k not in ("direct", "http")}}  # fmt: skip
     out = write_json(args.json, payload)
     print(f"\nload average at end {facts['load_avg_at_end']}; figures written to {out}")
     return 0

@@ -246,7 +246,12 @@ class Synthesizer:
         except ValueError as exc:  # a body smaller than one voxel of the contract grid
             raise InputError(f"{exc} (contract spacing {contract.spacing} mm)") from None
         sct_canvas = self._generate(mr, place)
-        sct = gmap.inverse(sct_canvas, order=1, cval=AIR_HU, box=place.canvas, dtype=np.int16)
+        # the sCT in the MR's memory order: a NIfTI-read MR is Fortran-ordered, and so its sCT
+        # is written out without a reordered copy
+        layout = "F" if mr.flags.f_contiguous and not mr.flags.c_contiguous else "C"
+        sct = gmap.inverse(
+            sct_canvas, order=1, cval=AIR_HU, box=place.canvas, dtype=np.int16, layout=layout
+        )
         del sct_canvas
         return slabs.air_outside(sct, body)  # outside the body is air, as in the CT
 

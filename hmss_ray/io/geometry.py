@@ -206,19 +206,22 @@ class GridMap:
         cval: float = 0.0,
         box: Box | None = None,
         dtype: Any = None,
+        layout: str = "C",
     ) -> np.ndarray:
         """A contract-grid array (or ``box`` of it) put back on exactly the source grid.
 
         Source voxels outside what ``array`` covers get ``cval``. Orientation-only maps are exact.
         An integer ``dtype`` gets the interpolated values rounded (and clipped to its range),
-        resampled in slabs of source rows so that no float copy of the whole grid exists.
+        resampled in slabs of the result's slowest axis so that no float copy of the whole grid
+        exists. ``layout``: the result's memory order, "C" or "F" (as NIfTI stores voxels, so
+        that writing it needs no reordered copy).
         """
         box = box or Box.whole(self.target.shape)
         if tuple(np.shape(array)) != tuple(box.shape):
             raise ValueError(f"inverse: the array is {np.shape(array)}, its box {box.shape}")
         array = np.asarray(array)
         dtype = np.dtype(dtype or (np.float32 if order else array.dtype))
-        out = np.empty(self.source.shape, dtype)
+        out = np.empty(self.source.shape, dtype, order="F" if layout == "F" else "C")
         integer = np.issubdtype(dtype, np.integer)
         if self.exact:
             if integer and not np.issubdtype(array.dtype, np.integer):
@@ -233,14 +236,19 @@ class GridMap:
             _resample(array, to_box, out, order, cval)
             return out
         limits = np.iinfo(dtype)
-        rows = max(1, _SLAB_VOXELS // max(out.shape[1] * out.shape[2], 1))
-        for i0 in range(0, out.shape[0], rows):
-            part = np.empty((min(rows, out.shape[0] - i0), *out.shape[1:]), np.float32)
+        axis = 2 if layout == "F" else 0  # the slowest axis: each slab is contiguous in ``out``
+        step = max(1, _SLAB_VOXELS * out.shape[axis] // max(out.size, 1))
+        for i0 in range(0, out.shape[axis], step):
+            shape = list(out.shape)
+            shape[axis] = min(step, out.shape[axis] - i0)
+            part = np.empty(shape, np.float32)
             shift = np.eye(4)
-            shift[0, 3] = i0  # slab-local row -> source row
+            shift[axis, 3] = i0  # slab-local index -> source index
             _resample(array, to_box @ shift, part, order, cval)
             np.clip(np.rint(part, out=part), limits.min, limits.max, out=part)
-            out[i0 : i0 + part.shape[0]] = part
+            index: list[Any] = [slice(None)] * 3
+            index[axis] = slice(i0, i0 + shape[axis])
+            out[tuple(index)] = part
         return out
 
     def to_dict(self) -> dict[str, Any]:

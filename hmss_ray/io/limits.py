@@ -84,6 +84,24 @@ class BoundedReader:
         self.produced += len(out)
         return out
 
+    def read_into(self, buffer: memoryview) -> int:
+        """Fill ``buffer`` with the next bytes (fewer at the end of the data); returns how many.
+
+        The bytes land straight in ``buffer`` (a preallocated volume, say): no second copy of a
+        large decompressed stream is ever held, only one ``CHUNK`` at a time.
+        """
+        size = len(buffer)
+        if self.produced + size > self.limit:
+            self.read(size)  # raises LimitExceeded with the usual message
+        filled = 0
+        while filled < size:
+            piece = self.read(min(CHUNK, size - filled))
+            if not piece:
+                break
+            buffer[filled : filled + len(piece)] = piece
+            filled += len(piece)
+        return filled
+
     def at_end(self) -> bool:
         if not self._gzip:
             return self._pos >= len(self._data)

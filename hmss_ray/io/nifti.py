@@ -6,9 +6,9 @@ before the voxel data: a gzip of a 1024^3 header costs a few hundred bytes to re
 
 from __future__ import annotations
 
-import gzip
 import io
 import struct
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -20,6 +20,9 @@ from hmss_ray.io.volume import UnreadableVolume, Volume
 
 HEADER_CLASSES = {348: nib.Nifti1Header, 540: nib.Nifti2Header}
 IMAGE_CLASSES = {348: nib.Nifti1Image, 540: nib.Nifti2Image}
+SLAB = 1 << 22  # bytes of voxels encoded at a time
+STORED_BLOCK = 0xFFFF  # the largest uncompressed deflate block
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime
 
 
 def read_nifti(path: str | Path, limits: IOConfig) -> Volume:
@@ -56,20 +59,24 @@ def nifti_from_bytes(data: bytes, limits: IOConfig, what: str = "volume") -> Vol
         raise UnreadableVolume(f"the {what} is not a readable NIfTI file: {exc}") from None
     check_voxels(shape, dtype.itemsize, limits, what)
     needed = max(offset, sizeof_hdr) + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    body = data if not reader.gzipped else head + reader.read(max(0, needed - len(head)))
-    if len(body) < needed:
+    body, size = data, len(data)
+    if reader.gzipped:  # inflated straight into the buffer the voxels will view: one copy
+        body = bytearray(max(needed, len(head)))
+        body[: len(head)] = head
+        size = len(head) + reader.read_into(memoryview(body)[len(head) :])
+    if size < needed:
         raise UnreadableVolume(
-            f"the {what} is not a readable NIfTI file: truncated ({len(body)} of {needed} bytes)"
+            f"the {what} is not a readable NIfTI file: truncated ({size} of {needed} bytes)"
         )
     slope, inter = header.get_slope_inter()
     if (slope in (None, 1.0) and inter in (None, 0.0)) and dtype.kind in "iuf":
-        # no scaling: the voxels are a read-only view of the bytes (a .nii upload is not copied)
+        # no scaling: the voxels are a view of the bytes (a .nii upload is not copied)
         count = int(np.prod(shape, dtype=np.int64))
         array = np.frombuffer(body, dtype, count, offset).reshape(shape, order="F")
         affine = np.asarray(header.get_best_affine(), dtype=np.float64)
         return Volume(array, affine, {"nifti_header": header})
     try:
-        image = IMAGE_CLASSES[sizeof_hdr].from_bytes(body)
+        image = IMAGE_CLASSES[sizeof_hdr].from_bytes(bytes(body))
         array = np.asanyarray(image.dataobj)
     except Exception as exc:  # untrusted bytes: any failure to parse means "not a NIfTI"
         raise UnreadableVolume(f"the {what} is not a readable NIfTI file: {exc}") from None
@@ -77,8 +84,68 @@ def nifti_from_bytes(data: bytes, limits: IOConfig, what: str = "volume") -> Vol
 
 
 def nifti_bytes(volume: Volume, compresslevel: int = 1) -> bytes:
-    """``volume`` as gzipped NIfTI bytes (level 1: most of the size gain for little CPU)."""
-    return gzip.compress(to_nifti(volume).to_bytes(), compresslevel=compresslevel)
+    """``volume`` as gzipped NIfTI bytes (level 1: most of the size gain for little CPU).
+
+    Written in slabs of slices straight from the array (a view when it is Fortran-ordered, as
+    read from NIfTI): the answer is the only volume-sized buffer made. Level 0 is a stored gzip
+    (valid for any reader, no compression time): its blocks are views of the voxels, joined once.
+    """
+    image = to_nifti(volume)
+    head = _single_file_header(image)
+    parts = _voxel_bytes(volume.array, image.header.get_data_dtype())
+    if compresslevel == 0:
+        return _stored_gzip(head, parts)
+    deflate = zlib.compressobj(compresslevel, zlib.DEFLATED, 31)  # 31: a gzip wrapper
+    out = [deflate.compress(head)]
+    out += [deflate.compress(part) for part in parts]
+    out.append(deflate.flush())
+    return b"".join(out)
+
+
+def _single_file_header(image: nib.Nifti1Image) -> bytes:
+    """A single-file NIfTI's bytes before its voxels: header, extensions, padding."""
+    image.update_header()
+    header = image.header
+    buffer = io.BytesIO()
+    header.write_to(buffer)  # sets vox_offset when it is unset
+    head = buffer.getvalue()
+    return head + b"\0" * max(0, int(header.get_data_offset()) - len(head))
+
+
+def _voxel_bytes(array: np.ndarray, dtype: np.dtype) -> list[memoryview]:
+    """The voxels in NIfTI order (Fortran, ``dtype``'s byte order) as buffers of ~``SLAB`` bytes:
+    views of ``array`` when it is already laid out so, else one converted slab at a time."""
+    array = np.asarray(array)
+    if array.dtype == dtype and (array.flags.f_contiguous or array.ndim <= 1):
+        flat = memoryview(np.ascontiguousarray(array.T)).cast("B")  # a view: .T is C-ordered
+        return [flat[i : i + SLAB] for i in range(0, len(flat), SLAB)]
+    depth = array.shape[-1] if array.ndim >= 2 else 1
+    per_slice = max(array[..., :1].nbytes if array.ndim >= 2 else array.nbytes, 1)
+    step = max(1, SLAB // per_slice)
+    out = []
+    for z in range(0, depth, step):
+        slab = np.asfortranarray(array[..., z : z + step], dtype=dtype)
+        out.append(memoryview(np.ascontiguousarray(slab.T)).cast("B"))
+    return out
+
+
+def _stored_gzip(head: bytes, parts: list[memoryview]) -> bytes:
+    """A gzip member of uncompressed deflate blocks (RFC 1951 3.2.4) holding ``head`` then
+    ``parts``: the blocks are views, so building it copies each byte once."""
+    pieces: list[bytes | memoryview] = [GZIP_HEADER]
+    crc, total = 0, 0
+    chunks = [memoryview(head)]
+    for part in parts:
+        chunks += [part[i : i + STORED_BLOCK] for i in range(0, len(part), STORED_BLOCK)]
+    for index, chunk in enumerate(chunks):
+        final = index == len(chunks) - 1
+        size = len(chunk)
+        pieces.append(struct.pack("<BHH", int(final), size, size ^ 0xFFFF))
+        pieces.append(chunk)
+        crc = zlib.crc32(chunk, crc)
+        total += size
+    pieces.append(struct.pack("<II", crc, total & 0xFFFFFFFF))
+    return b"".join(pieces)
 
 
 def to_nifti(volume: Volume) -> nib.Nifti1Image:

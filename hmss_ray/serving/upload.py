@@ -70,19 +70,27 @@ def http_error(exc: UserError) -> HTTPException:
 class Upload:
     """The files and fields of one request."""
 
-    mr: bytes
+    mr: bytes | bytearray  # a bytearray when read into one buffer (see _bounded_body)
     mask: bytes | None = None
     patient: PatientFields = field(default_factory=PatientFields)
+    # seconds per phase in the replica (upload, queue, parse, inference, encode): Server-Timing
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 LOOPBACK = ("127.", "::1", "localhost")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) is this machine: compressing costs more there
+    than sending the bytes."""
+    return host.strip("[]").lower().startswith(LOOPBACK)
 
 
 def gzip_level(accept_encoding: str, client_host: str | None) -> int:
     """How hard to compress a gzipped answer (a ``.nii.gz``): 1 (fast) when the client lists
     ``gzip`` in ``Accept-Encoding`` (q > 0) and is not on loopback; else 0, a stored gzip that
     costs no compression time and stays a valid ``.nii.gz`` for any client."""
-    if client_host is None or client_host.startswith(LOOPBACK):
+    if client_host is None or is_loopback(client_host):
         return 0
     for item in accept_encoding.split(","):
         coding, *params = (part.strip().lower() for part in item.split(";"))
@@ -148,20 +156,34 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
     return Upload(body)
 
 
-async def _bounded_body(request: Request, max_bytes: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
+async def _bounded_body(request: Request, max_bytes: int) -> bytes | bytearray:
+    """The body, at most ``max_bytes``. With a Content-Length it is read into one buffer of that
+    size (the chunks are not kept and joined: one copy of the upload, and the parsed voxels of
+    an uncompressed ``.nii`` are a view of it)."""
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit():
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise bad(413, f"upload is over the {max_bytes} byte limit (serve.max_upload_mb)")
+            parts.append(chunk)
+        return b"".join(parts)
+    body, size = bytearray(int(declared)), 0  # declared <= max_bytes: checked by the caller
     async for chunk in request.stream():
+        if size + len(chunk) > len(body):
+            raise bad(400, f"the body is longer than its Content-Length ({declared} bytes)")
+        body[size : size + len(chunk)] = chunk
         size += len(chunk)
-        if size > max_bytes:
-            raise bad(413, f"upload is over the {max_bytes} byte limit (serve.max_upload_mb)")
-        parts.append(chunk)
-    return b"".join(parts)
+    if size < len(body):
+        raise bad(400, f"the body ended after {size} of its Content-Length ({declared}) bytes")
+    return body
 
 
-async def _multipart(request: Request, body: bytes) -> Upload:
+async def _multipart(request: Request, body: bytes | bytearray) -> Upload:
     async def replay() -> dict:
-        return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.request", "body": bytes(body), "more_body": False}
 
     try:
         form = await Request(request.scope, replay).form(max_files=2, max_fields=16)
