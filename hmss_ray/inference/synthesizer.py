@@ -60,13 +60,26 @@ def _signal_threshold(mr: np.ndarray) -> float:
     top = float(mr.max())
     if not top > 0:
         raise InputError("the MR has no signal: cannot find the body outline")
-    counts, edges = np.histogram(mr, bins=4096, range=(float(np.finfo(np.float32).tiny), top))
+    values = mr.ravel(order="K")  # a view in any memory order (histogram's ravel would copy)
+    counts, edges = np.histogram(values, bins=4096, range=(float(np.finfo(np.float32).tiny), top))
     cumulative = np.cumsum(counts)
     return 0.1 * float(edges[np.searchsorted(cumulative, 0.99 * cumulative[-1]) + 1])
 
 
+def _labels(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """The connected parts of ``mask``, labelled in uint16 when that holds them (2 bytes a voxel,
+    not scipy's default 4: the largest temporary of whole-volume inference); else int32."""
+    try:
+        labels = np.empty(mask.shape, np.uint16)
+        return labels, int(ndimage.label(mask, output=labels))
+    except RuntimeError:  # scipy: "insufficient bit-depth" - more parts than uint16 holds
+        del labels
+        labels, count = ndimage.label(mask)
+        return labels, int(count)
+
+
 def _largest_part(mask: np.ndarray) -> np.ndarray:
-    labels, count = ndimage.label(mask)  # int32: scipy needs that many bits while labelling
+    labels, count = _labels(mask)
     if count <= 1:
         return mask
     sizes = np.zeros(count + 1, np.int64)
@@ -89,10 +102,22 @@ def mask_from_mr(mr: np.ndarray, affine: np.ndarray | None = None) -> np.ndarray
     axial = 2
     if affine is not None:  # the storage axis that nibabel's reorientation maps to I/S
         axial = int(np.flatnonzero(nib.orientations.io_orientation(affine)[:, 0] == 2)[0])
+    _fill_holes_per_slice(mask, axial)
+    return _largest_part(mask).view(np.uint8)
+
+
+def _fill_holes_per_slice(mask: np.ndarray, axial: int) -> None:
+    """Fill the holes of every slice along ``axial`` (in place), in slabs of slices: no link
+    across slices, so the slabs give the whole volume's answer with slab-sized temporaries."""
     in_plane = np.zeros((3, 3, 3), bool)
     np.moveaxis(in_plane, axial, 2)[:, :, 1] = ndimage.generate_binary_structure(2, 1)
-    mask = ndimage.binary_fill_holes(mask, structure=in_plane)  # per slice: no link across slices
-    return _largest_part(mask).view(np.uint8)
+    per_slice = max(mask.size // max(mask.shape[axial], 1), 1)
+    step = max(1, (1 << 24) // per_slice)
+    for z0 in range(0, mask.shape[axial], step):
+        index: list[Any] = [slice(None)] * 3
+        index[axial] = slice(z0, z0 + step)
+        slab = mask[tuple(index)]
+        slab[...] = ndimage.binary_fill_holes(slab, structure=in_plane)
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,36 @@ def test_synthesize_returns_sct_on_the_input_grid_equal_to_offline(server, entry
     np.testing.assert_array_equal(data, offline.array)
 
 
+def test_int16_nii_goes_in_as_it_is_and_comes_back_int16_stored_on_loopback(
+    server, entry, case, tmp_path
+):
+    """The client sends an uncompressed int16 .nii as its bytes and asks for no compression on
+    loopback; the answer is int16, the offline sCT, in a stored gzip (gzip accepted or not), and
+    says where the replica's time went (Server-Timing)."""
+    from hmss_ray.serving.client import synthesize
+
+    mr = nib.load(case / "mr.nii.gz")
+    data = np.clip(np.rint(np.asanyarray(mr.dataobj)), 0, 32767).astype(np.int16)
+    path = tmp_path / "mr.nii"
+    nib.save(nib.Nifti1Image(data, mr.affine), path)
+    response = synthesize(server["url"], path)
+    assert response.status_code == 200, response.text
+    assert response.request.headers["accept-encoding"] == "identity"
+    assert response.request.content == path.read_bytes()  # int16, as it is
+    raw = gzip.decompress(response.content)
+    assert len(response.content) > len(raw)  # stored: nothing compressed on loopback
+    sct = nib.Nifti1Image.from_bytes(raw)
+    assert sct.get_data_dtype() == np.int16
+    offline = synthesize_volume(Synthesizer.from_uri(entry, device="cpu"), read_volume(path))
+    np.testing.assert_array_equal(np.asanyarray(sct.dataobj), offline.array)
+    timing = response.headers["server-timing"].split(",")
+    phases = dict(item.strip().split(";dur=") for item in timing)
+    assert {"upload", "parse", "inference", "encode"} <= set(phases)
+    gzip_ok = {"Accept-Encoding": "gzip"}
+    again = _post(server["url"], raw, "application/octet-stream", headers=gzip_ok)
+    assert again.status_code == 200 and len(again.content) > len(gzip.decompress(again.content))
+
+
 def test_one_volume_as_nifti_metaimage_and_dicom_gives_the_same_sct(server, entry, dicom_mr):
     """The same MR sent three ways; every answer (NIfTI, MetaImage, DICOM) within 1 HU."""
     mr = read_volume(dicom_mr)

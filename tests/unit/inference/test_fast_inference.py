@@ -107,6 +107,7 @@ def test_int16_upload_is_read_without_a_copy_and_synthesised(head) -> None:
         np.testing.assert_array_equal(volume.array, mr)
         np.testing.assert_allclose(volume.affine, LPS_1MM)
     sct = synth(volume.array, None, volume.affine)
+    assert sct.dtype == np.int16 and sct.flags.f_contiguous  # as NIfTI stores it: no reorder
     np.testing.assert_array_equal(sct, synth(mr.astype(np.float32), None, LPS_1MM))
 
 
