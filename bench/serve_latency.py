@@ -5,9 +5,10 @@ All on one local Ray, loopback only, measured in one run:
 1. direct: ``Synthesizer`` + ``synthesize_volume`` in this process on one phantom MR volume
    (best and median of ``--repeats``) - the baseline;
 2. HTTP: ``POST /v1/synthesize`` of the same ``.nii.gz`` bytes with httpx (median of
-   ``--repeats``); ratio HTTP / direct = what Serve, HTTP and (de)serialisation add. The replica's
-   own ``X-Inference-Time-Ms`` separates its inference from the transport; ``GET /healthz`` is
-   the floor of any call through Serve;
+   ``--repeats``, each right after a direct run: the machine is shared, and alternating puts a
+   change of load on both); ratio HTTP / direct = what Serve, HTTP and (de)serialisation add.
+   The replica's ``Server-Timing`` header splits its time (upload, parse, inference, encode)
+   from the transport; ``GET /healthz`` is the floor of any call through Serve;
 3. real size: the same two on a real-size phantom brain (fits 240x240x180 at 1 mm, int16
    ``.nii.gz``): HTTP minus direct seconds;
 4. load: ``--clients`` concurrent clients x ``--requests`` each (a fixed count, every request with
@@ -163,45 +164,50 @@ def post(client, url: str, body: bytes, timeout: float) -> dict[str, Any]:
     }
 
 
-def direct_latency(synth, mr, repeats: int) -> dict[str, float]:
+def compare(synth, mr, url: str, body: bytes, repeats: int, timeout: float) -> dict[str, Any]:
+    """Direct and HTTP, alternated (one of each per round, after one warm-up of each): a change
+    in the shared machine's load falls on both. ``mr`` is ``body`` parsed as the replica parses
+    it; the direct runs do not count that parse (nor encoding the answer), the HTTP runs do."""
+    import httpx
+
     from hmss_ray.inference.synthesizer import synthesize_volume
 
-    synthesize_volume(synth, mr)  # warm-up
-    times = []
-    for _ in range(repeats):
+    def direct() -> float:
         start = time.perf_counter()
         synthesize_volume(synth, mr)
-        times.append(time.perf_counter() - start)
-    return {"best_s": min(times), "median_s": statistics.median(times), "runs": repeats}
-
-
-def http_latency(url: str, body: bytes, repeats: int, timeout: float) -> dict[str, Any]:
-    import httpx
+        return time.perf_counter() - start
 
     # as hmss_ray.client on loopback: no compression asked for
     with httpx.Client(headers={"Accept-Encoding": "identity"}) as client:
-        post(client, url, body, timeout)  # warm-up
-        runs = [post(client, url, body, timeout) for _ in range(repeats)]
+        direct(), post(client, url, body, timeout)  # warm-up
+        pairs = [(direct(), post(client, url, body, timeout)) for _ in range(repeats)]
         floor = []
         for _ in range(repeats):
             start = time.perf_counter()
             client.get(f"{url}/healthz", timeout=timeout).raise_for_status()
             floor.append(time.perf_counter() - start)
-    ok = [r for r in runs if r["status"] == 200]
+    ok = [(d, r) for d, r in pairs if r["status"] == 200]
     if not ok:
-        raise RuntimeError(f"every POST to {url} failed: {[r['status'] for r in runs]}")
-    return {
-        "best_s": min(r["s"] for r in ok),
-        "median_s": statistics.median(r["s"] for r in ok),
-        "replica_inference_median_s": statistics.median(r["inference_s"] or 0 for r in ok),
+        raise RuntimeError(f"every POST to {url} failed: {[r['status'] for _, r in pairs]}")
+    times = [d for d, _ in pairs]
+    http = {
+        "best_s": min(r["s"] for _, r in ok),
+        "median_s": statistics.median(r["s"] for _, r in ok),
+        "replica_inference_median_s": statistics.median(r["inference_s"] or 0 for _, r in ok),
         "healthz_median_s": statistics.median(floor),
         "replica_phases_median_s": {
-            name: statistics.median(r["phases_s"].get(name, 0.0) for r in ok)
-            for name in ok[0]["phases_s"]
+            name: statistics.median(r["phases_s"].get(name, 0.0) for _, r in ok)
+            for name in ok[0][1]["phases_s"]
         },
-        "answer_mb": len(ok[0]["content"]) / MB,
+        "answer_mb": len(ok[0][1]["content"]) / MB,
         "runs": repeats,
-        "errors": len(runs) - len(ok),
+        "errors": len(pairs) - len(ok),
+        # per round: HTTP minus the direct run just before it
+        "paired_minus_direct_median_s": statistics.median(r["s"] - d for d, r in ok),
+    }
+    return {
+        "direct": {"best_s": min(times), "median_s": statistics.median(times), "runs": repeats},
+        "http": http,
     }
 
 
@@ -218,8 +224,8 @@ def real_size(url: str, synth, args: argparse.Namespace) -> dict[str, Any]:
     body = gzip.compress(nib.Nifti1Image(mr, case.affine).to_bytes(), compresslevel=1)
     volume = volume_from_bytes(body, synth.cfg.io)  # as the replica parses it
     print(f"[bench] real-size brain {list(mr.shape)}: direct vs HTTP", flush=True)
-    direct = direct_latency(synth, volume, args.repeats)
-    http = http_latency(url, body, args.repeats, args.timeout)
+    runs = compare(synth, volume, url, body, args.repeats, args.timeout)
+    direct, http = runs["direct"], runs["http"]
     return {"shape": list(mr.shape), "dtype": "int16", "gzip_mb": len(body) / MB,
             "float32_mb": mr.size * 4 / MB, "direct": direct, "http": http,
             "http_minus_direct_s": http["median_s"] - direct["median_s"]}  # fmt: skip
@@ -329,8 +335,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         out["serve_config"] = synth.cfg.to_dict()["serve"]
         print(f"[bench] serving at {url}; direct vs HTTP on {case.parent.name}", flush=True)
         load = out["load_1min_after"] = {}  # the machine may be shared: say how busy it was
-        out["direct"] = direct_latency(synth, mr_img, args.repeats)
-        out["http"] = http_latency(url, body, args.repeats, args.timeout)
+        out.update(compare(synth, mr_img, url, body, args.repeats, args.timeout))
         load["direct + HTTP"] = os.getloadavg()[0]
         out["real_size"] = real_size(url, synth, args)
         load["real size"] = os.getloadavg()[0]
@@ -357,7 +362,9 @@ def summarise(m: dict[str, Any]) -> dict[str, float]:
         "load_errors": load["errors"],
         "large_peak_over_naive": large["replica_peak_minus_idle_mb"] / large["naive_all_slices_mb"],
         "large_peak_over_input": large["replica_peak_minus_idle_mb"] / large["float32_mb"],
+        "serve_overhead_paired_s": http["paired_minus_direct_median_s"],
         "real_size_http_minus_direct_s": m["real_size"]["http_minus_direct_s"],
+        "real_size_paired_minus_direct_s": m["real_size"]["http"]["paired_minus_direct_median_s"],
         "real_size_http_over_direct": (
             m["real_size"]["http"]["median_s"] / m["real_size"]["direct"]["median_s"]
         ),
@@ -374,7 +381,8 @@ def _latency_rows(m: dict, r: dict) -> list[list[str]]:
          f"baseline: Synthesizer + synthesize_volume, {d['runs']} runs"],
         ["HTTP POST /v1/synthesize", f"{h['median_s']:.3f}", f"{h['best_s']:.3f}",
          f"{r['http_over_direct']:.2f}",
-         f"Serve adds {r['serve_overhead_s'] * 1000:.0f} ms a call; {h['errors']} errors"],
+         f"Serve adds {r['serve_overhead_s'] * 1000:.0f} ms a call (paired "
+         f"{h['paired_minus_direct_median_s'] * 1000:.0f}); {h['errors']} errors"],
         ["  inference in the replica", f"{h['replica_inference_median_s']:.3f}", "-",
          f"{r['replica_inference_over_direct']:.2f}", "its X-Inference-Time-Ms header"],
         ["  GET /healthz", f"{h['healthz_median_s']:.3f}", "-", "-",
@@ -383,7 +391,8 @@ def _latency_rows(m: dict, r: dict) -> list[list[str]]:
          f"int16 .nii.gz, {rs['gzip_mb']:.1f} MB; {rs['float32_mb']:.0f} MB as float32"],
         ["  HTTP POST /v1/synthesize", f"{rh['median_s']:.3f}", f"{rh['best_s']:.3f}",
          f"{r['real_size_http_over_direct']:.2f}",
-         f"HTTP - direct = {rs['http_minus_direct_s']:.3f} s; answer {rh['answer_mb']:.1f} MB"],
+         f"HTTP - direct {rs['http_minus_direct_s']:.3f} s (paired "
+         f"{rh['paired_minus_direct_median_s']:.3f}); answer {rh['answer_mb']:.1f} MB"],
         ["  inference in the replica", f"{rh['replica_inference_median_s']:.3f}", "-",
          f"{rh['replica_inference_median_s'] / rd['median_s']:.2f}", "X-Inference-Time-Ms"],
     ]  # fmt: skip
