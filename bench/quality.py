@@ -1,7 +1,7 @@
 """What each part of the recipe buys, on held-out phantom patients (CPU, about 15 minutes).
 
-Writes a fixed, seeded set of whole-head brain phantoms on the demo's coarse grid, prepares
-shards with the config (split by patient), and scores on the test patients (never seen in
+Writes a fixed, seeded set of whole-head brain phantoms on the config's brain contract grid,
+prepares shards with the config (split by patient), and scores on the test patients (never seen in
 training) the per-centre intensity baseline and five sCT variants, each trained for the same
 schedule (``train.stage_epochs`` x ``train.steps_per_epoch`` steps) with the single-process loop:
 
@@ -39,7 +39,7 @@ from bench import DEMO, machine_facts, print_header, table, write_json
 from bench.cascade_vs_baseline import load_split, shuffled
 from hmss_ray.config import TTA, ExperimentConfig, load_config
 from hmss_ray.data.augment import augment_batch, build_augmentation
-from hmss_ray.data.phantom import COARSE_SHAPE, write_dataset
+from hmss_ray.data.phantom import write_dataset
 from hmss_ray.data.prepare import prepare_dataset
 from hmss_ray.data.preprocess import centre_channels
 from hmss_ray.inference.ensemble import Predictor
@@ -154,7 +154,9 @@ def real_head_t1(cfg: ExperimentConfig, generator: nn.Module, workdir: Path) -> 
 
 def bench(cfg: ExperimentConfig, cases: int, workdir: Path, variants, log=print) -> dict:
     """Write phantoms, prepare shards, train and score ``variants``; the JSON payload."""
-    write_dataset(workdir / "raw", cases=cases, regions=("brain",), seed=0, shape=COARSE_SHAPE)
+    # on the contract grid (as the demo renders them): no resampling blur in the targets
+    spacing = cfg.data.spacing["brain"]
+    write_dataset(workdir / "raw", cases=cases, regions=("brain",), seed=0, spacing=spacing)
     uri = str(workdir / "shards")
     prepare_dataset(workdir / "raw", uri, cfg)
     splits = {s: load_split(uri, s, with_ids=True) for s in ("train", "val", "test")}

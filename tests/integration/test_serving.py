@@ -218,7 +218,7 @@ def test_one_volume_at_a_time_per_replica(server, case):
 def test_model_and_health_endpoints(server):
     info = httpx.get(f"{server['url']}/v1/model", timeout=30).json()
     assert info["name"] == "tiny" and info["config"]["image_size"] == 64
-    contract = {"orientation": "RAS", "spacing": {"brain": [4.0, 4.0, 8.0]}}  # demo.yaml
+    contract = {"orientation": "RAS", "spacing": {"brain": [4.0, 4.0, 10.0]}}  # demo.yaml
     assert info["config"]["geometry"] == contract  # the model's geometry contract
     assert info["epoch"] == 3 and info["validation_metrics"] == {"ssim": 0.5}
     assert info["limits"]["max_decompressed_mb"] == 64 and info["limits"]["max_upload_mb"] == 2
