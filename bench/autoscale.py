@@ -103,6 +103,8 @@ def tune_command(bucket: str, trials: int, mlflow_uri: str) -> list[str]:
         f"tune.max_concurrent_trials={trials}",
         "train.use_gpu=true",
         "train.accelerator_resource=accel",
+        # no VGG/Inception weights on this machine; a GPU run refuses random features otherwise
+        "train.allow_random_features=true",
         "train.cpus_per_worker=1.5",  # one Train worker per (2-CPU) node, as with 1 GPU per node
         f"tune.mlflow_uri={mlflow_uri}",
     ]

@@ -33,6 +33,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.own_ray, pytest.mark.slow]
 
 SEARCH = "job"
 TRIALS = 2
+EPOCHS = 3
 
 
 @pytest.fixture(autouse=True)
@@ -60,12 +61,19 @@ def _tune(bucket: str, mlflow_uri: str) -> list[str]:
         # the cloud config's GPU request, answered by the rehearsal's stand-in resource
         "train.use_gpu=true",
         "train.accelerator_resource=accel",
+        # no VGG/Inception weights on this machine; a GPU run refuses random features otherwise
+        "train.allow_random_features=true",
         # a node (2 CPUs) holds one Train worker: the trials need two nodes, and data tasks
         # their own CPUs
         "train.cpus_per_worker=1.5",
         # a lost node can cost more than one restart: a retry may be scheduled before the GCS
         # has declared the node dead
         "train.max_failures=3",
+        # three epochs of 30 steps, no early stop: a node is lost between a trial's first
+        # checkpoint and its last (TINY's 3-step epochs leave a window of about a second)
+        f"train.stage_epochs=[1, 0, {EPOCHS - 1}]",
+        "train.steps_per_epoch=30",
+        f"tune.asha_grace_period={EPOCHS}",
         f"tune.mlflow_uri={mlflow_uri}",
     ]
     return [
@@ -85,16 +93,20 @@ def _keys(uri: str) -> list[str]:
 
 
 def _checkpointed_running(bucket: str) -> set[str]:
-    """Trials that wrote their first epoch's checkpoint to the bucket but not their last."""
+    """Trials that wrote their first epoch's checkpoint to the bucket but not their last
+    (checkpoints are named by 0-based epoch)."""
     keys = _keys(f"{bucket}/tune/{SEARCH}/train_runs")
-    first = {k.split("/")[0] for k in keys if "/epoch_0001/" in k}
-    return first - {k.split("/")[0] for k in keys if "/epoch_0002/" in k}
+    first = {k.split("/")[0] for k in keys if "/epoch_0000/" in k}
+    return first - {k.split("/")[0] for k in keys if f"/epoch_{EPOCHS - 1:04d}/" in k}
 
 
-def _kill_a_training_node(rehearsal, bucket: str) -> str:
+def _kill_a_training_node(rehearsal, bucket: str, job) -> str:
     """Once every Train worker alive belongs to a trial with a checkpoint, lose its node."""
 
     def ready() -> bool:
+        if job.done():  # the search ended (or failed) before a node could be lost
+            result = job.result()
+            raise AssertionError(f"the job ended first: {result.output[-6000:]}")
         alive = actor_nodes(rehearsal, "RayTrainWorker", alive=True)
         return 0 < len(alive) <= len(_checkpointed_running(bucket))
 
@@ -112,7 +124,7 @@ def test_search_job_autoscales_from_zero_survives_a_lost_node_with_all_state_on_
     with NodeSampler(rehearsal) as nodes, ThreadPoolExecutor(1) as pool:
         assert nodes.sample().workers == 0, "the rehearsal must start without worker nodes"
         job = pool.submit(submit, rehearsal, _tune(s3_bucket, mlflow_uri), s3_env, timeout=600)
-        killed = _kill_a_training_node(rehearsal, s3_bucket)
+        killed = _kill_a_training_node(rehearsal, s3_bucket, job)
         search = job.result()
         assert search.succeeded, search.output[-6000:]
         try:
@@ -158,7 +170,7 @@ def _check_mlflow(uri: str, entry: str, winner: dict) -> None:
     for run in runs:
         assert set(winner["params"]) <= set(run.data.params), run.data.params  # dotted keys
         epochs = client.get_metric_history(run.info.run_id, "score")
-        assert sorted(m.step for m in epochs) == [1, 2]  # one point per epoch
+        assert sorted(m.step for m in epochs) == list(range(1, EPOCHS + 1))  # one per epoch
     # the trial whose node was lost went on from its checkpoint, not from step 0
     resumed = [
         m.value
