@@ -10,7 +10,7 @@ from hmss_ray import cli
 
 EXAMPLES = """examples:
   python -m hmss_ray.client mr.nii.gz -o sct.nii.gz --url http://127.0.0.1:8000
-  python -m hmss_ray.client mr.mha -o sct.mha
+  python -m hmss_ray.client mr.mha -o sct.mha --region TH    # a model of several regions
   python -m hmss_ray.client dicom/MR_T1/ -o sct_dicom/          # a DICOM series in and out
   python -m hmss_ray.client mr.nii.gz -o sct.zip --patient-id 12345 --patient-name 'Doe^Jane'
 
@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--out", required=True, help="sCT file (by suffix), or folder/.zip")
     parser.add_argument("--mask", help="optional body mask on the MR grid")
     parser.add_argument("--url", default=os.environ.get("HMSS_URL", "http://127.0.0.1:8000"))
+    parser.add_argument(
+        "--region",
+        help="the MR's region (brain, pelvis, HN, TH, AB): needed when the model covers regions "
+        "with different geometry contracts",
+    )
     parser.add_argument(
         "--token-env",
         default="HMSS_API_TOKEN",
@@ -56,7 +61,9 @@ def command(args: argparse.Namespace) -> int:
         check_series_target(args.out)
     token = os.environ.get(args.token_env)
     try:
-        response = synthesize(args.url, args.mr, args.mask, token, fmt=fmt, patient=patient)
+        response = synthesize(
+            args.url, args.mr, args.mask, token, fmt=fmt, patient=patient, region=args.region
+        )
     except httpx.HTTPError as exc:
         print(f"error: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 3

@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from hmss_ray import client, prepare
     from hmss_ray.cluster import init_ray
     from hmss_ray.config import load_config
+    from hmss_ray.data.synthrad import CaseId
     from hmss_ray.evaluate import __main__ as evaluate
     from hmss_ray.tune.search import run_search
     from hmss_ray.tune.space import load_space
@@ -199,7 +200,9 @@ def run(args: argparse.Namespace) -> int:
         # with the case's body mask, as SynthRAD provides it: the sCT is air outside it, and
         # the metrics are taken inside it
         mask = upload_file(case, out / "upload", "mask")
-        argv = [str(mr), "-o", str(served / f"{case.name}.nii.gz"), "--url", url]
+        region = CaseId.parse(case.name).region  # a 2025 model covers 3 regions, 2 contracts
+        argv = [str(mr), "-o", str(served / f"{case.name}.nii.gz"), "--url", url,
+                "--region", region]  # fmt: skip
         code = client.main([*argv, *(["--mask", str(mask)] if mask else [])])
         if code != 0:
             print(f"error: the endpoint failed on {case.name}", file=sys.stderr)

@@ -51,6 +51,7 @@ def synthesize(
     timeout: float = 600.0,
     fmt: Format = Format.NIFTI,
     patient: PatientFields | None = None,
+    region: str | None = None,
 ) -> httpx.Response:
     """POST the MR (and mask) to ``url/v1/synthesize?format=fmt``; returns the HTTP response.
 
@@ -66,12 +67,14 @@ def synthesize(
         timeout: seconds for the whole call.
         fmt: the answer's format.
         patient: patient fields for a DICOM answer from a non-DICOM MR.
+        region: the volume's region (``?region=``), needed by a model whose regions have
+            different geometry contracts.
     """
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if is_loopback(httpx.URL(url).host):  # on loopback compressing costs more than it saves
         headers["Accept-Encoding"] = "identity"
     endpoint = url.rstrip("/") + "/v1/synthesize"
-    params = {"format": fmt.value}
+    params = {"format": fmt.value, **({"region": region} if region else {})}
     body, in_format = upload_body(mr_path)
     fields = {f"patient_{k}": v for k, v in asdict(patient or PatientFields()).items() if v}
     if mask_path is None and not fields:

@@ -336,6 +336,15 @@ def test_a_region_the_model_does_not_cover_is_a_422(server, case):
     assert "region 'pelvis' is not one of this model's" in response.json()["detail"]
 
 
+def test_client_cli_sends_the_region(server, case, tmp_path, capsys):
+    from hmss_ray import client
+
+    argv = [str(case / "mr.nii.gz"), "-o", str(tmp_path / "sct.nii.gz"), "--url", server["url"]]
+    assert client.main([*argv, "--region", "pelvis"]) == 1  # the server's refusal, printed
+    assert "region 'pelvis' is not one of this model's" in capsys.readouterr().err
+    assert client.main([*argv, "--region", "brain"]) == 0
+
+
 def test_client_cli_dicom_in_and_out(server, case, dicom_mr, tmp_path):
     from hmss_ray import client
 
