@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -168,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
     _done(t0)
 
     t0 = _step(3, "tune: Ray Tune + Optuna, each trial a Ray Train run (local Ray)")
+    # a new search every time: Tune would resume an earlier demo's search, trained on the data
+    # and recipe of then, and serve its winner
+    for stale in (out / "tune" / "demo", out / "registry" / "demo"):
+        shutil.rmtree(stale, ignore_errors=True)
     init_ray()
     registry = str(out / "registry")
     result = run_search(
