@@ -21,8 +21,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hmss_ray import storage
+
+if TYPE_CHECKING:
+    from hmss_ray.config import DataConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = [
@@ -102,18 +106,18 @@ def upload_file(case: Path, staging: Path, modality: str = "mr") -> Path | None:
     return write_volume(read_volume(path), staging / f"{name}.nii.gz")
 
 
-def write_phantoms(
-    data: Path, cases: int, plan: EditionPlan, regions, spacing: dict[str, list[float]]
-) -> int:
+def write_phantoms(data: Path, cases: int, plan: EditionPlan, cfg: DataConfig) -> int:
     """Whole patients, each region rendered on its contract grid (brain 4x4x10 mm: 56 x 64 x 24
     voxels), so that a CPU trains on them in minutes and the served sCT comes back without a
     resampling round trip: on a 4x4x9.8 mm phantom the 4x4x8 mm contract's round trip alone
     costs 55 HU of MAE against the phantom's own CT."""
     from hmss_ray import phantom
+    from hmss_ray.io.geometry import Contract
 
-    for i, region in enumerate(regions):
+    for i, region in enumerate(cfg.regions):
+        spacing = Contract.of(cfg, region).spacing
         argv = ["--out", str(data), "--cases", str(cases), *plan.phantom_args, "--quiet",
-                "--regions", region, "--spacing", *map(str, spacing[region]),
+                "--regions", region, "--spacing", *map(str, spacing),
                 "--corrupt", "1" if i == 0 else "0"]  # fmt: skip
         code = phantom.main(argv)
         if code != 0:
@@ -156,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         t0 = _step(1, f"data: {data} as given (no phantoms written)")
     else:
         t0 = _step(1, f"phantom data: {cases} {plan.what} + 1 corrupt -> {data}")
-        code = write_phantoms(data, cases, plan, cfg.data.regions, dict(cfg.data.spacing))
+        code = write_phantoms(data, cases, plan, cfg.data)
         if code != 0:
             return code
     _done(t0)
