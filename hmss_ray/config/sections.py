@@ -365,6 +365,9 @@ class TuneConfig(Section):
     # least lrg + 1), so the first cut never judges an HRG that has not trained
     asha_grace_period: int | None = None
     asha_reduction_factor: int = 2
+    # also stop a running trial that later arrivals push below a rung's cutoff, so that arrival
+    # order does not decide the cut (hmss_ray/tune/scheduler.py); for a few concurrent trials
+    asha_recheck: bool = False
     seed: int = 0
     registry: str = "outputs/registry"
     name: str = "hmss"

@@ -1,8 +1,14 @@
-"""Paired augmentation with MONAI dictionary transforms (no Ray here).
+"""Paired augmentation of 2D slices in NumPy/SciPy (no Ray, no torch here).
 
 Geometry (flips, rotation, small scale) is drawn once per sample and applied identically to the MR,
 the CT and the mask, so the pair stays registered. Intensity changes (bias field, gamma, noise)
 touch the MR only: the CT is the target in Hounsfield units and must not be distorted.
+
+The transforms are those of MONAI's ``RandFlipd``, ``RandAffined``, ``RandBiasFieldd``,
+``RandAdjustContrastd`` and ``RandGaussianNoised`` (same parameters and draws), written here
+because Ray Data runs them in short-lived worker processes: ``import monai.transforms`` costs
+8-12 s of CPU in each (it imports torch, torchvision and its networks), longer than augmenting
+a whole demo epoch, and it is paid again by every new worker of every trial.
 """
 
 from __future__ import annotations
@@ -10,65 +16,104 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from monai.transforms import (
-    Compose,
-    RandAdjustContrastd,
-    RandAffined,
-    RandBiasFieldd,
-    RandFlipd,
-    RandGaussianNoised,
-)
+from numpy.polynomial import legendre
+from scipy import ndimage
 
 from hmss_ray.config import AugmentConfig
 
 PAIRED_KEYS = ("mr", "ct", "mask")
+BIAS_DEGREE = 3  # MONAI RandBiasField's default: a smooth field, a few bumps across the slice
+BIAS_COEFF_RANGE = (0.0, 0.3)
+GAMMA_RANGE = (0.7, 1.5)
 
 
-def build_augmentation(cfg: AugmentConfig, seed: int | None = None) -> Compose:
-    """A MONAI ``Compose`` over dicts of (C, H, W) arrays with keys mr, ct, mask."""
-    keys = list(PAIRED_KEYS)
-    radians = math.radians(cfg.rotate_degrees)
-    transforms = [
-        RandFlipd(keys=keys, prob=cfg.flip_prob, spatial_axis=0),
-        RandFlipd(keys=keys, prob=cfg.flip_prob, spatial_axis=1),
-        RandAffined(
-            keys=keys,
-            prob=cfg.rotate_prob,
-            rotate_range=(radians,),
-            scale_range=(cfg.scale_range, cfg.scale_range),
-            mode=("bilinear", "bilinear", "nearest"),
-            # border, not zeros: 0 in [-1, 1] space is ~1000 HU, while the crop edge is air
-            padding_mode="border",
-        ),
-        # intensity transforms see the MR shifted to [0, 2] (see augment_sample): a bias field
-        # multiplies, and a multiplicative field on values around 0 would flip contrast
-        RandBiasFieldd(keys=["mr"], prob=cfg.bias_field_prob, coeff_range=(0.0, 0.3)),
-        RandAdjustContrastd(keys=["mr"], prob=cfg.gamma_prob, gamma=(0.7, 1.5)),
-        RandGaussianNoised(keys=["mr"], prob=cfg.noise_prob, std=cfg.noise_std),
-    ]
-    compose = Compose(transforms)
-    if seed is not None:
-        compose.set_random_state(seed=seed)
-    return compose
+class Augmentation:
+    """Random paired transforms of one (C, H, W) sample, drawn from one seeded generator."""
+
+    def __init__(self, cfg: AugmentConfig, seed: int | None = None) -> None:
+        self.cfg = cfg
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self._flip(sample)
+        out = self._affine(out)
+        mr = out["mr"]
+        if self.rng.random() < self.cfg.bias_field_prob:
+            mr = mr * self._bias_field(mr.shape[-2:])
+        if self.rng.random() < self.cfg.gamma_prob:
+            mr = _adjust_contrast(mr, self.rng.uniform(*GAMMA_RANGE))
+        if self.rng.random() < self.cfg.noise_prob:
+            std = self.rng.uniform(0.0, self.cfg.noise_std)  # as MONAI's sample_std=True
+            mr = mr + self.rng.normal(0.0, std, mr.shape).astype(np.float32)
+        return {**out, "mr": mr.astype(np.float32, copy=False)}
+
+    def _flip(self, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for axis in (1, 2):  # the slice's rows, then its columns
+            if self.rng.random() < self.cfg.flip_prob:
+                sample = {k: np.flip(v, axis) for k, v in sample.items()}
+        return sample
+
+    def _affine(self, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Rotation about the centre and a scale per axis; MR and CT bilinear, the mask nearest;
+        outside the slice, the border value (air), not 0, which is ~1000 HU in [-1, 1]."""
+        if self.rng.random() >= self.cfg.rotate_prob:
+            return sample
+        radians = math.radians(self.cfg.rotate_degrees)
+        angle = self.rng.uniform(-radians, radians)
+        scale = 1.0 + self.rng.uniform(-self.cfg.scale_range, self.cfg.scale_range, 2)
+        cos, sin = math.cos(angle), math.sin(angle)
+        # scipy maps each output voxel o to the input voxel matrix @ o + offset
+        matrix = np.array([[cos, -sin], [sin, cos]]) / scale[None, :]
+        centre = (np.array(sample["mr"].shape[-2:]) - 1) / 2.0
+        offset = centre - matrix @ centre
+        out = {}
+        for key, value in sample.items():
+            order = 0 if key == "mask" else 1  # nearest for the labels
+            out[key] = np.stack([
+                ndimage.affine_transform(c, matrix, offset, order=order, mode="nearest")
+                for c in value
+            ])  # fmt: skip
+        return out
+
+    def _bias_field(self, shape: tuple[int, int]) -> np.ndarray:
+        """exp of a 2D Legendre polynomial of degree 3 with random coefficients (MONAI's)."""
+        coeffs = np.zeros((BIAS_DEGREE + 1, BIAS_DEGREE + 1))
+        for i in range(BIAS_DEGREE + 1):
+            for j in range(BIAS_DEGREE + 1 - i):
+                coeffs[i, j] = self.rng.uniform(*BIAS_COEFF_RANGE)
+        rows, cols = (np.linspace(-1.0, 1.0, n) for n in shape)
+        return np.exp(legendre.leggrid2d(rows, cols, coeffs)).astype(np.float32)
 
 
-def augment_sample(sample: dict[str, np.ndarray], transform: Compose) -> dict[str, np.ndarray]:
+def _adjust_contrast(image: np.ndarray, gamma: float) -> np.ndarray:
+    """MONAI's AdjustContrast: a gamma curve over the image's own range."""
+    low, span = float(image.min()), float(image.max() - image.min())
+    return ((image - low) / (span + 1e-7)) ** gamma * span + low
+
+
+def build_augmentation(cfg: AugmentConfig, seed: int | None = None) -> Augmentation:
+    """The paired transforms of ``cfg`` over dicts of (C, H, W) arrays with keys mr, ct, mask."""
+    return Augmentation(cfg, seed)
+
+
+def augment_sample(sample: dict[str, np.ndarray], transform: Augmentation) -> dict[str, np.ndarray]:
     """Augment one (C, H, W) sample; returns float32 arrays, MR and CT clipped to [-1, 1]."""
     data = {
-        "mr": sample["mr"].astype(np.float32) + 1.0,  # [-1, 1] -> [0, 2] for the intensity ops
+        # [-1, 1] -> [0, 2] for the intensity ops: a bias field multiplies, and a multiplicative
+        # field on values around 0 would flip contrast
+        "mr": sample["mr"].astype(np.float32) + 1.0,
         "ct": sample["ct"].astype(np.float32),
         "mask": sample["mask"].astype(np.float32),
     }
     out = transform(data)
-    mr = np.asarray(out["mr"], dtype=np.float32) - 1.0
     return {
-        "mr": np.clip(mr, -1.0, 1.0),
-        "ct": np.clip(np.asarray(out["ct"], dtype=np.float32), -1.0, 1.0),
-        "mask": (np.asarray(out["mask"], dtype=np.float32) > 0.5).astype(np.float32),
+        "mr": np.clip(out["mr"] - 1.0, -1.0, 1.0),
+        "ct": np.clip(out["ct"], -1.0, 1.0).astype(np.float32, copy=False),
+        "mask": (out["mask"] > 0.5).astype(np.float32),
     }
 
 
-def augment_batch(batch: dict[str, np.ndarray], transform: Compose) -> dict[str, np.ndarray]:
+def augment_batch(batch: dict[str, np.ndarray], transform: Augmentation) -> dict[str, np.ndarray]:
     """Augment every sample of a batch of (N, C, H, W) arrays; other keys pass through."""
     samples = [
         augment_sample({k: batch[k][i] for k in PAIRED_KEYS}, transform)

@@ -37,7 +37,7 @@ def _check_channels(data_uri: str, channels: int) -> None:
 
 
 def _augment(batch: dict[str, np.ndarray], augment: AugmentConfig) -> dict[str, np.ndarray]:
-    # imported here: MONAI takes seconds to import, and only augmenting tasks need it
+    # imported here: only augmenting tasks need it (it imports neither torch nor MONAI)
     from hmss_ray.data.augment import BatchAugmenter
 
     return BatchAugmenter(augment)(batch)

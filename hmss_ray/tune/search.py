@@ -5,7 +5,8 @@ Each trial is one full Ray Train run (the Train V2 "driver function" pattern). T
 stopping weak trials early, at rungs counted in epochs and aligned with the staged schedule
 (:func:`hmss_ray.train.schedule.asha_rungs`: the first cut after the HRG stage, never on the
 untrained HRG of the LRG-only stage). Re-running the same command resumes an interrupted search;
-finished trials are not rerun.
+finished trials are not rerun; the same name with other data or settings is refused
+(:mod:`hmss_ray.tune.identity`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any
 
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
-from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from hmss_ray import storage
@@ -26,11 +26,11 @@ from hmss_ray.config import ExperimentConfig
 from hmss_ray.data.manifest import read_manifest
 from hmss_ray.inference import ensemble
 from hmss_ray.models import checkpoint as ckpt
-from hmss_ray.train import schedule
 from hmss_ray.train.trainer import build_trainer
-from hmss_ray.tune import release, tracking
+from hmss_ray.tune import identity, release, tracking
 from hmss_ray.tune import report as search_report
 from hmss_ray.tune.report import TrialRow
+from hmss_ray.tune.scheduler import asha_scheduler
 from hmss_ray.tune.space import SearchSpace, validate_space
 
 
@@ -87,29 +87,20 @@ def _searcher(cfg: ExperimentConfig):
     return OptunaSearch(metric="score", mode="min", sampler=sampler)
 
 
-def asha_scheduler(cfg: ExperimentConfig) -> ASHAScheduler:
-    """ASHA over epochs (the reported ``epochs_done``), its rungs from the staged schedule."""
-    schedule.check_asha(cfg)
-    return ASHAScheduler(
-        metric="score",
-        mode="min",
-        time_attr="epochs_done",  # epochs, whatever train.val_every makes the reports
-        max_t=max(schedule.total_epochs(cfg), 1),
-        grace_period=schedule.asha_grace(cfg),
-        reduction_factor=cfg.tune.asha_reduction_factor,
-    )
-
-
 def build_tuner(
     cfg: ExperimentConfig, space: SearchSpace, data_uri: str, storage_uri: str, name: str
 ) -> tune.Tuner:
     fs, path = storage.resolve(storage_uri)
     trainable = _trainable(cfg, data_uri, storage.join(storage_uri, name, "train_runs"))
+    search_uri = storage.join(storage_uri, name)
+    ident = identity.identity(cfg, space, read_manifest(data_uri).data_hash)
     if tune.Tuner.can_restore(f"{path}/{name}", storage_filesystem=fs):
+        identity.check_resume(search_uri, ident, name)
         print(f"[hmss] resuming search {name} from {storage_uri}")
         return tune.Tuner.restore(
             f"{path}/{name}", trainable=trainable, resume_errored=True, storage_filesystem=fs
         )
+    identity.record(search_uri, ident)
     t = cfg.tune
     scheduler = asha_scheduler(cfg)
     return tune.Tuner(

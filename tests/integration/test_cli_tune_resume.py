@@ -75,6 +75,14 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(local_shar
     assert not (tmp_path / "registry" / "resume").exists(), "a partial search wrote a winner"
     lines_before = {p: p.read_text() for p in done}
 
+    # the same name with another setting would mix two experiments: refused, state untouched
+    other = [*command, "--set", "loss.lambda_l1=5"]
+    refused = subprocess.run(other, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    error = refused.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: search resume at ") and "loss.lambda_l1: 20.0 -> 5.0" in error
+    assert "Traceback" not in refused.stderr
+
     second = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resuming search resume" in second.stdout

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 
 from hmss_ray.config import AugmentConfig
@@ -55,3 +58,32 @@ def test_seeded_augmentation_is_reproducible():
     a = augment_batch(_batch(), build_augmentation(AugmentConfig(), seed=3))
     b = augment_batch(_batch(), build_augmentation(AugmentConfig(), seed=3))
     np.testing.assert_array_equal(a["mr"], b["mr"])
+
+
+def test_rotation_and_scale_keep_the_anatomy_in_place_and_its_size():
+    # rotation about the slice's centre and a scale within 1 +- scale_range: a centred disc keeps
+    # its centre and its area within the scale's bounds, in every sample
+    cfg = AugmentConfig(flip_prob=0, rotate_prob=1, rotate_degrees=30, scale_range=0.1,
+                        bias_field_prob=0, gamma_prob=0, noise_prob=0)  # fmt: skip
+    yy, xx = np.mgrid[:64, :64]
+    disc = (((yy - 31.5) ** 2 + (xx - 31.5) ** 2) < 15**2).astype(np.float32)
+    batch = {k: np.repeat(disc[None, None], 8, 0) for k in ("mr", "ct", "mask")}
+    out = augment_batch(batch, build_augmentation(cfg, seed=4))
+    for mask in out["mask"][:, 0]:
+        assert 0.9**2 * disc.sum() <= mask.sum() <= 1.1**2 * disc.sum()
+        assert abs(yy[mask > 0].mean() - 31.5) < 0.5 and abs(xx[mask > 0].mean() - 31.5) < 0.5
+
+
+def test_a_ray_data_worker_augments_without_importing_torch_or_monai():
+    # each new Ray Data worker process pays its imports; MONAI's cost 8-12 s of CPU there
+    code = (
+        "import sys, numpy as np\n"
+        "from hmss_ray.config import AugmentConfig\n"
+        "from hmss_ray.data.augment import BatchAugmenter\n"
+        "b = {k: np.zeros((2, 1, 16, 16), np.float32) for k in ('mr', 'ct', 'mask')}\n"
+        "BatchAugmenter(AugmentConfig())(b)\n"
+        "print(sorted(m for m in ('torch', 'monai') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -9,7 +9,7 @@ from ray.tune.schedulers import ASHAScheduler
 
 from hmss_ray.config import ConfigError, ExperimentConfig, load_config
 from hmss_ray.train import schedule
-from hmss_ray.tune.search import asha_scheduler
+from hmss_ray.tune.scheduler import asha_scheduler
 
 CONFIGS = sorted(Path(__file__).parents[3].joinpath("configs").glob("*.yaml"))
 
@@ -95,3 +95,53 @@ def test_learning_rates_decay_linearly_over_the_last_epochs_and_never_reach_zero
     assert optimizers["d"].param_groups[0]["lr"] == pytest.approx(1e-3)
     constant = ExperimentConfig()  # lr_decay_epochs 0: the rates stay as configured
     assert {schedule.lr_factor(constant, e) for e in range(10)} == {1.0}
+
+
+class _Trial:
+    """What Ray's ASHA reads of a trial: its id (the scheduler is driven here as Tune drives it)."""
+
+    def __init__(self, trial_id: str):
+        self.trial_id = trial_id
+
+
+def _drive(cfg: ExperimentConfig, reports: list[tuple[str, int, float]]) -> dict[str, str]:
+    """Feed ``(trial, epochs_done, score)`` reports in order; each trial's last decision."""
+    scheduler = asha_scheduler(cfg)
+    decisions: dict[str, str] = {}
+    for trial_id, epochs, score in reports:
+        if trial_id not in decisions:
+            scheduler.on_trial_add(None, _Trial(trial_id))
+        if decisions.get(trial_id) == "STOP":
+            continue  # Tune sends no more results of a stopped trial
+        result = {"epochs_done": epochs, "score": score}
+        decisions[trial_id] = scheduler.on_trial_result(None, _Trial(trial_id), result)
+    return decisions
+
+
+DEMO_LIKE = {"train.stage_epochs": [1, 1, 6]}  # rungs after epochs 2 and 4
+# "a" reaches the epoch-2 rung first and worse; "b" arrives there later, better
+LATE_BETTER = [("a", 1, 0.9), ("b", 1, 0.9), ("a", 2, 0.6), ("a", 3, 0.5), ("b", 2, 0.4),
+               ("a", 4, 0.45), ("b", 3, 0.35)]  # fmt: skip
+
+
+def test_rays_asha_lets_a_worse_trial_through_when_it_reaches_the_rung_first():
+    decisions = _drive(cfg_with(**DEMO_LIKE), LATE_BETTER)
+    assert decisions == {"a": "CONTINUE", "b": "CONTINUE"}  # both run to the end
+
+
+def test_asha_recheck_stops_the_worse_trial_whatever_the_order_of_arrival(capsys):
+    cfg = cfg_with(**DEMO_LIKE, **{"tune.asha_recheck": True})
+    assert _drive(cfg, LATE_BETTER) == {"a": "STOP", "b": "CONTINUE"}
+    assert "at the rung after 2 epochs its score 0.6 is now below the cutoff (trial b: 0.4)" in (
+        capsys.readouterr().out
+    )
+    # the worse trial arriving second is stopped on arrival, as plain ASHA does
+    late_worse = [("a", 2, 0.4), ("b", 2, 0.6), ("a", 3, 0.35)]
+    assert _drive(cfg, late_worse) == {"a": "CONTINUE", "b": "STOP"}
+    # a lone trial at a rung is its own cutoff: never stopped by the recheck
+    assert _drive(cfg, [("a", 2, 0.6), ("a", 3, 0.5), ("a", 4, 0.4)]) == {"a": "CONTINUE"}
+
+
+def test_shipped_demo_config_rechecks_its_two_trials():
+    cfg = load_config(next(p for p in CONFIGS if p.name == "demo.yaml"))
+    assert cfg.tune.asha_recheck and cfg.tune.max_concurrent_trials == 2
