@@ -1,10 +1,12 @@
 """One typed experiment configuration for every stage.
 
-``ExperimentConfig`` is a tree of frozen dataclasses (one per section, :mod:`.sections`). It is
-loaded from YAML, changed with dotted overrides (``loss.lambda_l1=5``), validated (an unknown key,
-a value of the wrong type or out of range raises ``ConfigError`` naming the dotted key and what is
-allowed), turned into a plain dict for Ray workers, checkpoints and the registry, and rebuilt from
-that dict. It imports nothing of the package outside this folder.
+``ExperimentConfig`` is a tree of frozen dataclasses, one per section, in three modules: the
+data's (:mod:`.data`), learning's (:mod:`.training`) and a trained model's use (:mod:`.inference`).
+It is loaded from YAML, changed with dotted overrides (``loss.lambda_l1=5``), validated (an unknown
+key or a value of the wrong type is refused while the tree is built, :mod:`.tree`; a value out of
+range by the section's ``__post_init__``; either raises ``ConfigError`` naming the dotted key and
+what is allowed), turned into a plain dict for Ray workers, checkpoints and the registry, and
+rebuilt from that dict. It imports nothing of the package outside this folder.
 """
 
 from __future__ import annotations
@@ -15,28 +17,32 @@ from typing import Any
 
 import yaml
 
-from hmss_ray.config.sections import (
+from hmss_ray.config.data import (
     REGION_EDITIONS,
     REGIONS,
-    TTA,
-    AdversarialCriterion,
     AugmentConfig,
     DataConfig,
     Edition,
+    SegmentationMethod,
+)
+from hmss_ray.config.inference import (
+    TTA,
     EnsembleSource,
-    GradCompression,
     InferenceConfig,
     IOConfig,
-    LossConfig,
     MetricsConfig,
+    Precision,
+    ServeConfig,
+)
+from hmss_ray.config.training import (
+    AdversarialCriterion,
+    GradCompression,
+    LossConfig,
     MixedPrecision,
     ModelConfig,
     Norm,
     OptimConfig,
-    Precision,
     Sampler,
-    SegmentationMethod,
-    ServeConfig,
     TrainConfig,
     TuneConfig,
 )

@@ -4,7 +4,7 @@ Nothing here knows the sections of ``ExperimentConfig``: it builds any tree of d
 plain dict, checking every value against the field's type (bool, int, float, str, StrEnum,
 fixed-length and variable-length tuples, ``dict[str, X]``, ``X | None``) and naming the dotted
 key when a value is wrong. Each section checks its own ranges in ``__post_init__`` (see
-:mod:`.sections`).
+:mod:`.data`, :mod:`.training`, :mod:`.inference`).
 """
 
 from __future__ import annotations

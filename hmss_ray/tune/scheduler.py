@@ -32,11 +32,12 @@ class RecheckingASHA(ASHAScheduler):
             cutoff = bracket.cutoff(recorded)
             if mine is not None and cutoff is not None and mine < cutoff:
                 best = max(recorded, key=recorded.get)
+                sign = self._metric_op
                 print(
                     f"[hmss] ASHA: stopping trial {trial.trial_id} after "
                     f"{result.get(self._time_attr)} epochs: at the rung after {int(milestone)} "
-                    f"epochs its {self._metric} {self._metric_op * mine:.4g} is now below the cutoff "
-                    f"(trial {best}: {self._metric_op * recorded[best]:.4g})"
+                    f"epochs its {self._metric} {sign * mine:.4g} is now below the cutoff "
+                    f"(trial {best}: {sign * recorded[best]:.4g})"
                 )
                 self._num_stopped += 1
                 return TrialScheduler.STOP

@@ -1,0 +1,234 @@
+"""Config sections of learning: the networks, losses, optimiser, the training run and the search.
+Each frozen dataclass checks its own ranges (see :mod:`hmss_ray.config.tree`)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from hmss_ray.config.tree import Section
+
+# Ray's own resources: none of them stands for an accelerator
+RAY_BUILTIN_RESOURCES = ("CPU", "memory", "object_store_memory")
+RESOURCE_NAME = re.compile(r"[A-Za-z][\w.\-/]*")
+MLFLOW_SCHEMES = ("file", "sqlite", "http", "https", "postgresql", "mysql", "databricks")
+
+
+class Norm(StrEnum):
+    """Normalisation after each convolution."""
+
+    INSTANCE = "instance"
+    BATCH = "batch"
+    NONE = "none"
+
+
+class AdversarialCriterion(StrEnum):
+    """How the discriminator's logits are turned into losses."""
+
+    LSGAN = "lsgan"  # least squares (pix2pixHD)
+    HINGE = "hinge"
+    BCE = "bce"  # binary cross-entropy on logits; real_label < 1 smooths the real target
+
+
+class MixedPrecision(StrEnum):
+    AUTO = "auto"  # bf16 autocast on CUDA, fp32 elsewhere
+    BF16 = "bf16"
+    OFF = "off"
+
+
+class GradCompression(StrEnum):
+    """What DDP sends when it all-reduces gradients."""
+
+    NONE = "none"  # fp32 gradients
+    BF16 = "bf16"  # gradients cast to bf16 for the all-reduce, half the bytes (PyTorch's hook)
+
+
+class Sampler(StrEnum):
+    TPE = "tpe"
+    RANDOM = "random"
+
+
+@dataclass(frozen=True)
+class ModelConfig(Section):
+    """Widths and depths of the cascade (pix2pixHD-style global generator + local enhancer)."""
+
+    SECTION = "model"
+    lrg_channels: int = 64
+    lrg_downsamples: int = 3
+    lrg_res_blocks: int = 9
+    hrg_channels: int = 32
+    hrg_res_blocks: int = 3
+    norm: Norm = Norm.INSTANCE
+    disc_channels: int = 64
+    disc_layers: int = 3
+    disc_scales: int = 2
+    spectral_norm: bool = False
+
+    def __post_init__(self) -> None:
+        self.at_least(1, "lrg_channels", "hrg_channels", "disc_channels", "disc_layers")
+        self.non_negative("lrg_downsamples", "lrg_res_blocks", "hrg_res_blocks")
+        self.require("disc_scales", 1 <= self.disc_scales <= 3, "must be 1, 2 or 3")
+
+
+@dataclass(frozen=True)
+class LossConfig(Section):
+    """Loss weights by name; a weight of 0 switches a term off."""
+
+    SECTION = "loss"
+    adversarial: AdversarialCriterion = AdversarialCriterion.LSGAN
+    real_label: float = 1.0
+    lambda_adv: float = 1.0
+    lambda_l1: float = 10.0
+    lambda_low: float = 5.0
+    lambda_fm: float = 10.0
+    lambda_perc: float = 1.0
+    lambda_ssim: float = 1.0
+    lambda_gp: float = 0.0
+    masked_l1: bool = True
+    vgg_weights: str | None = None  # VGG19 file for the perceptual loss; else the torch hub cache
+
+    def __post_init__(self) -> None:
+        self.require("real_label", 0 < self.real_label <= 1, "must be in (0, 1]")
+        weights = ("lambda_adv", "lambda_l1", "lambda_low", "lambda_fm", "lambda_perc")
+        self.non_negative(*weights, "lambda_ssim", "lambda_gp")
+        generator = (self.lambda_adv, self.lambda_l1, self.lambda_fm, self.lambda_perc)
+        self.require(
+            "lambda_l1",
+            max(*generator, self.lambda_ssim) > 0,
+            "every generator loss weight (adv, l1, fm, perc, ssim) is 0: nothing to train",
+        )
+
+
+@dataclass(frozen=True)
+class OptimConfig(Section):
+    SECTION = "optim"
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    g_steps_per_d: int = 1
+    # the last N epochs of the schedule decay both learning rates linearly towards 0 (pix2pixHD);
+    # 0 keeps them constant
+    lr_decay_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        self.positive("lr_g", "lr_d")
+        self.non_negative("lr_decay_epochs")
+        for key in ("beta1", "beta2"):
+            self.require(key, 0 <= getattr(self, key) < 1, "must be in [0, 1)")
+        self.at_least(1, "g_steps_per_d")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Section):
+    """The staged schedule (LRG alone, HRG with LRG frozen, joint) and the Ray Train resources."""
+
+    SECTION = "train"
+    batch_size: int = 8
+    stage_epochs: tuple[int, int, int] = (2, 2, 6)
+    steps_per_epoch: int | None = None
+    val_max_slices: int | None = None
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 1.0
+    # the Ray resource a worker holds gpus_per_worker of when use_gpu is true: GPU on a real
+    # cluster; a custom resource (the rehearsal's `accel`) stands in for it where there is no
+    # CUDA, and the worker then computes on its CPU
+    accelerator_resource: str = "GPU"
+    mixed_precision: MixedPrecision = MixedPrecision.AUTO
+    keep_checkpoints: int = 2
+    max_failures: int = 1
+    log_every: int = 10
+    seed: int = 0
+    init_from: str | None = None
+    shuffle_buffer: int = 256
+    val_every: int = 1  # validate every N epochs (and at stage ends, checkpoints, ASHA rungs)
+    checkpoint_every: int = 1  # checkpoint every N epochs, and after the last
+    grad_compression: GradCompression = GradCompression.NONE
+    # GPU runs refuse to start without pretrained VGG/Inception weights unless this is true
+    allow_random_features: bool = False
+
+    def __post_init__(self) -> None:
+        self.at_least(1, "batch_size", "num_workers", "keep_checkpoints", "log_every")
+        self.at_least(1, "val_every", "checkpoint_every")
+        self.require(
+            "stage_epochs",
+            min(self.stage_epochs) >= 0 and sum(self.stage_epochs) > 0,
+            "must be three epoch counts >= 0 (lrg, hrg, joint), not all 0",
+        )
+        self.optional_at_least(1, "steps_per_epoch", "val_max_slices")
+        self.positive("cpus_per_worker")
+        self.non_negative("gpus_per_worker", "shuffle_buffer")
+        self.require("gpus_per_worker", self.gpus_per_worker > 0 or not self.use_gpu,
+                     "must be > 0 when train.use_gpu is true")  # fmt: skip
+        self.at_least(-1, "max_failures")  # -1: retry forever (Ray's convention)
+        name = self.accelerator_resource
+        self.require(
+            "accelerator_resource",
+            bool(RESOURCE_NAME.fullmatch(name)) and name not in RAY_BUILTIN_RESOURCES,
+            "must name a Ray resource such as GPU (a cloud GPU) or accel (the rehearsal's "
+            f"stand-in), not one of {list(RAY_BUILTIN_RESOURCES)}",
+        )
+
+    def worker_resources(self) -> dict[str, float]:
+        """What each Ray Train worker asks the scheduler (and so the autoscaler) for."""
+        resources = {"CPU": self.cpus_per_worker}
+        if self.use_gpu:
+            resources[self.accelerator_resource] = self.gpus_per_worker
+        return resources
+
+    @property
+    def cuda(self) -> bool:
+        """Whether workers run on CUDA: a GPU is requested, not a stand-in for one."""
+        return self.use_gpu and self.accelerator_resource == "GPU"
+
+
+@dataclass(frozen=True)
+class TuneConfig(Section):
+    """Search settings: ``score = w_ssim * (1 - SSIM) + w_fid * FID / fid_ref``, minimised."""
+
+    SECTION = "tune"
+    num_samples: int = 8
+    max_concurrent_trials: int = 1
+    w_ssim: float = 1.0
+    w_fid: float = 1.0
+    fid_ref: float = 100.0
+    multi_objective: bool = False
+    sampler: Sampler = Sampler.TPE
+    # epochs before ASHA's first cut; null: the end of the HRG stage (lrg + hrg epochs, at
+    # least lrg + 1), so the first cut never judges an HRG that has not trained
+    asha_grace_period: int | None = None
+    asha_reduction_factor: int = 2
+    # also stop a running trial that later arrivals push below a rung's cutoff, so that arrival
+    # order does not decide the cut (hmss_ray/tune/scheduler.py); for a few concurrent trials
+    asha_recheck: bool = False
+    seed: int = 0
+    registry: str = "outputs/registry"
+    name: str = "hmss"
+    # MLflow tracking (off when null): a run per trial, the winner as a model version. A
+    # tracking server URI (http://...) on a cluster; sqlite:///abs/path.db or file:///abs/path
+    # on one machine (the Tune driver writes it)
+    mlflow_uri: str | None = None
+    mlflow_experiment: str | None = None  # default: the search name
+
+    def __post_init__(self) -> None:
+        self.at_least(1, "num_samples", "max_concurrent_trials")
+        self.optional_at_least(1, "asha_grace_period")
+        self.at_least(2, "asha_reduction_factor")
+        self.non_negative("w_ssim", "w_fid")
+        self.require("w_fid", self.w_ssim + self.w_fid > 0, "w_ssim and w_fid cannot both be 0")
+        self.positive("fid_ref")
+        self.require("registry", bool(self.registry.strip()), "must name a path or s3:// URI")
+        self.require("name", bool(self.name.strip()), "must not be empty")
+        uri = self.mlflow_uri
+        self.require(
+            "mlflow_uri",
+            uri is None or uri == "databricks" or uri.split(":", 1)[0] in MLFLOW_SCHEMES[:-1],
+            f"must be null or an MLflow tracking URI with a scheme, one of {list(MLFLOW_SCHEMES)} "
+            "(e.g. sqlite:////abs/mlflow.db, http://mlflow:5000)",
+        )
+        experiment = self.mlflow_experiment
+        self.require("mlflow_experiment", experiment is None or bool(experiment.strip()),
+                     "must be null (the search name) or a name")  # fmt: skip
