@@ -5,7 +5,7 @@ the CT and the mask, so the pair stays registered. Intensity changes (bias field
 touch the MR only: the CT is the target in Hounsfield units and must not be distorted.
 
 The transforms are those of MONAI's ``RandFlipd``, ``RandAffined``, ``RandBiasFieldd``,
-``RandAdjustContrastd`` and ``RandGaussianNoised`` (same parameters and draws), written here
+``RandAdjustContrastd`` and ``RandGaussianNoised`` (same parameters and distributions), written here
 because Ray Data runs them in short-lived worker processes: ``import monai.transforms`` costs
 8-12 s of CPU in each (it imports torch, torchvision and its networks), longer than augmenting
 a whole demo epoch, and it is paid again by every new worker of every trial.
@@ -41,7 +41,7 @@ class Augmentation:
         if self.rng.random() < self.cfg.bias_field_prob:
             mr = mr * self._bias_field(mr.shape[-2:])
         if self.rng.random() < self.cfg.gamma_prob:
-            mr = _adjust_contrast(mr, self.rng.uniform(*GAMMA_RANGE))
+            mr = adjust_contrast(mr, self.rng.uniform(*GAMMA_RANGE))
         if self.rng.random() < self.cfg.noise_prob:
             std = self.rng.uniform(0.0, self.cfg.noise_std)  # as MONAI's sample_std=True
             mr = mr + self.rng.normal(0.0, std, mr.shape).astype(np.float32)
@@ -76,16 +76,20 @@ class Augmentation:
         return out
 
     def _bias_field(self, shape: tuple[int, int]) -> np.ndarray:
-        """exp of a 2D Legendre polynomial of degree 3 with random coefficients (MONAI's)."""
-        coeffs = np.zeros((BIAS_DEGREE + 1, BIAS_DEGREE + 1))
-        for i in range(BIAS_DEGREE + 1):
-            for j in range(BIAS_DEGREE + 1 - i):
-                coeffs[i, j] = self.rng.uniform(*BIAS_COEFF_RANGE)
-        rows, cols = (np.linspace(-1.0, 1.0, n) for n in shape)
-        return np.exp(legendre.leggrid2d(rows, cols, coeffs)).astype(np.float32)
+        count = len(np.tril_indices(BIAS_DEGREE + 1)[0])
+        return bias_field(shape, self.rng.uniform(*BIAS_COEFF_RANGE, count))
 
 
-def _adjust_contrast(image: np.ndarray, gamma: float) -> np.ndarray:
+def bias_field(shape: tuple[int, int], coefficients: np.ndarray) -> np.ndarray:
+    """MONAI's RandBiasField for 2D: exp of a Legendre series over [-1, 1]^2, the products
+    P_i(row) P_j(col) with j <= i <= 3 (its lower-triangular coefficient matrix)."""
+    matrix = np.zeros((BIAS_DEGREE + 1, BIAS_DEGREE + 1))
+    matrix[np.tril_indices(BIAS_DEGREE + 1)] = coefficients
+    rows, cols = (np.linspace(-1.0, 1.0, n) for n in shape)
+    return np.exp(legendre.leggrid2d(rows, cols, matrix)).astype(np.float32)
+
+
+def adjust_contrast(image: np.ndarray, gamma: float) -> np.ndarray:
     """MONAI's AdjustContrast: a gamma curve over the image's own range."""
     low, span = float(image.min()), float(image.max() - image.min())
     return ((image - low) / (span + 1e-7)) ** gamma * span + low

@@ -87,3 +87,17 @@ def test_a_ray_data_worker_augments_without_importing_torch_or_monai():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_intensity_transforms_are_monais():
+    # the transforms were MONAI's until its import cost moved them here: same results for the
+    # same draws (MONAI is imported by this test only)
+    from monai.transforms import AdjustContrast, RandBiasField
+
+    from hmss_ray.data.augment import adjust_contrast, bias_field
+
+    image = np.random.default_rng(5).uniform(0, 2, (1, 40, 48)).astype(np.float32)
+    np.testing.assert_allclose(adjust_contrast(image, 1.3), AdjustContrast(1.3)(image), rtol=1e-5)
+    fixed = RandBiasField(degree=3, coeff_range=(0.2, 0.2), prob=1.0)  # every coefficient 0.2
+    expected = np.asarray(fixed(image))
+    np.testing.assert_allclose(image * bias_field((40, 48), np.full(10, 0.2)), expected, rtol=1e-5)
