@@ -449,7 +449,8 @@ def _memory_rows(m: dict, r: dict) -> list[list[str]]:
          f"{lg['float32_mb'] / measured:.2f}",
          f"peak - idle = {r['large_peak_over_input']:.1f} x the input"],
         [f"{m['ingress']} RSS peak - idle", f"{lg['proxy_peak_minus_idle_mb']:.0f}", "-",
-         "the HTTP front: the proxy actor holds the upload and the answer, HAProxy streams"],
+         "streams the bodies (kernel splice)" if m["ingress"] == "haproxy"
+         else "holds the upload and the answer"],
     ]  # fmt: skip
 
 
