@@ -19,6 +19,9 @@ All on one local Ray, loopback only, measured in one run:
    every slice at once.
 
 Direct inference runs ``--threads`` torch threads, as many as the replica gets (``serve.num_cpus``).
+HTTP goes through the ingress a local Ray gets from ``hmss_ray.cluster.init_ray``: Serve's HAProxy
+ingress; ``RAY_SERVE_ENABLE_HA_PROXY=0 python -m bench.serve_latency`` measures Serve's Python
+proxy actor instead.
 """
 
 from __future__ import annotations
@@ -263,6 +266,11 @@ def load_test(url: str, body: bytes, clients: int, requests: int, timeout: float
     }
 
 
+def ingress() -> str:
+    """The HTTP front of this run's Serve (read by Serve from the environment at Ray's start)."""
+    return "haproxy" if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "proxy actor"
+
+
 def large_request(url: str, synth, args: argparse.Namespace) -> dict[str, Any]:
     """POST one large volume while sampling the replica's (and the HTTP proxy's) RSS."""
     import httpx
@@ -275,7 +283,7 @@ def large_request(url: str, synth, args: argparse.Namespace) -> dict[str, Any]:
     naive = activation_bytes(synth, mask, mr_img.affine)
     del mr_img, mask  # this process's memory is not what is measured
     replica = RssSampler(REPLICA, interval=0.05, env_keys=("OMP_NUM_THREADS",))
-    proxy = RssSampler("ProxyActor", interval=0.05)
+    proxy = RssSampler("haproxy" if ingress() == "haproxy" else "ProxyActor", interval=0.05)
     (idle, idle_private), proxy_idle = replica.measure(), proxy.current_bytes()
     print(f"[bench] large volume: POST {len(body) / MB:.0f} MB gzipped", flush=True)
     with replica, proxy, httpx.Client(headers={"Accept-Encoding": "identity"}) as client:
@@ -334,6 +342,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     out["volume"].update(shape=list(mr_img.shape), gzip_kb=len(body) / 1024)
     raw_mb = args.size * args.size * args.slices * 4 / MB
     init_ray()
+    out["ingress"] = ingress()
     try:
         url = deploy(entry, port=free_port(), max_upload_mb=max(512.0, 1.5 * raw_mb))
         synth = Synthesizer.from_uri(entry, device="cpu")
@@ -439,8 +448,9 @@ def _memory_rows(m: dict, r: dict) -> list[list[str]]:
         ["input volume, as float32", f"{lg['float32_mb']:.0f}",
          f"{lg['float32_mb'] / measured:.2f}",
          f"peak - idle = {r['large_peak_over_input']:.1f} x the input"],
-        ["HTTP proxy RSS peak - idle", f"{lg['proxy_peak_minus_idle_mb']:.0f}", "-",
-         "the proxy holds the upload and the answer"],
+        [f"{m['ingress']} RSS peak - idle", f"{lg['proxy_peak_minus_idle_mb']:.0f}", "-",
+         "streams the bodies (kernel splice)" if m["ingress"] == "haproxy"
+         else "holds the upload and the answer"],
     ]  # fmt: skip
 
 
@@ -449,7 +459,7 @@ def _phases(http: dict[str, Any]) -> str:
     phases = http["replica_phases_median_s"]
     rest = http["median_s"] - sum(phases.values())
     parts = [f"{name} {seconds * 1000:.0f}" for name, seconds in phases.items()]
-    return f"replica {', '.join(parts)} ms; HTTP + Serve proxy {rest * 1000:.0f} ms"
+    return f"replica {', '.join(parts)} ms; HTTP + Serve ingress {rest * 1000:.0f} ms"
 
 
 def report(args: argparse.Namespace, m: dict, r: dict, facts: dict) -> None:
@@ -459,7 +469,7 @@ def report(args: argparse.Namespace, m: dict, r: dict, facts: dict) -> None:
         f"model: {m['entry']}; volume {v['case']} {v['shape']} ({v['gzip_kb']:.0f} KB gzipped); "
         f"torch threads {m['threads']} here, OMP_NUM_THREADS={lg['replica_omp_num_threads']} in "
         f"the replica ({sc['min_replicas']}-{sc['max_replicas']} replica(s) of {sc['num_cpus']} "
-        f"CPU, max_ongoing_requests {sc['max_ongoing_requests']})"
+        f"CPU, max_ongoing_requests {sc['max_ongoing_requests']}); HTTP ingress: {m['ingress']}"
     )
     loads = ", ".join(f"{k} {v:.1f}" for k, v in m["load_1min_after"].items())
     print(f"1-min load average at the end of each phase ({facts['cpu_count']} CPUs): {loads}")

@@ -69,7 +69,10 @@ def ray_session(s3_server: str) -> Iterator[None]:
     """One local Ray for the whole session (2 CPUs), with the S3 endpoint in its environment."""
     import ray
 
+    from hmss_ray.cluster import serve_env
+
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    serve_env()  # Serve as hmss_ray.cluster.init_ray starts it: the HAProxy ingress
     ray.init(
         address="local",
         num_cpus=2,

@@ -12,9 +12,12 @@ from __future__ import annotations
 import math
 import struct
 import zipfile
-import zlib
 from collections.abc import Sequence
 from typing import BinaryIO
+
+# zlib's API on Intel's ISA-L: inflates a 10 MB .nii.gz upload in 43 ms instead of zlib's 85
+# (README, bench.serve_latency); the streams are plain gzip either way
+from isal import isal_zlib
 
 from hmss_ray.config import IOConfig
 from hmss_ray.io.volume import LimitExceeded, UnreadableVolume
@@ -60,7 +63,7 @@ class BoundedReader:
         self._gzip = bytes(self._data[:2]) == GZIP_MAGIC
         self._pos = 0
         self._tail = b""
-        self._inflate = zlib.decompressobj(31)
+        self._inflate = isal_zlib.decompressobj(31)
         self.limit = limit
         self.produced = 0
         self.what = what
@@ -115,7 +118,7 @@ class BoundedReader:
                 if self._inflate.eof:  # a member ended: the next one, if any, starts in _tail
                     if not self._tail.strip(b"\0") and self._pos >= len(self._data):
                         break
-                    self._inflate = zlib.decompressobj(31)
+                    self._inflate = isal_zlib.decompressobj(31)
                 if not self._tail:
                     if self._pos >= len(self._data):
                         raise UnreadableVolume(f"the {self.what} is a truncated gzip stream")
@@ -125,7 +128,7 @@ class BoundedReader:
                 self._tail = self._inflate.unused_data or self._inflate.unconsumed_tail
                 parts.append(piece)
                 have += len(piece)
-        except zlib.error as exc:
+        except isal_zlib.error as exc:
             raise UnreadableVolume(f"the {self.what} is not a valid gzip stream ({exc})") from None
         return b"".join(parts)
 

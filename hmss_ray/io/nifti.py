@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import io
 import struct
-import zlib
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from isal import isal_zlib  # zlib's API, 4x faster at level 1, 10x at crc32 (hmss_ray.io.limits)
 
 from hmss_ray.config import IOConfig
 from hmss_ray.io.limits import BoundedReader, check_voxels
@@ -95,7 +95,8 @@ def nifti_bytes(volume: Volume, compresslevel: int = 1) -> bytes:
     parts = _voxel_bytes(volume.array, image.header.get_data_dtype())
     if compresslevel == 0:
         return _stored_gzip(head, parts)
-    deflate = zlib.compressobj(compresslevel, zlib.DEFLATED, 31)  # 31: a gzip wrapper
+    # 31: a gzip wrapper; ISA-L's levels are 0-3 (its 1 is about zlib's 1 in size, 4x faster)
+    deflate = isal_zlib.compressobj(min(compresslevel, 3), isal_zlib.DEFLATED, 31)
     out = [deflate.compress(head)]
     out += [deflate.compress(part) for part in parts]
     out.append(deflate.flush())
@@ -142,7 +143,7 @@ def _stored_gzip(head: bytes, parts: list[memoryview]) -> bytes:
         size = len(chunk)
         pieces.append(struct.pack("<BHH", int(final), size, size ^ 0xFFFF))
         pieces.append(chunk)
-        crc = zlib.crc32(chunk, crc)
+        crc = isal_zlib.crc32(chunk, crc)
         total += size
     pieces.append(struct.pack("<II", crc, total & 0xFFFFFFFF))
     return b"".join(pieces)

@@ -244,6 +244,9 @@ def deploy(
 ) -> str:
     """Start Serve on ``host:port`` (loopback by default) and deploy ``model``; returns its URL.
 
+    The HTTP front is HAProxy when Ray was started with :data:`hmss_ray.cluster.SERVE_ENV` (as
+    :func:`hmss_ray.cluster.init_ray` starts a local Ray); it binds ``host`` like the proxy actor.
+
     ``env`` reaches the replicas (e.g. the variable holding the API token); ``options`` go to
     ``SCTSynthesizer`` (``max_upload_mb``, ``api_token_env``, ``device``, ``io``: overrides of
     the ``io`` limits such as ``{"max_voxels": 2**26}``, ``engine``: of ``serve.precision``,

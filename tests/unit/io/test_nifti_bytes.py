@@ -46,6 +46,25 @@ def test_gzip_upload_is_inflated_into_the_buffer_the_voxels_view() -> None:
         volume_from_bytes(truncated, IOConfig())
 
 
+@pytest.mark.parametrize("level", [1, 6, 9])
+def test_isal_inflates_what_stdlib_gzip_wrote_and_refuses_what_it_refuses(level) -> None:
+    # uploads are inflated with ISA-L (hmss_ray.io.limits): any gzip a scanner or Python writes,
+    # several members included, gives the voxels stdlib gzip gives; a bad CRC is still refused
+    array = np.random.default_rng(level).integers(0, 2000, (24, 20, 16)).astype(np.int16)
+    raw = nib.Nifti1Image(array, AFFINE).to_bytes()
+    half = len(raw) // 2
+    for body in (
+        gzip.compress(raw, level),
+        gzip.compress(raw[:half], level) + gzip.compress(raw[half:], level),
+    ):
+        assert gzip.decompress(body) == raw
+        np.testing.assert_array_equal(volume_from_bytes(body, IOConfig()).array, array)
+    corrupt = bytearray(gzip.compress(raw, level))
+    corrupt[-6] ^= 0xFF  # the trailer's CRC-32
+    with pytest.raises(UnreadableVolume, match="not a valid gzip stream"):
+        volume_from_bytes(bytes(corrupt), IOConfig())
+
+
 def test_read_into_fills_a_buffer_and_keeps_the_limit() -> None:
     data = bytes(range(256)) * 5000
     reader = BoundedReader(gzip.compress(data), 2 << 20, "MR")
