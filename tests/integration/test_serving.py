@@ -240,6 +240,11 @@ def test_the_http_front_is_haproxy_on_loopback(server):
     ]
     assert listening and {c.laddr.ip for c in listening} == {"127.0.0.1"}
     assert {psutil.Process(c.pid).name() for c in listening} == {"haproxy"}
+    # and nothing else of HAProxy's (its stats page and Prometheus exporter) on another interface
+    haproxy = {c.pid for c in listening}
+    others = [c.laddr for c in psutil.net_connections("tcp")
+              if c.status == psutil.CONN_LISTEN and c.pid in haproxy]  # fmt: skip
+    assert len(others) >= 3 and {a.ip for a in others} == {"127.0.0.1"}, others
 
 
 def _nifti_bomb(shape, dtype=np.uint8) -> bytes:
