@@ -139,6 +139,16 @@ class ModelInfo:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Synthesis:
+    """One volume's result on the input grid: the sCT (int16 HU), the body mask it was made
+    with, and the TTA/ensemble spread (float32 HU std, 0 outside the body; None for one pass)."""
+
+    sct: np.ndarray
+    body: np.ndarray
+    spread: np.ndarray | None = None
+
+
 @dataclass
 class Synthesizer:
     """A loaded generator with its config; ``synth(mr, mask, affine)`` -> int16 HU volume.
@@ -258,6 +268,19 @@ class Synthesizer:
                 grid already (contract axes and spacing).
             region: which contract applies (see :meth:`region`).
         """
+        return self.synthesize(mr, mask, affine, region).sct
+
+    @torch.no_grad()
+    def synthesize(
+        self,
+        mr: np.ndarray,
+        mask: np.ndarray | None = None,
+        affine: np.ndarray | None = None,
+        region: str | None = None,
+        spread: bool = False,
+    ) -> Synthesis:
+        """As :meth:`__call__`, with the body mask used and, with ``spread`` and more than one
+        pass (TTA flips or ensemble members), the passes' voxel-wise standard deviation in HU."""
         mr = np.asarray(mr)
         check_volume(mr, mask, self.cfg.serve.min_size)
         contract = self.contract(region)
@@ -270,7 +293,12 @@ class Synthesizer:
             place = preprocess.place_body(body, gmap, self.cfg.data.image_size, self.stride)
         except ValueError as exc:  # a body smaller than one voxel of the contract grid
             raise InputError(f"{exc} (contract spacing {contract.spacing} mm)") from None
-        sct_canvas = self._generate(mr, place)
+        with_spread = spread and self.runner.passes > 1
+        spread_canvas = np.zeros(place.mask.shape, np.float32) if with_spread else None
+        predict = self._predict_spread if with_spread else self._predict
+        sct_canvas = slabs.generate(
+            mr, place, self.cfg.data, predict, self.batch_slices, spread=spread_canvas
+        )
         # the sCT in the MR's memory order: a NIfTI-read MR is Fortran-ordered, and so its sCT
         # is written out without a reordered copy
         layout = "F" if mr.flags.f_contiguous and not mr.flags.c_contiguous else "C"
@@ -278,11 +306,17 @@ class Synthesizer:
             sct_canvas, order=1, cval=AIR_HU, box=place.canvas, dtype=np.int16, layout=layout
         )
         del sct_canvas
-        return slabs.air_outside(sct, body)  # outside the body is air, as in the CT
+        spread_map = None
+        if spread_canvas is not None:
+            spread_map = gmap.inverse(spread_canvas, order=1, box=place.canvas, layout=layout)
+            spread_map[~body] = 0.0
+        # outside the body is air, as in the CT
+        return Synthesis(slabs.air_outside(sct, body), body, spread_map)
 
-    def _generate(self, mr: np.ndarray, place: preprocess.Placement) -> np.ndarray:
-        """int16 HU on the canvas, (S, S, Z): the generator on every slice with body in it."""
-        return slabs.generate(mr, place, self.cfg.data, self._predict, self.batch_slices)
+    def _predict_spread(self, stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One batch with the passes' spread: ([-1, 1] output, float32 HU std), (B, S, S)."""
+        hu, spread = self.runner.mean_and_spread(torch.from_numpy(stack))
+        return ct_to_unit(hu, self.cfg.data.hu_range), spread
 
     def _predict(self, stack: np.ndarray) -> np.ndarray:
         """One batch: float32 (B, 2k+1, S, S) 2.5D stacks -> float32 (B, S, S) in [-1, 1]."""
@@ -312,3 +346,14 @@ def synthesize_volume(
     """
     mask_array = None if mask is None else mask.array
     return mr.like(synth(np.asarray(mr.array), mask_array, mr.affine, region))
+
+
+def synthesize_with_spread(
+    synth: Synthesizer, mr: Volume, mask: Volume | None = None, region: str | None = None
+) -> tuple[Volume, Volume | None, np.ndarray]:
+    """As :func:`synthesize_volume`, plus the passes' spread (float32 HU std on the MR grid,
+    None with a single pass) and the body mask used."""
+    mask_array = None if mask is None else mask.array
+    result = synth.synthesize(np.asarray(mr.array), mask_array, mr.affine, region, spread=True)
+    spread = None if result.spread is None else mr.like(result.spread)
+    return mr.like(result.sct), spread, result.body

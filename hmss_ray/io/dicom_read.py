@@ -22,6 +22,7 @@ from typing import BinaryIO
 import numpy as np
 
 from hmss_ray.config import IOConfig
+from hmss_ray.io.dicom_select import SeriesRule, choose_series
 from hmss_ray.io.dicom_series import DicomSource, SliceHeader, stack_geometry
 from hmss_ray.io.limits import MIB, check_voxels, open_zip
 from hmss_ray.io.volume import LimitExceeded, SeriesError, UnreadableVolume, Volume
@@ -37,16 +38,17 @@ class Member:
     path: Path | None = None  # on disk (lets SimpleITK decode it in place)
 
 
-def read_dicom(path: str | Path, limits: IOConfig) -> Volume:
-    """A DICOM series from a folder (searched recursively), a ``.zip`` or a single file."""
+def read_dicom(path: str | Path, limits: IOConfig, rule: SeriesRule | None = None) -> Volume:
+    """A DICOM series from a folder (searched recursively), a ``.zip`` or a single file; of
+    several series, the one ``rule`` chooses (:mod:`hmss_ray.io.dicom_select`)."""
     path = Path(path)
     if path.is_dir():
-        return read_series(_folder_members(path, limits), limits, f"folder {path}")
+        return read_series(_folder_members(path, limits), limits, f"folder {path}", rule)
     if path.suffix.lower() == ".zip":
         with path.open("rb") as handle:
             archive = open_zip(handle, limits, f"zip {path.name}")
-            return read_series(_zip_members(archive), limits, f"zip {path.name}")
-    return read_series([_file_member(path, path.name)], limits, str(path))
+            return read_series(_zip_members(archive), limits, f"zip {path.name}", rule)
+    return read_series([_file_member(path, path.name)], limits, str(path), rule)
 
 
 def dicom_from_bytes(data: bytes, limits: IOConfig, what: str = "upload") -> Volume:
@@ -57,8 +59,11 @@ def dicom_from_bytes(data: bytes, limits: IOConfig, what: str = "upload") -> Vol
     return read_series(_zip_members(archive), limits, f"{what} zip")
 
 
-def read_series(members: list[Member], limits: IOConfig, where: str) -> Volume:
-    """The one image series among ``members``, checked and stacked (see the module docstring)."""
+def read_series(
+    members: list[Member], limits: IOConfig, where: str, rule: SeriesRule | None = None
+) -> Volume:
+    """The image series among ``members``, checked and stacked (see the module docstring): the
+    only one, or the one ``rule`` (by default: the only MR volume) chooses of several."""
     if len(members) > limits.max_files:
         raise LimitExceeded(
             f"{where} has {len(members)} files, over the limit of {limits.max_files} (io.max_files)"
@@ -70,12 +75,19 @@ def read_series(members: list[Member], limits: IOConfig, where: str) -> Volume:
                 f"{limits.max_file_mb:g} MiB per file (io.max_file_mb)"
             )
     slices, skipped = _headers(members)
-    series = _one_series(slices, skipped, where)
-    geometry = stack_geometry(series, where)
+    groups = _by_series(slices, skipped, where)
+    if len(groups) == 1 and rule is None:  # one series: whatever it is (an MR, a CT to score)
+        geometry, reason = stack_geometry(next(iter(groups.values())), where), None
+    else:
+        choice = choose_series(groups, rule or SeriesRule(), where)
+        geometry, reason = choice.geometry, choice.reason
     first = geometry.slices[0]
     check_voxels((first.columns, first.rows, len(geometry.slices)), 4, limits, f"series in {where}")
     array = _pixels(geometry.slices, where)
-    return Volume(array, geometry.affine, {"dicom": DicomSource.from_slices(geometry.slices)})
+    meta: dict = {"dicom": DicomSource.from_slices(geometry.slices)}
+    if reason:
+        meta["series_choice"] = reason
+    return Volume(array, geometry.affine, meta)
 
 
 def _headers(members: list[Member]) -> tuple[list[SliceHeader], dict[str, int]]:
@@ -100,20 +112,16 @@ def _headers(members: list[Member]) -> tuple[list[SliceHeader], dict[str, int]]:
     return slices, skipped
 
 
-def _one_series(slices: list[SliceHeader], skipped: dict[str, int], where: str):
+def _by_series(
+    slices: list[SliceHeader], skipped: dict[str, int], where: str
+) -> dict[str, list[SliceHeader]]:
     if not slices:
         found = ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())) or "no files"
         raise UnreadableVolume(f"{where} holds no DICOM image slice ({found})")
     by_series: dict[str, list[SliceHeader]] = {}
     for header in slices:
         by_series.setdefault(header.series_uid, []).append(header)
-    if len(by_series) > 1:
-        listing = "; ".join(
-            f"{uid} ({group[0].describe()}, {len(group)} file(s))"
-            for uid, group in sorted(by_series.items(), key=lambda kv: -len(kv[1]))
-        )
-        raise SeriesError(f"{where} holds {len(by_series)} series, send one: {listing}")
-    return next(iter(by_series.values()))
+    return by_series
 
 
 def _pixels(slices: list[SliceHeader], where: str) -> np.ndarray:

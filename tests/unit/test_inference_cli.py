@@ -81,7 +81,7 @@ def test_patient_options_fill_a_series_made_from_nifti(workdir) -> None:
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["--mr", "{dicomdir}/98892003/MR2", "--out", "{tmp}/x.nii"], "holds 3 series"),
+        (["--mr", "{dicomdir}/98892003/MR2", "--out", "{tmp}/x.nii"], "holds no MR volume"),
         (["--mr", "{tmp}/mr_dicom", "--out", "{tmp}/x", "--patient-id", "1"], "drop --patient-*"),
         (["--mr", "{tmp}/mr.mha", "--out", "{tmp}/x.nii", "--patient-id", "1"], "DICOM output"),
         (["--mr", "{tmp}/mr.mha", "--out", "{tmp}/x.png"], "cannot tell the output format"),
