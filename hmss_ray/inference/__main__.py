@@ -22,7 +22,16 @@ EXAMPLES = """examples:
 .nhdr; a folder (new or empty) or a .zip writes a DICOM CT series. A DICOM MR's patient, study
 and frame of reference go into the series; otherwise give the --patient-* fields.
 
-exit status: 0 written, 2 bad arguments or an input that cannot be read or synthesised
+A folder of studies (--mr a folder without DICOM files at its top: each entry a volume file, a
+DICOM .zip or a DICOM study folder) writes <out>/<study>/ per study (sct, spread.nii.gz with TTA
+or an ensemble, qa.png, qa.json), summary.json and qa_report.pdf; a failing study is reported
+and skipped:
+  python -m hmss_ray.inference --model outputs/registry/demo --mr cohort/ --out results/
+Of several DICOM series, the only MR volume is taken, or the one --series-uid or
+--series-description (a regular expression) names.
+
+exit status: 0 written, 1 some studies of a batch failed (the others are written), 2 bad
+arguments or an input that cannot be read or synthesised
 """
 
 
@@ -52,10 +61,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--tta", choices=[t.value for t in TTA],
                         help="test-time flips (default: the entry's inference.tta)")  # fmt: skip
+    parser.add_argument("--series-uid", help="DICOM: the SeriesInstanceUID to synthesise from")
+    parser.add_argument(
+        "--series-description", help="DICOM: a pattern (regex, any case) of the SeriesDescription"
+    )
+    parser.add_argument("--format", choices=["nifti", "mha", "nrrd", "dicom"],
+                        default="nifti", help="a batch's sCT format (default nifti)")  # fmt: skip
+    parser.add_argument("--no-qa", action="store_true", help="a batch without QA figures")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="a batch replaces study folders that exist")  # fmt: skip
     return parser
 
 
 def command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hmss_ray.inference.batch import is_batch
+
+    if is_batch(Path(args.mr)):
+        return batch_command(args)
+    return volume_command(args)
+
+
+def _series_rule(args: argparse.Namespace):
+    from hmss_ray.io.dicom_select import SeriesRule
+
+    if args.series_uid is None and args.series_description is None:
+        return None
+    return SeriesRule(series_uid=args.series_uid, description=args.series_description)
+
+
+def batch_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from hmss_ray.inference import batch
+    from hmss_ray.inference.synthesizer import Synthesizer
+    from hmss_ray.io import Format
+
+    studies = batch.find_studies(Path(args.mr))
+    options = batch.BatchOptions(
+        format=Format(args.format), region=args.region, series=_series_rule(args),
+        qa=not args.no_qa, overwrite=args.overwrite,
+    )  # fmt: skip
+    synth = Synthesizer.from_uri(args.model, device=args.device, tta=args.tta)
+    with tqdm(total=len(studies), unit="study", file=sys.stderr) as progress:
+        results = batch.predict_batch(synth, studies, Path(args.out), options, progress)
+    print(batch.summary_table(results))
+    return 0 if all(r.status == "ok" for r in results) else 1
+
+
+def volume_command(args: argparse.Namespace) -> int:
     from hmss_ray.config import UserError, parse_overrides
     from hmss_ray.inference.synthesizer import Synthesizer, synthesize_volume
     from hmss_ray.io import Format, format_to_read, format_to_write, read_volume, write_volume
@@ -73,7 +130,9 @@ def command(args: argparse.Namespace) -> int:
         raise UserError("--set takes io.* keys only here (the model's own config is used)")
     synth = Synthesizer.from_uri(args.model, device=args.device, tta=args.tta)
     synth.cfg = synth.cfg.replace(overrides)
-    mr = read_volume(args.mr, synth.cfg.io)
+    mr = read_volume(args.mr, synth.cfg.io, _series_rule(args))
+    if "series_choice" in mr.meta:
+        print(f"[hmss] {mr.meta['series_choice']}")
     if patient.given() and "dicom" in mr.meta:
         raise UserError("the MR is DICOM: its patient fields are kept, drop --patient-*")
     mask = read_volume(args.mask, synth.cfg.io) if args.mask else None

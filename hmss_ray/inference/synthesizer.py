@@ -309,7 +309,7 @@ class Synthesizer:
         spread_map = None
         if spread_canvas is not None:
             spread_map = gmap.inverse(spread_canvas, order=1, box=place.canvas, layout=layout)
-            spread_map[~body] = 0.0
+            spread_map[np.asarray(body) == 0] = 0.0
         # outside the body is air, as in the CT
         return Synthesis(slabs.air_outside(sct, body), body, spread_map)
 
