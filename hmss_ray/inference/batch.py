@@ -28,7 +28,7 @@ from hmss_ray.inference.synthesizer import Synthesizer, synthesize_with_spread
 from hmss_ray.io import Format, Volume, format_to_read, read_volume, write_volume
 from hmss_ray.io.dicom_select import SeriesRule
 from hmss_ray.io.dicom_write import SeriesInfo
-from hmss_ray.qa import figure, flags
+from hmss_ray.qa import figure, flags, web
 
 DICOM_SUFFIXES = (".dcm", ".ima")
 SUFFIX = {Format.NIFTI: "sct.nii.gz", Format.MHA: "sct.mha", Format.NRRD: "sct.nrrd"}
@@ -94,6 +94,8 @@ def predict_batch(
         figure.write_pdf(pngs, output / "qa_report.pdf")
     summary = {"model": synth.info.to_dict(), "studies": [asdict(r) for r in results]}
     (output / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    if options.qa:  # the QA page, openable without a server: index.html -> <study>/qa.html
+        web.write_viewer(output, summary["studies"])
     return results
 
 
@@ -148,7 +150,12 @@ def _predict_into(
             None if spread is None else spread.array, qa=qa, caption=_caption(synth),
         )  # fmt: skip
         figure.write_png(images, folder / "qa.png")
-        outputs += ["qa.png"]
+        page = web.StudyPage(
+            study.name, mr.affine, mr.array, sct.array, images.spread, qa=result.qa,
+            caption=images.caption,
+        )  # fmt: skip
+        web.write_study_page(folder, page)
+        outputs += ["qa.png", "qa.html", "qa-data.js"]
     return result
 
 
