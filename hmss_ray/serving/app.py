@@ -31,6 +31,7 @@ from hmss_ray.io import Format, Volume, volume_from_bytes, volume_to_bytes
 from hmss_ray.io.align import align_to
 from hmss_ray.io.dicom_write import SeriesInfo
 from hmss_ray.io.formats import MEDIA_TYPES
+from hmss_ray.qa.web import add_routes as add_qa_page
 from hmss_ray.serving.metrics import ServeMetrics
 from hmss_ray.serving.upload import (
     Upload,
@@ -49,6 +50,7 @@ app = FastAPI(
     description="MR volume in (NIfTI, MetaImage, NRRD, zipped DICOM series), synthetic CT out "
     "(int16 HU on the MR grid; NIfTI by default, or MetaImage, NRRD, a DICOM CT series).",
 )
+add_qa_page(app)  # GET /qa: the QA page in the browser (hmss_ray.qa.web)
 
 
 @serve.deployment(name=DEPLOYMENT)
