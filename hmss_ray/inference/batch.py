@@ -6,11 +6,12 @@ input folder is a study: a volume file (NIfTI, MetaImage, NRRD), a DICOM ``.zip`
 folder (its series anywhere below it). Hidden entries are ignored.
 
 Each study gets ``<output>/<study>/`` with ``sct.<ext>`` (or ``sct/``, a DICOM series), with
-TTA or an ensemble ``spread.nii.gz`` (the passes' standard deviation in HU), ``qa.png`` and
-``qa.json``; the batch gets ``summary.json`` and ``qa_report.pdf``. A study folder is written
-under a temporary name and renamed when complete, so a planning system's import never sees half
-a study; a study that fails is reported, leaves nothing behind, and the rest go on. The model is
-loaded once.
+TTA or an ensemble ``spread.nii.gz`` (the passes' standard deviation in HU), ``qa.png``,
+``qa.json`` and ``qa.html`` (the browser QA page, :mod:`hmss_ray.qa.web`); the batch gets
+``summary.json``, ``qa_report.pdf``, ``index.html`` and ``qa-viewer/`` (the page's NiiVue).
+A study folder is written under a temporary name and renamed when complete, so a planning
+system's import never sees half a study; a study that fails is reported, leaves nothing
+behind, and the rest go on. The model is loaded once.
 """
 
 from __future__ import annotations
