@@ -24,8 +24,8 @@ and frame of reference go into the series; otherwise give the --patient-* fields
 
 A folder of studies (--mr a folder without DICOM files at its top: each entry a volume file, a
 DICOM .zip or a DICOM study folder) writes <out>/<study>/ per study (sct, spread.nii.gz with TTA
-or an ensemble, qa.png, qa.json), summary.json and qa_report.pdf; a failing study is reported
-and skipped:
+or an ensemble, qa.png, qa.json, qa.html), summary.json, qa_report.pdf and index.html (open
+it in a browser: the QA page, no server needed); a failing study is reported and skipped:
   python -m hmss_ray.inference --model outputs/registry/demo --mr cohort/ --out results/
 Of several DICOM series, the only MR volume is taken, or the one --series-uid or
 --series-description (a regular expression) names.

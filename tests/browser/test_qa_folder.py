@@ -62,3 +62,31 @@ def test_the_study_page_renders_offline_from_the_output_folder(page, predicted: 
     listed = page.locator("#flags li").all_inner_texts()
     assert listed == (report["flags"] or ["no flags"])
     assert "outline_dice" in page.inner_text("#metrics")
+
+
+def test_with_a_ct_the_page_shows_the_ct_and_the_difference(
+    page, predicted: Path, tmp_path: Path
+) -> None:
+    from hmss_ray.data.phantom import make_case
+    from hmss_ray.io import read_volume
+    from hmss_ray.qa import web
+
+    case = make_case("1BA001", seed=0, spacing=(8.0, 8.0, 8.0))  # head_mr's case, with its CT
+    sct = read_volume(predicted / "anna" / "sct.nii.gz")
+    study = tmp_path / "anna"
+    study.mkdir()
+    web.write_study_page(
+        study, web.StudyPage("anna", sct.affine, case.mr, sct.array, ct=case.ct), viewer="assets"
+    )
+    (study / "assets").mkdir()
+    for name in web.ASSETS:
+        (study / "assets" / name).write_bytes((web.STATIC / name).read_bytes())
+    page.goto((study / "qa.html").as_uri())
+    wait_ready(page)
+    assert page.locator(".panel h2").all_inner_texts() == ["MR", "sCT", "CT", "sCT - CT (HU)"]
+    for role in ("ct", "diff"):
+        for plane, tile in planes(page, role).items():
+            assert drawn(tile) > 0.05 or role == "diff", f"{role} {plane}: nothing drawn"
+            assert tile.std() > 5, f"{role} {plane}: a flat image"
+    page.click("button[data-preset=bone]")
+    save(page, "qa_page_file_ct.png")

@@ -49,7 +49,11 @@
   async function show(role, base64, name) {
     const nv = await viewer(role);
     const options = { base64: base64, name: name, colormap: "gray" };
-    if (role === "diff") Object.assign(options, { colormap: "blue2red", cal_min: -300, cal_max: 300 });
+    if (role === "diff") {  // blue (sCT below the CT) - white (equal) - red (above), +-300 HU
+      nv.addColormap("hmss_diff", { R: [0, 255, 255], G: [0, 255, 0], B: [255, 255, 0],
+        A: [255, 255, 255], I: [0, 128, 255] });
+      Object.assign(options, { colormap: "hmss_diff", cal_min: -300, cal_max: 300 });
+    }
     const image = await NV.NVImage.loadFromBase64(options);
     while (nv.volumes.length) nv.removeVolume(nv.volumes[0]);
     nv.addVolume(image);
