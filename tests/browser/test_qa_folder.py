@@ -75,9 +75,10 @@ def test_with_a_ct_the_page_shows_the_ct_and_the_difference(
     sct = read_volume(predicted / "anna" / "sct.nii.gz")
     study = tmp_path / "anna"
     study.mkdir()
-    web.write_study_page(
-        study, web.StudyPage("anna", sct.affine, case.mr, sct.array, ct=case.ct), viewer="assets"
-    )
+    spread = read_volume(predicted / "anna" / "spread.nii.gz").array
+    report = json.loads((predicted / "anna" / "qa.json").read_text())
+    shown = web.StudyPage("anna", sct.affine, case.mr, sct.array, spread, case.ct, report)
+    web.write_study_page(study, shown, viewer="assets")
     (study / "assets").mkdir()
     for name in web.ASSETS:
         (study / "assets" / name).write_bytes((web.STATIC / name).read_bytes())
