@@ -12,7 +12,7 @@ Two ways to open it, one page (``static/qa.html`` + ``static/qa.js``):
   dropped on the page goes to ``POST /v1/synthesize`` with the page's token.
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: FastAPI must see the real Request type on the routes
 
 import base64
 import gzip

@@ -97,7 +97,9 @@
   function showReport(report) {
     const flags = report.flags || [];
     $("flags").innerHTML = "";
-    (flags.length ? flags : ["no flags"]).forEach((text) => {
+    const none = report.flags === null ? "not checked by the endpoint (batch prediction's qa.json)"
+      : "no flags";
+    (flags.length ? flags : [none]).forEach((text) => {
       const li = document.createElement("li");
       li.textContent = text;
       if (!flags.length) li.className = "none";
@@ -109,6 +111,17 @@
       row.insertCell().textContent = key;
       row.insertCell().textContent = typeof value === "number" ? value.toPrecision(3) : value;
     });
+  }
+
+  // what the endpoint's answer says about the sCT: its X-QA-* / X-Spread-* headers, if any
+  function answerReport(headers) {
+    const values = { inference_ms: Number(headers.get("x-inference-time-ms")) };
+    let flags = null; // not checked, unless the endpoint says
+    headers.forEach((value, key) => {
+      if (key === "x-qa-flags") flags = value.split(";").map((f) => f.trim()).filter(Boolean);
+      else if (/^x-(qa|spread)-/.test(key)) values[key.slice(2)] = isNaN(value) ? value : Number(value);
+    });
+    return { values: values, flags: flags };
   }
 
   function say(text, error) {
@@ -139,6 +152,7 @@
     const model = response.headers.get("x-model-name") + " " + response.headers.get("x-model-version");
     $("model").textContent = "model " + model;
     say("sCT of " + file.name + " in " + response.headers.get("x-inference-time-ms") + " ms");
+    showReport(answerReport(response.headers));
     const link = $("download");
     link.href = URL.createObjectURL(new Blob([sct], { type: "application/gzip" }));
     link.download = file.name.replace(/\.(nii\.gz|nii|mha|nrrd|zip)$/i, "") + "_sct.nii.gz";
@@ -148,6 +162,7 @@
 
   function endpointMode() {
     $("drop").classList.remove("hidden");
+    $("flags").innerHTML = "<li class='none'>none yet: drop a study</li>";
     $("spread").disabled = true;
     $("token").value = sessionStorage.getItem("hmss-token") || "";
     const run = (file) => synthesize(file).catch((e) => say(String(e), true));
