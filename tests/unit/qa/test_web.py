@@ -61,3 +61,19 @@ def test_a_study_page_and_the_batch_index_are_written_next_to_the_volumes(tmp_pa
     assert '<a href="anna/qa.html">anna</a>: no flags' in index
     assert "&lt;dora&gt;: failed: not a volume" in index
     assert sorted(p.name for p in (tmp_path / web.VIEWER).iterdir()) == sorted(web.ASSETS)
+
+
+def test_the_routes_serve_the_page_under_its_prefix_and_only_the_three_assets() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    app = FastAPI()
+    web.add_routes(app)
+    client = TestClient(app, root_path="/clinic")
+    page = client.get("/qa")
+    assert page.status_code == 200 and '<script src="/clinic/qa/static/niivue.js">' in page.text
+    assert "{{" not in page.text
+    for name in web.ASSETS:
+        assert client.get(f"/qa/static/{name}").content == (web.STATIC / name).read_bytes()
+    assert client.get("/qa/static/qa.html").status_code == 404
+    assert client.get("/qa/static/..%2Fweb.py").status_code == 404
