@@ -1,9 +1,10 @@
 """Batch prediction: a folder of studies in, one folder of planning-ready results per study out.
 
-What is a study (:func:`find_studies`): the input itself when it is a file, or a folder that holds
-DICOM files at its top level (one study, several series allowed); otherwise every entry of the
-input folder is a study: a volume file (NIfTI, MetaImage, NRRD), a DICOM ``.zip`` or a DICOM
-folder (its series anywhere below it). Hidden entries are ignored.
+What is a study (:func:`find_studies`): the input itself when it is a file, or a folder of DICOM
+files only, all of one StudyInstanceUID (one study, several series allowed, in subfolders or
+not); otherwise every entry of the input folder is a study: a volume file (NIfTI, MetaImage,
+NRRD), a DICOM ``.zip``, ``.dcm`` (e.g. an Enhanced MR) or a DICOM folder (its series anywhere
+below it). Hidden entries are ignored.
 
 Each study gets ``<output>/<study>/`` with ``sct.<ext>`` (or ``sct/``, a DICOM series), with
 TTA or an ensemble ``spread.nii.gz`` (the passes' standard deviation in HU), ``qa.png`` and
@@ -64,7 +65,7 @@ def find_studies(root: Path) -> list[Study]:
     """The studies under ``root`` (see the module docstring), sorted by name."""
     if not root.exists():
         raise UserError(f"{root}: no such file or folder")
-    if root.is_file() or _holds_dicom(root):
+    if not is_batch(root):
         return [Study(_stem(root), root)]
     studies = [Study(_stem(p), p) for p in sorted(root.iterdir()) if not p.name.startswith(".")]
     if not studies:
@@ -74,7 +75,15 @@ def find_studies(root: Path) -> list[Study]:
 
 def is_batch(root: Path) -> bool:
     """Whether ``root`` is a folder of studies (not one volume file or one DICOM study)."""
-    return root.is_dir() and not _holds_dicom(root)
+    if not root.is_dir():
+        return False
+    studies = set()
+    for entry in _visible(root):
+        uid = _study_uid(entry)
+        if uid is None:  # a NIfTI, MetaImage, NRRD or zip: a study of its own
+            return True
+        studies.add(uid)
+    return len(studies) > 1
 
 
 def predict_batch(
@@ -180,15 +189,30 @@ def summary_table(results: list[StudyResult]) -> str:
     return "\n".join(lines)
 
 
-def _holds_dicom(folder: Path) -> bool:
-    for path in folder.iterdir():
-        visible = path.is_file() and not path.name.startswith(".")
-        if visible and (path.suffix.lower() in DICOM_SUFFIXES or _is_dicom_file(path)):
-            return True
-    return False
+def _visible(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _study_uid(entry: Path) -> str | None:
+    """The StudyInstanceUID of a DICOM file, or of the first DICOM file in a folder (searched
+    in name order, a few hundred files at most); None for anything else."""
+    files = [entry] if entry.is_file() else sorted(p for p in entry.rglob("*") if p.is_file())
+    for path in files[:256]:
+        if path.name.startswith(".") or not _is_dicom_file(path):
+            continue
+        import pydicom
+
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
+        except Exception:  # not readable: the study's own read says why
+            return f"unreadable:{path}"
+        return str(ds.get("StudyInstanceUID", f"none:{path}"))
+    return None
 
 
 def _is_dicom_file(path: Path) -> bool:
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
     try:
         with path.open("rb") as handle:
             return handle.read(132)[128:132] == b"DICM"

@@ -27,7 +27,7 @@ from hmss_ray.inference.synthesizer import Synthesizer
 from hmss_ray.io import Volume, read_volume, write_volume
 from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.factory import build_generator
-from tests.dicom_helpers import write_series
+from tests.dicom_helpers import write_enhanced, write_series
 from tests.small import TINY_MODEL
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -55,6 +55,11 @@ def _dicom_study(folder: Path, mr: np.ndarray) -> None:
     write_series(folder / "t1", positions, pixels=pixels, pixel_spacing=8.0, series_uid="1.2.9.1")
     write_series(folder / "loc", [0.0], series_uid="1.2.9.2")
     write_series(folder / "ct", [0.0, 1.0], template="CT_small.dcm", series_uid="1.2.9.3")
+    study = pydicom.dcmread(next((folder / "t1").iterdir())).StudyInstanceUID
+    for path in (folder / "ct").iterdir():  # one study: the CT too
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID = study
+        ds.save_as(path)
     for path in (folder / "t1").iterdir():  # files straight in the study folder, series mixed
         path.rename(folder / f"t1_{path.name}")
     (folder / "t1").rmdir()
@@ -69,7 +74,10 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_volume(Volume(case.mr[::-1].copy(), case.affine), root / "bert.mha")
     _dicom_study(root / "carl", case.mr)
     (root / "dora.nii.gz").write_bytes(gzip.compress(b"\x5c\x01" + bytes(200)))  # broken
-    write_volume(Volume(case.mr, case.affine), root / "emil.nrrd")
+    positions = [8.0 * k for k in range(case.mr.shape[2])]
+    pixels = np.clip(case.mr, 0, 3000).astype(np.int16)
+    write_enhanced(root / "emil.dcm", positions, pixels, pixel_spacing=8.0)  # Enhanced MR
+    write_volume(Volume(case.mr, case.affine), root / "fred.nrrd")
     return root
 
 
@@ -78,17 +86,19 @@ def test_a_cohort_in_mixed_formats_gives_an_sct_per_study_and_reports_the_broken
 ) -> None:
     synth = Synthesizer.from_uri(entry, device="cpu")
     studies = find_studies(cohort)
-    assert [s.name for s in studies] == ["anna", "bert", "carl", "dora", "emil"]
+    assert [s.name for s in studies] == ["anna", "bert", "carl", "dora", "emil", "fred"]
     results = predict_batch(synth, studies, tmp_path / "out", BatchOptions())
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(tmp_path / "out" / "carl" / "qa.png", ARTEFACTS / "qa_carl.png")
     status = {r.study: r.status for r in results}
-    assert status == {"anna": "ok", "bert": "ok", "carl": "ok", "dora": "failed", "emil": "ok"}
+    assert status == {n: "ok" for n in ("anna", "bert", "carl", "emil", "fred")} | {
+        "dora": "failed"
+    }
     carl = next(r for r in results if r.study == "carl")
     assert carl.series.startswith("series 1.2.9.1 (MR") and "modality CT" in carl.series
     dora = next(r for r in results if r.study == "dora")
     assert "dora" in summary_table(results) and dora.error and "Traceback" not in dora.error
-    for name in ("anna", "bert", "carl", "emil"):
+    for name in ("anna", "bert", "carl", "emil", "fred"):
         folder = tmp_path / "out" / name
         sct, mr_in = read_volume(folder / "sct.nii.gz"), next(s for s in studies if s.name == name)
         assert sct.shape == read_volume(mr_in.path).shape
@@ -99,9 +109,9 @@ def test_a_cohort_in_mixed_formats_gives_an_sct_per_study_and_reports_the_broken
     assert not (tmp_path / "out" / "dora").exists()
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     pdf = (tmp_path / "out" / "qa_report.pdf").read_bytes()
-    assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 4
+    assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 5
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert len(summary["studies"]) == 5
+    assert len(summary["studies"]) == 6
 
 
 def test_the_batch_command_writes_the_studies_and_exits_1_when_one_failed(
@@ -110,7 +120,7 @@ def test_the_batch_command_writes_the_studies_and_exits_1_when_one_failed(
     argv = ["--model", entry, "--mr", str(cohort), "--out", str(tmp_path / "out"), "--no-qa"]
     assert inference_cli.main(argv) == 1
     out = capsys.readouterr().out
-    assert "4 of 5 studies written" in out and "dora" in out
+    assert "5 of 6 studies written" in out and "dora" in out
     assert (tmp_path / "out" / "carl" / "sct.nii.gz").exists()
     assert not (tmp_path / "out" / "carl" / "qa.png").exists()
     # again without --overwrite: nothing is replaced
