@@ -60,6 +60,15 @@ class BatchOptions:
     qa: bool = True
     overwrite: bool = False
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "format": str(self.format)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchOptions:
+        series = data.get("series")
+        return cls(**{**data, "format": Format(data["format"]),
+                      "series": SeriesRule(**series) if series else None})  # fmt: skip
+
 
 def find_studies(root: Path) -> list[Study]:
     """The studies under ``root`` (see the module docstring), sorted by name."""
@@ -98,12 +107,19 @@ def predict_batch(
         results.append(predict_study(synth, study, output, options))
         if progress is not None:
             progress.update(1)
+    finish_batch(results, output, options, synth.info.to_dict())
+    return results
+
+
+def finish_batch(
+    results: list[StudyResult], output: Path, options: BatchOptions, model: dict[str, Any]
+) -> None:
+    """The batch's own files: the QA PDF (a page per study written) and ``summary.json``."""
     pngs = [output / r.study / "qa.png" for r in results if r.status == "ok" and options.qa]
     if pngs:
         figure.write_pdf(pngs, output / "qa_report.pdf")
-    summary = {"model": synth.info.to_dict(), "studies": [asdict(r) for r in results]}
+    summary = {"model": model, "studies": [asdict(r) for r in results]}
     (output / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    return results
 
 
 def predict_study(

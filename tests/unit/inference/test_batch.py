@@ -7,78 +7,36 @@ so that the spread map exists; its values mean nothing here (see test_spread.py 
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import shutil
 from pathlib import Path
 
 import nibabel as nib
-import numpy as np
 import pydicom
 import pytest
-import torch
 
-from hmss_ray.config import ExperimentConfig
 from hmss_ray.data.phantom import make_case
 from hmss_ray.inference import __main__ as inference_cli
 from hmss_ray.inference.batch import BatchOptions, find_studies, predict_batch, summary_table
 from hmss_ray.inference.synthesizer import Synthesizer
-from hmss_ray.io import Volume, read_volume, write_volume
-from hmss_ray.models import checkpoint as ckpt
-from hmss_ray.models.factory import build_generator
-from tests.dicom_helpers import write_enhanced, write_series
-from tests.small import TINY_MODEL
+from hmss_ray.io import read_volume
+from tests.clinic_helpers import STUDIES, dicom_study, make_cohort, make_entry
+from tests.dicom_helpers import write_series
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 # a QA figure to look at (gitignored)
 ARTEFACTS = Path(__file__).resolve().parents[3] / "outputs" / "test-artefacts"
 
-TINY = {**TINY_MODEL, "data.spacing.brain": [8.0, 8.0, 8.0], "inference.tta": "flip_lr"}
-
 
 @pytest.fixture(scope="module")
 def entry(tmp_path_factory: pytest.TempPathFactory) -> str:
-    torch.manual_seed(0)
-    cfg = ExperimentConfig().replace(TINY)
-    tmp = tmp_path_factory.mktemp("entry")
-    directory = ckpt.save_checkpoint(tmp / "ckpt", generator=build_generator(cfg), cfg=cfg)
-    return ckpt.write_registry_entry(
-        directory, str(tmp / "registry"), "tiny", metrics={}, winner={"trial_id": "t0"}
-    )
-
-
-def _dicom_study(folder: Path, mr: np.ndarray) -> None:
-    """A localiser, the MR volume (8 mm) and a CT series, as a scanner export mixes them."""
-    positions = [8.0 * k for k in range(mr.shape[2])]
-    pixels = np.clip(mr, 0, 3000).astype(np.int16)
-    write_series(folder / "t1", positions, pixels=pixels, pixel_spacing=8.0, series_uid="1.2.9.1")
-    write_series(folder / "loc", [0.0], series_uid="1.2.9.2")
-    write_series(folder / "ct", [0.0, 1.0], template="CT_small.dcm", series_uid="1.2.9.3")
-    study = pydicom.dcmread(next((folder / "t1").iterdir())).StudyInstanceUID
-    for path in (folder / "ct").iterdir():  # one study: the CT too
-        ds = pydicom.dcmread(path)
-        ds.StudyInstanceUID = study
-        ds.save_as(path)
-    for path in (folder / "t1").iterdir():  # files straight in the study folder, series mixed
-        path.rename(folder / f"t1_{path.name}")
-    (folder / "t1").rmdir()
+    return make_entry(tmp_path_factory.mktemp("entry"))
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("cohort")
-    case = make_case("1BA001", seed=0, spacing=(8.0, 8.0, 8.0))
-    mr = Volume(case.mr, case.affine)
-    write_volume(mr, root / "anna.nii.gz")
-    write_volume(Volume(case.mr[::-1].copy(), case.affine), root / "bert.mha")
-    _dicom_study(root / "carl", case.mr)
-    (root / "dora.nii.gz").write_bytes(gzip.compress(b"\x5c\x01" + bytes(200)))  # broken
-    positions = [8.0 * k for k in range(case.mr.shape[2])]
-    pixels = np.clip(case.mr, 0, 3000).astype(np.int16)
-    write_enhanced(root / "emil.dcm", positions, pixels, pixel_spacing=8.0)  # Enhanced MR
-    write_volume(Volume(case.mr, case.affine), root / "fred.nrrd")
-    return root
+    return make_cohort(tmp_path_factory.mktemp("cohort"))
 
 
 def test_a_cohort_in_mixed_formats_gives_an_sct_per_study_and_reports_the_broken_one(
@@ -86,7 +44,7 @@ def test_a_cohort_in_mixed_formats_gives_an_sct_per_study_and_reports_the_broken
 ) -> None:
     synth = Synthesizer.from_uri(entry, device="cpu")
     studies = find_studies(cohort)
-    assert [s.name for s in studies] == ["anna", "bert", "carl", "dora", "emil", "fred"]
+    assert [s.name for s in studies] == STUDIES
     results = predict_batch(synth, studies, tmp_path / "out", BatchOptions())
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(tmp_path / "out" / "carl" / "qa.png", ARTEFACTS / "qa_carl.png")
@@ -134,7 +92,7 @@ def test_a_study_folder_with_several_mr_series_takes_a_description_rule(
     entry: str, tmp_path: Path
 ) -> None:
     case = make_case("1BA001", seed=0, spacing=(8.0, 8.0, 8.0))
-    _dicom_study(tmp_path / "study", case.mr)
+    dicom_study(tmp_path / "study", case.mr)
     write_series(tmp_path / "study" / "t2", [0, 1, 2, 3], series_uid="1.2.9.4")
     for path in (tmp_path / "study").glob("t1_*"):
         ds = pydicom.dcmread(path)
