@@ -20,10 +20,13 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hmss_ray import storage
 from hmss_ray.config import UserError
 from hmss_ray.inference.synthesizer import Synthesizer, synthesize_with_spread
 from hmss_ray.io import Format, Volume, format_to_read, read_volume, write_volume
@@ -93,6 +96,39 @@ def is_batch(root: Path) -> bool:
             return True
         studies.add(uid)
     return len(studies) > 1
+
+
+@contextmanager
+def local_folders(input_uri: str, output_uri: str) -> Iterator[tuple[Path, Path]]:
+    """Local folders for an input and an output that may be object storage (``s3://``).
+
+    A remote input is copied into a private temporary folder (0700) first; a remote output is
+    written there and uploaded when the batch is done (``summary.json`` last). The copies are
+    removed whatever happens, so no study stays on this machine's disk.
+    """
+    if not (storage.is_remote(input_uri) or storage.is_remote(output_uri)):
+        yield Path(input_uri), Path(output_uri)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="hmss-predict-"))  # mode 0700
+    try:
+        local_in, local_out = Path(input_uri), Path(output_uri)
+        if storage.is_remote(input_uri):
+            if not storage.listdir(input_uri):
+                raise UserError(f"{input_uri}: nothing there")
+            local_in = tmp / "in"
+            storage.copy_dir(input_uri, str(local_in))
+        if storage.is_remote(output_uri):
+            local_out = tmp / "out"
+        yield local_in, local_out
+        if storage.is_remote(output_uri):
+            summary = local_out / "summary.json"
+            held = summary.read_bytes() if summary.exists() else None
+            summary.unlink(missing_ok=True)
+            storage.copy_dir(str(local_out), output_uri)
+            if held is not None:  # last: its presence says the batch is complete
+                storage.write_bytes(storage.join(output_uri, "summary.json"), held)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def predict_batch(

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import nibabel as nib
 import pydicom
 import pytest
 
+from hmss_ray import storage
 from hmss_ray.data.phantom import make_case
 from hmss_ray.inference import __main__ as inference_cli
 from hmss_ray.inference.batch import BatchOptions, find_studies, predict_batch, summary_table
@@ -103,3 +105,18 @@ def test_a_study_folder_with_several_mr_series_takes_a_description_rule(
     assert inference_cli.main(base) == 2  # two MR volumes: which one?
     assert inference_cli.main([*base, "--series-description", "t1"]) == 0
     assert nib.load(out).shape == case.mr.shape
+
+
+def test_a_cohort_on_object_storage_is_read_and_written_there(
+    entry: str, cohort: Path, s3_bucket: str, tmp_path: Path
+) -> None:
+    for name in ("anna.nii.gz", "dora.nii.gz", "emil.dcm"):
+        storage.write_bytes(f"{s3_bucket}/in/{name}", (cohort / name).read_bytes())
+    before = set(Path(tempfile.gettempdir()).glob("hmss-predict-*"))
+    argv = ["--model", entry, "--mr", f"{s3_bucket}/in", "--out", f"{s3_bucket}/out", "--no-qa"]
+    assert inference_cli.main(argv) == 1  # dora is broken
+    assert storage.listdir(f"{s3_bucket}/out") == ["anna", "emil", "summary.json"]
+    assert "sct.nii.gz" in storage.listdir(f"{s3_bucket}/out/anna")
+    summary = storage.read_json(f"{s3_bucket}/out/summary.json")
+    assert [row["status"] for row in summary["studies"]] == ["ok", "failed", "ok"]
+    assert set(Path(tempfile.gettempdir()).glob("hmss-predict-*")) == before  # nothing left
