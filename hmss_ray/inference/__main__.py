@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=["nifti", "mha", "nrrd", "dicom"],
                         default="nifti", help="a batch's sCT format (default nifti)")  # fmt: skip
     parser.add_argument("--no-qa", action="store_true", help="a batch without QA figures")
+    parser.add_argument("--ray", action="store_true",
+                        help="a batch on Ray Data: an actor pool sized to the GPUs or CPUs "
+                        "(RAY_ADDRESS: a cluster's; else a local Ray)")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true",
                         help="a batch replaces study folders that exist")  # fmt: skip
     return parser
@@ -76,9 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
 def command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from hmss_ray import storage
     from hmss_ray.inference.batch import is_batch
 
-    if is_batch(Path(args.mr)):
+    if storage.is_remote(args.mr) or is_batch(Path(args.mr)):
         return batch_command(args)
     return volume_command(args)
 
@@ -92,22 +96,36 @@ def _series_rule(args: argparse.Namespace):
 
 
 def batch_command(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from hmss_ray.inference import batch
 
+    with batch.local_folders(args.mr, args.out) as (local_in, local_out):
+        return _batch(args, local_in, local_out)
+
+
+def _batch(args: argparse.Namespace, source, output) -> int:
     from tqdm import tqdm
 
     from hmss_ray.inference import batch
     from hmss_ray.inference.synthesizer import Synthesizer
     from hmss_ray.io import Format
 
-    studies = batch.find_studies(Path(args.mr))
+    studies = batch.find_studies(source)
     options = batch.BatchOptions(
         format=Format(args.format), region=args.region, series=_series_rule(args),
         qa=not args.no_qa, overwrite=args.overwrite,
     )  # fmt: skip
-    synth = Synthesizer.from_uri(args.model, device=args.device, tta=args.tta)
-    with tqdm(total=len(studies), unit="study", file=sys.stderr) as progress:
-        results = batch.predict_batch(synth, studies, Path(args.out), options, progress)
+    if args.ray:
+        from hmss_ray.inference.ray_batch import predict_batch_ray
+
+        results, stats = predict_batch_ray(
+            args.model, studies, output, options, args.device, args.tta
+        )
+        print(f"[hmss] Ray Data: {stats['studies_per_min']:.1f} studies/min "
+              f"({int(stats['actors'])} actor(s), {stats['seconds']:.1f} s)")  # fmt: skip
+    else:
+        synth = Synthesizer.from_uri(args.model, device=args.device, tta=args.tta)
+        with tqdm(total=len(studies), unit="study", file=sys.stderr) as progress:
+            results = batch.predict_batch(synth, studies, output, options, progress)
     print(batch.summary_table(results))
     return 0 if all(r.status == "ok" for r in results) else 1
 

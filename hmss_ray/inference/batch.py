@@ -1,9 +1,10 @@
 """Batch prediction: a folder of studies in, one folder of planning-ready results per study out.
 
-What is a study (:func:`find_studies`): the input itself when it is a file, or a folder that holds
-DICOM files at its top level (one study, several series allowed); otherwise every entry of the
-input folder is a study: a volume file (NIfTI, MetaImage, NRRD), a DICOM ``.zip`` or a DICOM
-folder (its series anywhere below it). Hidden entries are ignored.
+What is a study (:func:`find_studies`): the input itself when it is a file, or a folder of DICOM
+files only, all of one StudyInstanceUID (one study, several series allowed, in subfolders or
+not); otherwise every entry of the input folder is a study: a volume file (NIfTI, MetaImage,
+NRRD), a DICOM ``.zip``, ``.dcm`` (e.g. an Enhanced MR) or a DICOM folder (its series anywhere
+below it). Hidden entries are ignored.
 
 Each study gets ``<output>/<study>/`` with ``sct.<ext>`` (or ``sct/``, a DICOM series), with
 TTA or an ensemble ``spread.nii.gz`` (the passes' standard deviation in HU), ``qa.png``,
@@ -20,10 +21,13 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hmss_ray import storage
 from hmss_ray.config import UserError
 from hmss_ray.inference.synthesizer import Synthesizer, synthesize_with_spread
 from hmss_ray.io import Format, Volume, format_to_read, read_volume, write_volume
@@ -60,12 +64,21 @@ class BatchOptions:
     qa: bool = True
     overwrite: bool = False
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "format": str(self.format)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchOptions:
+        series = data.get("series")
+        return cls(**{**data, "format": Format(data["format"]),
+                      "series": SeriesRule(**series) if series else None})  # fmt: skip
+
 
 def find_studies(root: Path) -> list[Study]:
     """The studies under ``root`` (see the module docstring), sorted by name."""
     if not root.exists():
         raise UserError(f"{root}: no such file or folder")
-    if root.is_file() or _holds_dicom(root):
+    if not is_batch(root):
         return [Study(_stem(root), root)]
     studies = [Study(_stem(p), p) for p in sorted(root.iterdir()) if not p.name.startswith(".")]
     if not studies:
@@ -75,7 +88,48 @@ def find_studies(root: Path) -> list[Study]:
 
 def is_batch(root: Path) -> bool:
     """Whether ``root`` is a folder of studies (not one volume file or one DICOM study)."""
-    return root.is_dir() and not _holds_dicom(root)
+    if not root.is_dir():
+        return False
+    studies = set()
+    for entry in _visible(root):
+        uid = _study_uid(entry)
+        if uid is None:  # a NIfTI, MetaImage, NRRD or zip: a study of its own
+            return True
+        studies.add(uid)
+    return len(studies) > 1
+
+
+@contextmanager
+def local_folders(input_uri: str, output_uri: str) -> Iterator[tuple[Path, Path]]:
+    """Local folders for an input and an output that may be object storage (``s3://``).
+
+    A remote input is copied into a private temporary folder (0700) first; a remote output is
+    written there and uploaded when the batch is done (``summary.json`` last). The copies are
+    removed whatever happens, so no study stays on this machine's disk.
+    """
+    if not (storage.is_remote(input_uri) or storage.is_remote(output_uri)):
+        yield Path(input_uri), Path(output_uri)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="hmss-predict-"))  # mode 0700
+    try:
+        local_in, local_out = Path(input_uri), Path(output_uri)
+        if storage.is_remote(input_uri):
+            if not storage.listdir(input_uri):
+                raise UserError(f"{input_uri}: nothing there")
+            local_in = tmp / "in"
+            storage.copy_dir(input_uri, str(local_in))
+        if storage.is_remote(output_uri):
+            local_out = tmp / "out"
+        yield local_in, local_out
+        if storage.is_remote(output_uri):
+            summary = local_out / "summary.json"
+            held = summary.read_bytes() if summary.exists() else None
+            summary.unlink(missing_ok=True)
+            storage.copy_dir(str(local_out), output_uri)
+            if held is not None:  # last: its presence says the batch is complete
+                storage.write_bytes(storage.join(output_uri, "summary.json"), held)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def predict_batch(
@@ -90,14 +144,22 @@ def predict_batch(
         results.append(predict_study(synth, study, output, options))
         if progress is not None:
             progress.update(1)
+    finish_batch(results, output, options, synth.info.to_dict())
+    return results
+
+
+def finish_batch(
+    results: list[StudyResult], output: Path, options: BatchOptions, model: dict[str, Any]
+) -> None:
+    """The batch's own files: the QA PDF (a page per study written), ``summary.json``, and
+    the QA page's ``index.html`` and ``qa-viewer/``."""
     pngs = [output / r.study / "qa.png" for r in results if r.status == "ok" and options.qa]
     if pngs:
         figure.write_pdf(pngs, output / "qa_report.pdf")
-    summary = {"model": synth.info.to_dict(), "studies": [asdict(r) for r in results]}
+    summary = {"model": model, "studies": [asdict(r) for r in results]}
     (output / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if options.qa:  # the QA page, openable without a server: index.html -> <study>/qa.html
         web.write_viewer(output, summary["studies"])
-    return results
 
 
 def predict_study(
@@ -188,15 +250,30 @@ def summary_table(results: list[StudyResult]) -> str:
     return "\n".join(lines)
 
 
-def _holds_dicom(folder: Path) -> bool:
-    for path in folder.iterdir():
-        visible = path.is_file() and not path.name.startswith(".")
-        if visible and (path.suffix.lower() in DICOM_SUFFIXES or _is_dicom_file(path)):
-            return True
-    return False
+def _visible(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _study_uid(entry: Path) -> str | None:
+    """The StudyInstanceUID of a DICOM file, or of the first DICOM file in a folder (searched
+    in name order, a few hundred files at most); None for anything else."""
+    files = [entry] if entry.is_file() else sorted(p for p in entry.rglob("*") if p.is_file())
+    for path in files[:256]:
+        if path.name.startswith(".") or not _is_dicom_file(path):
+            continue
+        import pydicom
+
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
+        except Exception:  # not readable: the study's own read says why
+            return f"unreadable:{path}"
+        return str(ds.get("StudyInstanceUID", f"none:{path}"))
+    return None
 
 
 def _is_dicom_file(path: Path) -> bool:
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
     try:
         with path.open("rb") as handle:
             return handle.read(132)[128:132] == b"DICM"

@@ -22,6 +22,7 @@ from typing import BinaryIO
 import numpy as np
 
 from hmss_ray.config import IOConfig
+from hmss_ray.io.dicom_enhanced import frame_headers, is_enhanced
 from hmss_ray.io.dicom_select import SeriesRule, choose_series
 from hmss_ray.io.dicom_series import DicomSource, SliceHeader, stack_geometry
 from hmss_ray.io.limits import MIB, check_voxels, open_zip
@@ -104,11 +105,13 @@ def _headers(members: list[Member]) -> tuple[list[SliceHeader], dict[str, int]]:
             why = "not DICOM" if isinstance(exc, InvalidDicomError) else "unreadable DICOM"
             skipped[why] = skipped.get(why, 0) + 1
             continue
-        header = SliceHeader.from_dataset(ds, member)
-        if isinstance(header, str):
-            skipped[header] = skipped.get(header, 0) + 1
+        headers = (
+            frame_headers(ds, member) if is_enhanced(ds) else SliceHeader.from_dataset(ds, member)
+        )
+        if isinstance(headers, str):
+            skipped[headers] = skipped.get(headers, 0) + 1
         else:
-            slices.append(header)
+            slices.extend(headers if isinstance(headers, list) else [headers])
     return slices, skipped
 
 
@@ -127,8 +130,16 @@ def _by_series(
 def _pixels(slices: list[SliceHeader], where: str) -> np.ndarray:
     scaled = any((s.slope, s.intercept) != (1.0, 0.0) for s in slices)
     array: np.ndarray | None = None
+    frames: dict[str, tuple[np.ndarray, bool]] = {}  # a multi-frame file, decoded once
     for k, header in enumerate(slices):
-        values, rescaled = _decode(header, where)
+        if header.frame is None:
+            values, rescaled = _decode(header, where)
+        else:
+            if header.member.name not in frames:
+                frames.clear()  # one multi-frame file held at a time
+                frames[header.member.name] = _decode(header, where)
+            stack, rescaled = frames[header.member.name]
+            values = stack[header.frame] if stack.ndim == 3 else stack
         if values.shape != (header.rows, header.columns):
             raise SeriesError(
                 f"{where}: {header.member.name} has pixels {values.shape}, its header says "
@@ -166,7 +177,8 @@ def _decode_with_itk(header: SliceHeader, syntax: str, where: str) -> np.ndarray
     import SimpleITK as sitk
 
     def read(path: Path) -> np.ndarray:
-        return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))[0]
+        frames = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        return frames if header.frame is not None else frames[0]
 
     try:
         if header.member.path is not None:

@@ -7,70 +7,38 @@ so that the spread map exists; its values mean nothing here (see test_spread.py 
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import nibabel as nib
-import numpy as np
 import pydicom
 import pytest
-import torch
 
-from hmss_ray.config import ExperimentConfig
+from hmss_ray import storage
 from hmss_ray.data.phantom import make_case
 from hmss_ray.inference import __main__ as inference_cli
 from hmss_ray.inference.batch import BatchOptions, find_studies, predict_batch, summary_table
 from hmss_ray.inference.synthesizer import Synthesizer
-from hmss_ray.io import Volume, read_volume, write_volume
-from hmss_ray.models import checkpoint as ckpt
-from hmss_ray.models.factory import build_generator
+from hmss_ray.io import read_volume
+from tests.clinic_helpers import STUDIES, dicom_study, make_cohort, make_entry
 from tests.dicom_helpers import write_series
-from tests.small import TINY_MODEL
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 # a QA figure to look at (gitignored)
 ARTEFACTS = Path(__file__).resolve().parents[3] / "outputs" / "test-artefacts"
 
-TINY = {**TINY_MODEL, "data.spacing.brain": [8.0, 8.0, 8.0], "inference.tta": "flip_lr"}
-
 
 @pytest.fixture(scope="module")
 def entry(tmp_path_factory: pytest.TempPathFactory) -> str:
-    torch.manual_seed(0)
-    cfg = ExperimentConfig().replace(TINY)
-    tmp = tmp_path_factory.mktemp("entry")
-    directory = ckpt.save_checkpoint(tmp / "ckpt", generator=build_generator(cfg), cfg=cfg)
-    return ckpt.write_registry_entry(
-        directory, str(tmp / "registry"), "tiny", metrics={}, winner={"trial_id": "t0"}
-    )
-
-
-def _dicom_study(folder: Path, mr: np.ndarray) -> None:
-    """A localiser, the MR volume (8 mm) and a CT series, as a scanner export mixes them."""
-    positions = [8.0 * k for k in range(mr.shape[2])]
-    pixels = np.clip(mr, 0, 3000).astype(np.int16)
-    write_series(folder / "t1", positions, pixels=pixels, pixel_spacing=8.0, series_uid="1.2.9.1")
-    write_series(folder / "loc", [0.0], series_uid="1.2.9.2")
-    write_series(folder / "ct", [0.0, 1.0], template="CT_small.dcm", series_uid="1.2.9.3")
-    for path in (folder / "t1").iterdir():  # files straight in the study folder, series mixed
-        path.rename(folder / f"t1_{path.name}")
-    (folder / "t1").rmdir()
+    return make_entry(tmp_path_factory.mktemp("entry"))
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("cohort")
-    case = make_case("1BA001", seed=0, spacing=(8.0, 8.0, 8.0))
-    mr = Volume(case.mr, case.affine)
-    write_volume(mr, root / "anna.nii.gz")
-    write_volume(Volume(case.mr[::-1].copy(), case.affine), root / "bert.mha")
-    _dicom_study(root / "carl", case.mr)
-    (root / "dora.nii.gz").write_bytes(gzip.compress(b"\x5c\x01" + bytes(200)))  # broken
-    write_volume(Volume(case.mr, case.affine), root / "emil.nrrd")
-    return root
+    return make_cohort(tmp_path_factory.mktemp("cohort"))
 
 
 def test_a_cohort_in_mixed_formats_gives_an_sct_per_study_and_reports_the_broken_one(
@@ -78,17 +46,19 @@ def test_a_cohort_in_mixed_formats_gives_an_sct_per_study_and_reports_the_broken
 ) -> None:
     synth = Synthesizer.from_uri(entry, device="cpu")
     studies = find_studies(cohort)
-    assert [s.name for s in studies] == ["anna", "bert", "carl", "dora", "emil"]
+    assert [s.name for s in studies] == STUDIES
     results = predict_batch(synth, studies, tmp_path / "out", BatchOptions())
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(tmp_path / "out" / "carl" / "qa.png", ARTEFACTS / "qa_carl.png")
     status = {r.study: r.status for r in results}
-    assert status == {"anna": "ok", "bert": "ok", "carl": "ok", "dora": "failed", "emil": "ok"}
+    assert status == {n: "ok" for n in ("anna", "bert", "carl", "emil", "fred")} | {
+        "dora": "failed"
+    }
     carl = next(r for r in results if r.study == "carl")
     assert carl.series.startswith("series 1.2.9.1 (MR") and "modality CT" in carl.series
     dora = next(r for r in results if r.study == "dora")
     assert "dora" in summary_table(results) and dora.error and "Traceback" not in dora.error
-    for name in ("anna", "bert", "carl", "emil"):
+    for name in ("anna", "bert", "carl", "emil", "fred"):
         folder = tmp_path / "out" / name
         sct, mr_in = read_volume(folder / "sct.nii.gz"), next(s for s in studies if s.name == name)
         assert sct.shape == read_volume(mr_in.path).shape
@@ -99,9 +69,9 @@ def test_a_cohort_in_mixed_formats_gives_an_sct_per_study_and_reports_the_broken
     assert not (tmp_path / "out" / "dora").exists()
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     pdf = (tmp_path / "out" / "qa_report.pdf").read_bytes()
-    assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 4
+    assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 5
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert len(summary["studies"]) == 5
+    assert len(summary["studies"]) == 6
 
 
 def test_the_batch_command_writes_the_studies_and_exits_1_when_one_failed(
@@ -110,7 +80,7 @@ def test_the_batch_command_writes_the_studies_and_exits_1_when_one_failed(
     argv = ["--model", entry, "--mr", str(cohort), "--out", str(tmp_path / "out"), "--no-qa"]
     assert inference_cli.main(argv) == 1
     out = capsys.readouterr().out
-    assert "4 of 5 studies written" in out and "dora" in out
+    assert "5 of 6 studies written" in out and "dora" in out
     assert (tmp_path / "out" / "carl" / "sct.nii.gz").exists()
     assert not (tmp_path / "out" / "carl" / "qa.png").exists()
     # again without --overwrite: nothing is replaced
@@ -124,7 +94,7 @@ def test_a_study_folder_with_several_mr_series_takes_a_description_rule(
     entry: str, tmp_path: Path
 ) -> None:
     case = make_case("1BA001", seed=0, spacing=(8.0, 8.0, 8.0))
-    _dicom_study(tmp_path / "study", case.mr)
+    dicom_study(tmp_path / "study", case.mr)
     write_series(tmp_path / "study" / "t2", [0, 1, 2, 3], series_uid="1.2.9.4")
     for path in (tmp_path / "study").glob("t1_*"):
         ds = pydicom.dcmread(path)
@@ -135,3 +105,18 @@ def test_a_study_folder_with_several_mr_series_takes_a_description_rule(
     assert inference_cli.main(base) == 2  # two MR volumes: which one?
     assert inference_cli.main([*base, "--series-description", "t1"]) == 0
     assert nib.load(out).shape == case.mr.shape
+
+
+def test_a_cohort_on_object_storage_is_read_and_written_there(
+    entry: str, cohort: Path, s3_bucket: str, tmp_path: Path
+) -> None:
+    for name in ("anna.nii.gz", "dora.nii.gz", "emil.dcm"):
+        storage.write_bytes(f"{s3_bucket}/in/{name}", (cohort / name).read_bytes())
+    before = set(Path(tempfile.gettempdir()).glob("hmss-predict-*"))
+    argv = ["--model", entry, "--mr", f"{s3_bucket}/in", "--out", f"{s3_bucket}/out", "--no-qa"]
+    assert inference_cli.main(argv) == 1  # dora is broken
+    assert storage.listdir(f"{s3_bucket}/out") == ["anna", "emil", "summary.json"]
+    assert "sct.nii.gz" in storage.listdir(f"{s3_bucket}/out/anna")
+    summary = storage.read_json(f"{s3_bucket}/out/summary.json")
+    assert [row["status"] for row in summary["studies"]] == ["ok", "failed", "ok"]
+    assert set(Path(tempfile.gettempdir()).glob("hmss-predict-*")) == before  # nothing left

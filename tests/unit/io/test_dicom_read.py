@@ -16,7 +16,7 @@ from hmss_ray.config import IOConfig
 from hmss_ray.io import SeriesError, UnreadableVolume, read_volume, volume_from_bytes
 from hmss_ray.io.dicom_select import SeriesRule
 from hmss_ray.io.itk import affine_from_itk
-from tests.dicom_helpers import DICOMDIR_TESTS, shipped, write_series
+from tests.dicom_helpers import DICOMDIR_TESTS, shipped, write_enhanced, write_series
 
 CT5N = DICOMDIR_TESTS / "98892001" / "CT5N"  # a real 5-slice CT series, listed out of order
 
@@ -174,3 +174,24 @@ def test_non_dicom_files_beside_a_series_are_skipped(tmp_path: Path) -> None:
     write_series(tmp_path / "s", [0, 1, 2])
     (tmp_path / "s" / "README.txt").write_text("not an image")
     assert read_volume(tmp_path / "s").shape == (64, 64, 3)
+
+
+def test_an_enhanced_multi_frame_mr_reads_as_the_same_classic_series(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 3000, (64, 64, 6)).astype(np.int16)
+    positions = [0, 2, 4, 6, 8, 10]
+    write_series(tmp_path / "classic", positions, pixels=pixels)
+    write_enhanced(tmp_path / "enhanced" / "mr.dcm", positions, pixels, series_uid="1.2.7")
+    classic, enhanced = read_volume(tmp_path / "classic"), read_volume(tmp_path / "enhanced")
+    np.testing.assert_array_equal(enhanced.array, classic.array)
+    np.testing.assert_allclose(enhanced.affine, classic.affine, atol=1e-4)
+    assert enhanced.meta["dicom"].series_uid == "1.2.7"
+    one = read_volume(tmp_path / "enhanced" / "mr.dcm")  # the file alone, or zipped
+    np.testing.assert_array_equal(one.array, classic.array)
+
+
+def test_an_enhanced_mr_with_two_frames_at_one_position_is_refused(tmp_path: Path) -> None:
+    pixels = np.zeros((64, 64, 4), np.int16)
+    write_enhanced(tmp_path / "e" / "mr.dcm", [0, 2, 2, 4], pixels)  # two echoes at 2 mm
+    with pytest.raises(SeriesError, match="share a position"):
+        read_volume(tmp_path / "e")
