@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-else:  # run by the mkdocs-gen-files plugin during `mkdocs build`
+elif __name__ == "<run_path>":  # run by the mkdocs-gen-files plugin during `mkdocs build`
     import mkdocs_gen_files
 
     for _name, _text in pages().items():

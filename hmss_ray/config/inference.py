@@ -82,8 +82,8 @@ class ServeConfig(Section):
     # channels_last memory format for the convolutions (off by default: fp32 runs 0.87x with it
     # on a CPU and 0.79x on an H200; bf16 on a CPU gains 5 %, bench/inference_speed.py)
     precision: Precision = Precision.FP32
-    compile: bool = False
-    channels_last: bool = False
+    compile: bool = False  # torch.compile the generator (falls back to eager, logged)
+    channels_last: bool = False  # channels_last memory format for the convolutions
 
     def __post_init__(self) -> None:
         self.require("port", 0 <= self.port <= 65535, "must be a TCP port, 0 to 65535")
