@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import importlib
 import io
+import itertools
 import json
 import os
 import re
@@ -200,3 +201,25 @@ def test_the_site_builds_strict(tmp_path):
     config_page = (tmp_path / "site" / "reference" / "config" / "index.html").read_text()
     assert "data.max_body_loss" in config_page
     assert (tmp_path / "site" / "benchmarks" / "serve_latency" / "index.html").is_file()
+
+
+def console_errors(page: Path) -> list[tuple[list[str], str]]:
+    """``$ hmss-ray ...`` lines of a page's console blocks followed by an ``error:`` line."""
+    pairs = []
+    for block in re.findall(r"```console\n(.*?)```", page.read_text(), re.S):
+        lines = block.splitlines()
+        for command, answer in itertools.pairwise(lines):
+            if command.startswith("$ hmss-ray ") and answer.startswith("error: "):
+                pairs.append((shlex.split(command[2:])[1:], answer))
+    return pairs
+
+
+@pytest.mark.parametrize("argv, expected", console_errors(DOCS / "getting-started.md"))
+def test_the_errors_shown_are_what_the_command_prints(argv, expected):
+    module = importlib.import_module(MODULES[argv[0]])
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.suppress(SystemExit):
+        code = module.main(argv[1:])
+    assert code == 2
+    shown = expected.split("...")[0].rstrip(", ")
+    assert err.getvalue().startswith(shown), err.getvalue()
