@@ -37,7 +37,7 @@ lint: $(STAMP)
 # the documentation site into site/, strict (a broken link or a warning fails it); the reference
 # and benchmark pages are generated during the build by scripts/gen_docs.py (mkdocs-gen-files)
 docs: $(STAMP)
-	DISABLE_MKDOCS_2_WARNING=true NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	DISABLE_MKDOCS_2_WARNING=true NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
