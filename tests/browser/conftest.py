@@ -2,7 +2,8 @@
 
 The browser tests skip with one line when chromium or Playwright is absent
 (``apt-get install chromium``; ``pip install -e '.[dev]'``). Playwright's own browser download is
-not used: the system chromium renders WebGL with SwiftShader on a machine without a GPU.
+not used: the system chromium (or ``HMSS_CHROMIUM``) renders WebGL with SwiftShader on a machine
+without a GPU.
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@
     (flags.length ? flags : [none]).forEach((text) => {
       const li = document.createElement("li");
       li.textContent = text;
-      if (!flags.length) li.className = "none";
+      if (!flags.length) li.className = report.flags === null ? "unchecked" : "none";
       $("flags").appendChild(li);
     });
     $("metrics").innerHTML = "";
