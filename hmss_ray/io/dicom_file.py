@@ -33,21 +33,42 @@ class NotDicom(Exception):
     """Not a DICOM file (no ``DICM`` preamble): skipped when beside a series."""
 
 
-class CountedReads(io.BytesIO):
-    """A file whose ``read`` refuses to be called more than ``limit`` times: pydicom's parsing
-    cost is a few reads per element, so this caps elements (nested sequences included)."""
+# a series may parse this many times io.max_dicom_elements in all (both passes): 1M elements,
+# about 15 s, by default; a real 500-slice MR series has 150k-500k
+SERIES_ELEMENTS_FACTOR = 100
 
-    def __init__(self, data: bytes, limit: int) -> None:
+
+class Budget:
+    """The reads that parsing one upload's DICOM files may still make, all files together."""
+
+    def __init__(self, limits: IOConfig) -> None:
+        self.total = limits.max_dicom_elements * READS_PER_ELEMENT * SERIES_ELEMENTS_FACTOR
+        self.left = self.total
+
+
+class CountedReads(io.BytesIO):
+    """A file whose ``read`` refuses to be called more than ``limit`` times, or past what the
+    series' ``budget`` has left: pydicom's parsing cost is a few reads per element, so this caps
+    elements (nested sequences included) per file and per upload."""
+
+    def __init__(self, data: bytes, limit: int, budget: Budget) -> None:
         super().__init__(data)
         self.limit = limit
         self.reads = 0
+        self.budget = budget
 
     def read(self, size: int | None = -1, /) -> bytes:
         self.reads += 1
+        self.budget.left -= 1
         if self.reads > self.limit:
             raise LimitExceeded(
                 f"a DICOM file holds more than {self.limit // READS_PER_ELEMENT:,} data "
                 "elements (io.max_dicom_elements)"
+            )
+        if self.budget.left < 0:
+            raise LimitExceeded(
+                f"the DICOM files hold more than {self.budget.total // READS_PER_ELEMENT:,} data "
+                f"elements in all ({SERIES_ELEMENTS_FACTOR} x io.max_dicom_elements)"
             )
         return super().read(size)
 
@@ -92,12 +113,12 @@ def transfer_syntax(data: bytes) -> str | None:
     return None
 
 
-def parse(data: bytes, limits: IOConfig, where: str, pixels: bool) -> Any:
+def parse(data: bytes, limits: IOConfig, where: str, pixels: bool, budget: Budget) -> Any:
     """The dataset of one DICOM file (``pixels``: with its pixel data), within the limits.
 
     Raises:
         NotDicom: no ``DICM`` preamble.
-        LimitExceeded: more elements than ``io.max_dicom_elements``.
+        LimitExceeded: more elements than ``io.max_dicom_elements``, or than ``budget`` has.
         UnreadableVolume: a deflated dataset, or pydicom cannot parse it (a fixed message).
     """
     import pydicom
@@ -108,7 +129,7 @@ def parse(data: bytes, limits: IOConfig, where: str, pixels: bool) -> Any:
             f"{where} holds a file in the Deflated Explicit VR Little Endian transfer syntax, "
             "which this server does not inflate: export the series uncompressed"
         )
-    handle = CountedReads(data, limits.max_dicom_elements * READS_PER_ELEMENT)
+    handle = CountedReads(data, limits.max_dicom_elements * READS_PER_ELEMENT, budget)
     try:
         return pydicom.dcmread(handle, stop_before_pixels=not pixels)
     except LimitExceeded:

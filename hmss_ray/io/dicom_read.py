@@ -78,25 +78,26 @@ def read_series(members: list[Member], limits: IOConfig, where: str) -> Volume:
                 f"{where}: {member.name} is {member.size / MIB:,.0f} MiB, over the limit of "
                 f"{limits.max_file_mb:g} MiB per file (io.max_file_mb)"
             )
-    slices, skipped = _headers(members, limits, where)
+    budget = dicom_file.Budget(limits)  # parsing cost of all the files, both passes
+    slices, skipped = _headers(members, limits, where, budget)
     series = _one_series(slices, skipped, where)
     geometry = stack_geometry(series, where)
     check_affine(geometry.affine, f"the series in {where}")
     first = geometry.slices[0]
     check_voxels((first.columns, first.rows, len(geometry.slices)), 4, limits, f"series in {where}")
-    array = _pixels(geometry.slices, limits, where)
+    array = _pixels(geometry.slices, limits, where, budget)
     return Volume(array, geometry.affine, {"dicom": DicomSource.from_slices(geometry.slices)})
 
 
 def _headers(
-    members: list[Member], limits: IOConfig, where: str
+    members: list[Member], limits: IOConfig, where: str, budget: dicom_file.Budget
 ) -> tuple[list[SliceHeader], dict[str, int]]:
     slices: list[SliceHeader] = []
     skipped: dict[str, int] = {}
     for member in members:
         data = member_bytes(member.open, limits, where)
         try:
-            ds = dicom_file.parse(data, limits, where, pixels=False)
+            ds = dicom_file.parse(data, limits, where, False, budget)
         except dicom_file.NotDicom:
             skipped["not DICOM"] = skipped.get("not DICOM", 0) + 1
             continue
@@ -124,11 +125,13 @@ def _one_series(slices: list[SliceHeader], skipped: dict[str, int], where: str):
     return next(iter(by_series.values()))
 
 
-def _pixels(slices: list[SliceHeader], limits: IOConfig, where: str) -> np.ndarray:
+def _pixels(
+    slices: list[SliceHeader], limits: IOConfig, where: str, budget: dicom_file.Budget
+) -> np.ndarray:
     scaled = any((s.slope, s.intercept) != (1.0, 0.0) for s in slices)
     array: np.ndarray | None = None
     for k, header in enumerate(slices):
-        values, rescaled = _decode(header, limits, where)
+        values, rescaled = _decode(header, limits, where, budget)
         if values.shape != (header.rows, header.columns):
             raise SeriesError(
                 f"{where}: {header.member.name} has pixels {values.shape}, its header says "
@@ -144,11 +147,13 @@ def _pixels(slices: list[SliceHeader], limits: IOConfig, where: str) -> np.ndarr
     return array
 
 
-def _decode(header: SliceHeader, limits: IOConfig, where: str) -> tuple[np.ndarray, bool]:
+def _decode(
+    header: SliceHeader, limits: IOConfig, where: str, budget: dicom_file.Budget
+) -> tuple[np.ndarray, bool]:
     """The slice's pixels, and whether the rescale is already applied (by GDCM)."""
     data = member_bytes(header.member.open, limits, where)
     try:
-        ds = dicom_file.parse(data, limits, where, pixels=True)
+        ds = dicom_file.parse(data, limits, where, True, budget)
     except dicom_file.NotDicom:  # it was DICOM a moment ago: the file changed under us
         raise UnreadableVolume(f"{where}: a slice changed while it was read") from None
     syntax = ds.file_meta.get("TransferSyntaxUID")

@@ -144,3 +144,15 @@ def test_jpeg_start_of_frame_is_read() -> None:
 
     frame = next(generate_frames(ds.PixelData, number_of_frames=1))
     assert frame_size(frame) == (int(ds.Rows), int(ds.Columns))
+
+
+def test_many_files_each_under_the_element_limit_exhaust_the_upload_budget() -> None:
+    """4096 files of 9,999 elements would cost ~10 minutes; the upload's budget stops them."""
+    limits = IOConfig(max_decompressed_mb=64, max_file_mb=64, max_dicom_elements=400)
+    one = _empty_elements(250)  # MR_small's own ~150 elements + 250: under 400 per file
+    volume_from_bytes(one, limits, "MR")  # one such file is fine
+    many = zip_bytes({f"{k:03d}.dcm": one for k in range(300)})  # 300 x ~400 > 100 x 400
+    start = time.perf_counter()
+    with pytest.raises(LimitExceeded, match="in all"):
+        volume_from_bytes(many, limits, "MR")
+    assert time.perf_counter() - start < 5.0
