@@ -134,3 +134,18 @@ def test_itk_failure_detail_stays_out_of_the_message(caplog: pytest.LogCaptureFi
         volume_from_bytes(data, LIMITS, "MR")
     assert str(caught.value) == "the MR: its voxel data is truncated or corrupt"
     assert "itk" not in caplog.text.lower().replace("runtimeerror", "")
+
+
+@pytest.mark.parametrize("fmt", ["nrrd", "mha"])
+def test_compressed_data_claiming_more_than_deflate_can_hold_is_refused_unallocated(fmt) -> None:
+    """A 256^3 int16 grid (32 MiB) from 20 bytes of gzip: refused before ITK allocates it."""
+    tiny = gzip.compress(b"")
+    if fmt == "nrrd":
+        data = _nrrd(b"", data=tiny).replace(b"encoding: raw", b"encoding: gzip")
+        data = data.replace(b"type: uchar", b"type: short").replace(b"4 4 4", b"256 256 256")
+    else:
+        data = _mha(b"CompressedData = True\nElementDataFile = LOCAL", data=tiny)
+        data = data.replace(b"MET_UCHAR", b"MET_SHORT").replace(b"4 4 4", b"256 256 256")
+    limits = IOConfig(max_decompressed_mb=64, max_voxels=2**25, max_file_mb=8)
+    with pytest.raises(UnreadableVolume, match="truncated"):
+        volume_from_bytes(data, limits, "MR")
