@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydicom.multival import MultiValue
 
 from hmss_ray.io.volume import SeriesError
 
@@ -107,13 +108,23 @@ class SliceHeader:
             sop_class_uid=_text(ds, "SOPClassUID", ""),
             sop_instance_uid=_text(ds, "SOPInstanceUID", ""),
             tags={
-                k: str(ds[k].value) for k in (*PATIENT_TAGS, *STUDY_TAGS, *FRAME_TAGS) if k in ds
+                k: _dicom_text(ds[k].value)
+                for k in (*PATIENT_TAGS, *STUDY_TAGS, *FRAME_TAGS)
+                if k in ds
             },
         )
 
     def describe(self) -> str:
         text = f"{self.modality}, {self.rows}x{self.columns}"
         return f"{text}, {self.description!r}" if self.description else text
+
+
+def _dicom_text(value: Any) -> str:
+    """An element's value as DICOM writes it: several values joined by ``\\`` (pydicom splits
+    them again on writing), not Python's ``"['A1', 'B2']"``."""
+    if isinstance(value, (list, tuple, MultiValue)):
+        return "\\".join(str(v) for v in value)
+    return "" if value is None else str(value)
 
 
 def _text(ds: Any, key: str, default: str) -> str:

@@ -187,3 +187,18 @@ def _mr_syntax(uid: str) -> bytes:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=False)
     return buffer.getvalue()
+
+
+def test_multi_valued_patient_id_is_carried_as_values_not_as_python_text() -> None:
+    from hmss_ray.io import volume_to_bytes
+
+    data = _mr(PatientID=["A1", "B2"], OtherPatientIDs="x")
+    volume = volume_from_bytes(data, LIMITS, "MR")
+    assert volume.meta["dicom"].tags["PatientID"] == "A1\\B2"
+    series = zip_bytes({"a.dcm": data})
+    out = volume_to_bytes(volume_from_bytes(series, LIMITS, "MR"), "dicom")
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(out)) as archive:
+        written = pydicom.dcmread(io.BytesIO(archive.read(archive.namelist()[0])))
+    assert list(written.PatientID) == ["A1", "B2"]
