@@ -121,3 +121,16 @@ def test_read_upload_takes_a_form_and_refuses_a_malformed_one() -> None:
         broken.json()["detail"]
         == "the multipart form is malformed: the body has no closing delimiter"
     )
+
+
+@pytest.mark.parametrize("fmt", ["nifti", "mha", "nrrd", "dicom"])
+def test_every_reader_takes_a_part_as_a_view(fmt: str) -> None:
+    import numpy as np
+
+    from hmss_ray.config import IOConfig
+    from hmss_ray.io import Volume, volume_from_bytes, volume_to_bytes
+
+    volume = Volume(np.arange(120, dtype=np.int16).reshape(6, 5, 4), np.diag([1, 2, 3, 1.0]))
+    part = memoryview(bytearray(b"--" + volume_to_bytes(volume, fmt)))[2:]  # not at offset 0
+    back = volume_from_bytes(part, IOConfig(), "MR")
+    np.testing.assert_array_equal(np.asarray(back.array, np.int16), volume.array)
