@@ -68,6 +68,9 @@ def command(args: argparse.Namespace) -> int:
 
     if not args.model and not args.predictions:
         raise cli.UserError("give --model (to synthesise the sCTs) or --predictions (to score)")
+    from hmss_ray.dose import parse_modalities
+
+    dose = tuple(parse_modalities(args.dose)) if args.dose else ()
     cfg = evaluation_config(args.model, args.config, args.set)
     remote = storage.is_remote(args.out)
     with tempfile.TemporaryDirectory(prefix="hmss-eval-") as tmp:
@@ -77,7 +80,7 @@ def command(args: argparse.Namespace) -> int:
         job = EvaluationJob(
             data=args.data, out=out, split=args.split, model=args.model, shards=args.shards,
             predictions=args.predictions, device=args.device, segmentation=args.segmentation,
-            dose=tuple(m for m in args.dose.split(",") if m),
+            dose=dose,
         )  # fmt: skip
         try:
             evaluate(job, cfg)
