@@ -83,7 +83,8 @@ def large_case_seconds(workdir: Path) -> dict[str, float]:
     """The check of one 256x256x180 brain phantom at 1 mm (sCT: CT + 20 HU noise, +30 HU bias)."""
     from hmss_ray.data.phantom.render import make_case
 
-    case = make_case("1BA001", seed=0, shape=(256, 256, 180), spacing=(1.0, 1.0, 1.0))
+    fov = ((-128.0, 128.0), (-128.0, 128.0), (-90.0, 90.0))  # 256 x 256 x 180 voxels of 1 mm
+    case = make_case("1BA001", seed=0, spacing=(1.0, 1.0, 1.0), fov=fov)
     ct = case.ct.astype(np.float32)
     rng = np.random.default_rng(0)
     sct = ct + 30.0 + rng.normal(0, 20, ct.shape).astype(np.float32)
@@ -97,6 +98,8 @@ def large_case_seconds(workdir: Path) -> dict[str, float]:
 
 
 def bench(cfg: ExperimentConfig, cases: int, workdir: Path, large: bool = True, log=print) -> dict:
+    large_case = large_case_seconds(workdir) if large else None  # first: fail before training
+    log(f"[dose] 256x256x180 brain phantom: {large_case}")
     spacing = tuple(cfg.data.spacing["brain"])
     write_dataset(workdir / "raw", cases=cases, regions=("brain",), seed=0, spacing=spacing)
     uri = str(workdir / "shards")
@@ -118,7 +121,7 @@ def bench(cfg: ExperimentConfig, cases: int, workdir: Path, large: bool = True, 
     return {
         "variants": variants,
         "seconds_per_case": float(np.mean(seconds)),
-        "large_case": large_case_seconds(workdir) if large else None,
+        "large_case": large_case,
         "train_seconds": trained,
         "test_cases": sorted(set(map(str, test["case_id"]))),
         "contract_spacing_mm": list(spacing),
