@@ -75,7 +75,7 @@ def require_engine() -> None:
         import pymedphys  # noqa: F401
         import pyRadPlan  # noqa: F401
     except ImportError as exc:
-        raise UserError(f"{INSTALL_HINT} ({exc.name} is not installed)") from exc
+        raise UserError(f"{INSTALL_HINT} ({exc.name or exc}: not importable)") from exc
 
 
 @contextmanager

@@ -12,8 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("pyRadPlan", reason="the dose extra is not installed (make test-dose)")
-pytest.importorskip("pymedphys", reason="the dose extra is not installed (make test-dose)")
+pytest.importorskip(
+    "pyRadPlan", reason="the dose extra is not installed (make test-dose)", exc_type=ImportError
+)
+pytest.importorskip(
+    "pymedphys", reason="the dose extra is not installed (make test-dose)", exc_type=ImportError
+)
 
 from hmss_ray.dose.__main__ import main
 from hmss_ray.dose.engine import Modality, Structures, plan_and_recompute
