@@ -119,6 +119,7 @@ def test_metaimage_fields_that_skip_or_name_bytes_are_dropped(secret: bytes) -> 
         (_mha(b"ElementDataFile = LOCAL", data=INLINE[:10]), "truncated"),
         (_nrrd(b"space directions: (nan,0,0) (0,1,0) (0,0,1)\nspace: RAS\n"), "malformed"),
         (_nrrd(b"encoding: ascii\n").replace(b"encoding: raw\n", b""), "malformed"),
+        (_nrrd(b"space: RAS\nspace origin: (1,2,3)\n", data=INLINE), "malformed"),
         (_mha(b"BinaryData = False\nElementDataFile = LOCAL", data=b"1 " * 64), "malformed"),
         (_mha(b"ElementSpacing = 1 1\nElementDataFile = LOCAL", data=INLINE), "malformed"),
     ],
