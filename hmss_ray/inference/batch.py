@@ -1,10 +1,10 @@
 """Batch prediction: a folder of studies in, one folder of planning-ready results per study out.
 
-What is a study (:func:`find_studies`): the input itself when it is a file, or a folder of DICOM
-files only, all of one StudyInstanceUID (one study, several series allowed, in subfolders or
-not); otherwise every entry of the input folder is a study: a volume file (NIfTI, MetaImage,
-NRRD), a DICOM ``.zip``, ``.dcm`` (e.g. an Enhanced MR) or a DICOM folder (its series anywhere
-below it). Hidden entries are ignored.
+What is a study (:func:`find_studies`): the input itself when it is a file; a folder with DICOM
+only, its slices at the top level (its other series may sit in subfolders); a folder of DICOM
+subfolders all of one StudyInstanceUID. Otherwise every entry of the input folder is a study: a
+volume file (NIfTI, MetaImage, NRRD), a DICOM ``.zip`` or ``.dcm`` (e.g. an Enhanced MR), or a
+DICOM folder (its series anywhere below it). Hidden entries are ignored.
 
 Each study gets ``<output>/<study>/`` with ``sct.<ext>`` (or ``sct/``, a DICOM series), with
 TTA or an ensemble ``spread.nii.gz`` (the passes' standard deviation in HU), ``qa.png``,
@@ -90,13 +90,13 @@ def is_batch(root: Path) -> bool:
     """Whether ``root`` is a folder of studies (not one volume file or one DICOM study)."""
     if not root.is_dir():
         return False
-    studies = set()
-    for entry in _visible(root):
-        uid = _study_uid(entry)
-        if uid is None:  # a NIfTI, MetaImage, NRRD or zip: a study of its own
-            return True
-        studies.add(uid)
-    return len(studies) > 1
+    entries = _visible(root)
+    uids = {entry: _study_uid(entry) for entry in entries}
+    if any(uid is None for uid in uids.values()):  # a NIfTI, MetaImage, NRRD or zip
+        return True
+    if any(entry.is_file() for entry in entries):  # DICOM slices at the top: one study
+        return False
+    return len(set(uids.values())) > 1  # DICOM folders: one study, or one each
 
 
 @contextmanager
