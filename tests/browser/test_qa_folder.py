@@ -35,6 +35,7 @@ def test_the_study_page_renders_offline_from_the_output_folder(page, predicted: 
     page.on("request", lambda request: requests.append(request.url))
     page.goto((predicted / "index.html").as_uri())
     assert "dora: failed" in page.inner_text("body")
+    save(page, "qa_index.png")
     page.click("text=anna")
     wait_ready(page)
     assert page.url.endswith("anna/qa.html")
