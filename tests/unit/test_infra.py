@@ -423,10 +423,10 @@ def test_rayjob_runs_the_tune_entry_point(manifests):
 
     argv, options = entrypoint_args(manifests)
     assert argv[:3] == ["python", "-m", "hmss_ray.tune"]
-    assert set(options) == {"--config", "--space", "--data", "--storage"}
+    assert set(options) == {"--config", "--space", "--shards", "--storage", "--output"}
     args = build_parser().parse_args(argv[3:])  # the real parser takes the job's arguments
-    assert (args.data, args.storage) == (options["--data"], options["--storage"])
-    assert options["--data"].startswith("s3://") and options["--storage"].startswith("s3://")
+    assert (args.shards, args.storage) == (options["--shards"], options["--storage"])
+    assert all(options[k].startswith("s3://") for k in ("--shards", "--storage", "--output"))
     assert manifests["rayjob"]["spec"]["shutdownAfterJobFinishes"] is True
 
 
