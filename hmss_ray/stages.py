@@ -9,6 +9,7 @@ exit status 2.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from collections.abc import Sequence
@@ -97,9 +98,10 @@ def load(name: str) -> ModuleType:
         ) from None
 
 
-def build_parser(name: str):
+def build_parser(name: str) -> argparse.ArgumentParser:
     """The argument parser of stage ``name`` (for ``--help`` and the generated reference)."""
-    return load(name).build_parser()
+    parser: argparse.ArgumentParser = load(name).build_parser()
+    return parser
 
 
 def usage() -> str:
@@ -144,4 +146,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StageUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return int(module.main(args[1:]) or 0)
+    try:
+        return int(module.main(args[1:]) or 0)
+    except ModuleNotFoundError as exc:  # a library of an extra that is not installed
+        if (exc.name or "hmss_ray").split(".")[0] in ("hmss_ray", "infra"):
+            raise
+        extra = STAGES[name].extra
+        print(
+            f"error: hmss-ray {name} needs {exc.name!r}, which is not installed: "
+            f"pip install 'hmss-ray[{extra}]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE

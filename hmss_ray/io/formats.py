@@ -15,9 +15,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hmss_ray.config import IOConfig, UserError
 from hmss_ray.io.volume import UnreadableVolume, Volume
+
+if TYPE_CHECKING:
+    from hmss_ray.io.dicom_write import SeriesInfo
 
 
 class Format(StrEnum):
@@ -120,7 +124,7 @@ def read_volume(path: str | Path, limits: IOConfig | None = None) -> Volume:
     return read_itk(path, limits)
 
 
-def write_volume(volume: Volume, path: str | Path, *, series=None) -> Path:
+def write_volume(volume: Volume, path: str | Path, *, series: SeriesInfo | None = None) -> Path:
     """Write ``volume`` in the format ``path`` asks for (see :func:`format_to_write`).
 
     Args:
@@ -167,7 +171,7 @@ def volume_from_bytes(data: bytes, limits: IOConfig, what: str = "MR") -> Volume
 
 
 def volume_to_bytes(
-    volume: Volume, fmt: Format | str, series=None, compresslevel: int = 1
+    volume: Volume, fmt: Format | str, series: SeriesInfo | None = None, compresslevel: int = 1
 ) -> bytes:
     """``volume`` as the bytes of one file: ``.nii.gz``, ``.mha``, ``.nrrd`` or a DICOM zip.
 
