@@ -148,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(module.main(args[1:]) or 0)
+    except SystemExit as exc:  # a stage whose parser exits itself (--help, argparse errors)
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        raise
     except ModuleNotFoundError as exc:  # a library of an extra that is not installed
         if (exc.name or "hmss_ray").split(".")[0] in ("hmss_ray", "infra"):
             raise

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from hmss_ray import cli
+from hmss_ray.config import ExperimentConfig
 
 EXAMPLES = """example:
   hmss-ray train --config demo --shards data/shards -o outputs/runs --set train.num_workers=2
@@ -43,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_config(args: argparse.Namespace) -> ExperimentConfig:
+    """The run's config: ``--config``, every ``--set``, then what the flags stand for."""
+    extra = ["train.allow_random_features=true"] if args.allow_random_features else []
+    if args.init_from:
+        extra.append(f"train.init_from={args.init_from}")
+    return cli.config_from_args(args, extra)
+
+
 def command(args: argparse.Namespace) -> int:
     from hmss_ray import storage
     from hmss_ray.cluster import init_ray
@@ -50,10 +59,7 @@ def command(args: argparse.Namespace) -> int:
     from hmss_ray.metrics.features import check_pretrained
     from hmss_ray.train.trainer import build_trainer, default_run_name
 
-    extra = ["train.allow_random_features=true"] if args.allow_random_features else []
-    if args.init_from:
-        extra.append(f"train.init_from={args.init_from}")
-    cfg = cli.config_from_args(args, extra)
+    cfg = run_config(args)
     check_pretrained(cfg)  # before Ray starts: a GPU run without its weights is an error line
     name = args.name or default_run_name(cfg)
     print(describe(cfg))
