@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+import hmss_ray
+
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # infra/ is not an installed package: import it from the checkout
     sys.path.insert(0, str(ROOT))
@@ -49,14 +51,21 @@ def pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
+def requirements() -> list[str]:
+    """The base dependencies and every extra's, less the extras that name the package itself."""
+    project = pyproject()
+    extras = [d for deps in project["optional-dependencies"].values() for d in deps]
+    return [d for d in [*project["dependencies"], *extras] if not d.startswith("hmss-ray")]
+
+
 def pinned_ray_version() -> str:
-    pins = [
+    pins = {
         m.group(1)
-        for dep in pyproject()["dependencies"]
+        for dep in requirements()
         if (m := re.fullmatch(r"ray(?:\[[\w,\s-]+\])?\s*==\s*([\w.]+)", dep.strip()))
-    ]
-    assert len(pins) == 1, "pyproject.toml must pin Ray exactly once, as ray[...]==X.Y.Z"
-    return pins[0]
+    }
+    assert len(pins) == 1, "pyproject.toml must pin one Ray version, as ray[...]==X.Y.Z"
+    return pins.pop()
 
 
 def image_versions(image: str) -> tuple[str, str] | None:
@@ -565,7 +574,7 @@ def test_dockerfile_pins_torch_and_installs_the_package_as_non_root():
         for line in lines
         if line.startswith("ARG ") and "=" in line
     )
-    wanted = {Requirement(d).name: Requirement(d) for d in pyproject()["dependencies"]}
+    wanted = {Requirement(d).name: Requirement(d) for d in requirements()}
     for name, arg in (("torch", "TORCH_VERSION"), ("torchvision", "TORCHVISION_VERSION")):
         assert re.fullmatch(r"\d+\.\d+\.\d+", args[arg]), f"{arg} must be an exact version"
         assert wanted[name].specifier.contains(args[arg]), (
@@ -602,7 +611,7 @@ def test_image_tag_parser():
 
 
 def test_ray_and_package_versions_agree_everywhere(cluster, manifests):
-    ray_version, package_version = pinned_ray_version(), pyproject()["version"]
+    ray_version, package_version = pinned_ray_version(), hmss_ray.__version__
     found: dict[str, tuple[str, str] | str | None] = {
         "cluster.yaml docker.image": image_versions(cluster["docker"]["image"]),
     }
