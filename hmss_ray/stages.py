@@ -89,8 +89,7 @@ def load(name: str) -> ModuleType:
                     "(it is not in the wheel): run it there, e.g. `make cluster-up`"
                 ) from None
             raise StageUnavailable(
-                f"hmss-ray {name} is not part of this install "
-                f"({stage.module.removesuffix('.__main__')} is missing)"
+                f"hmss-ray {name} is not part of this install ({missing} is missing)"
             ) from None
         raise StageUnavailable(
             f"hmss-ray {name} needs {missing!r}, which is not installed: "

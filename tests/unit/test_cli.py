@@ -137,3 +137,27 @@ def test_required_flags_say_so_in_help():
     text = stages.build_parser("predict").format_help()
     assert "--model MODEL" in text and "(required)" in text
     assert isinstance(stages.build_parser("predict"), cli.Parser)
+
+
+def test_serve_set_checks_keys_and_values_against_the_entry(tmp_path):
+    import torch
+
+    from hmss_ray.config import ConfigError, ExperimentConfig
+    from hmss_ray.models import checkpoint as ckpt
+    from hmss_ray.models.factory import build_generator
+    from hmss_ray.serving.__main__ import replica_options
+    from tests.small import TINY_MODEL
+
+    torch.manual_seed(0)
+    cfg = ExperimentConfig().replace(TINY_MODEL)
+    directory = ckpt.save_checkpoint(tmp_path / "ckpt", generator=build_generator(cfg), cfg=cfg)
+    entry = ckpt.write_registry_entry(directory, str(tmp_path / "registry"), "e", metrics={},
+                                      winner={"trial_id": "t"})  # fmt: skip
+    sets = ["io.max_voxels=1000000", "serve.precision=fp32", "inference.tta=none"]
+    assert replica_options(entry, sets) == {
+        "io": {"max_voxels": 1000000},
+        "engine": {"precision": "fp32"},
+        "tta": "none",
+    }
+    with pytest.raises(ConfigError, match=r"io\.max_voxels"):
+        replica_options(entry, ["io.max_voxels=-5"])
