@@ -26,7 +26,7 @@ def find(kind: str, name: str | Path) -> Path:
     """The file ``name`` names: itself when it exists, else the packaged ``<kind>/<stem>.yaml``
     when ``name`` is a bare name or a path inside a ``configs``/``tune_spaces`` folder."""
     path = Path(name)
-    if path.exists():
+    if path.is_file():  # a folder of the same name (say the demo's output, demo/) does not count
         return path
     bare = len(path.parts) == 1 and path.suffix in ("", ".yaml")
     if bare or path.parent.name == kind:

@@ -114,6 +114,8 @@ def test_configs_and_spaces_by_name_or_old_path_from_anywhere(tmp_path, monkeypa
     assert resources.config_path("configs/brain.yaml") == by_name
     assert load_config(by_name).tune.name == "brain"
     assert resources.space_path("tune_spaces/demo.yaml") == resources.space_path("demo")
+    (tmp_path / "demo").mkdir()  # a folder of the name (the demo's output) does not shadow it
+    assert resources.space_path("demo").is_file()
     (tmp_path / "brain.yaml").write_text("tune: {name: mine}\n")  # a file of the name wins
     assert load_config(resources.config_path("brain.yaml")).tune.name == "mine"
     assert set(resources.packaged("configs")) >= {"brain", "pelvis", "demo"}
