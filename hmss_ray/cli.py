@@ -42,6 +42,7 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.required_options: dict[str, str] = {}  # dest -> the flag to name in the error
+        self.aliases: dict[str, str] = {}  # old spelling -> the new one (for the docs)
 
     def require(self, dest: str, flag: str) -> None:
         """After parsing, ``dest`` must be set (by ``flag`` or an alias of it)."""
@@ -95,8 +96,10 @@ class _DeprecatedAlias(argparse.Action):
 
 def add_alias(parser: argparse.ArgumentParser, *old: str, dest: str, new: str, **kw: Any) -> None:
     """Accept the old spelling(s) ``old`` of the option ``new`` (whose value lands in ``dest``),
-    hidden from ``--help``; using one prints a deprecation line. A name without a leading ``-``
-    is an optional positional argument."""
+    hidden from ``--help`` (listed in ``parser.aliases``); using one prints a deprecation line. A
+    name without a leading ``-`` is an optional positional argument."""
+    if isinstance(parser, Parser):
+        parser.aliases.update({name: new for name in old})
     if old[0].startswith("-"):
         parser.add_argument(*old, dest=f"_{dest}_alias", action=_DeprecatedAlias, new=new,
                             target=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS,

@@ -78,6 +78,8 @@ def test_old_spellings_still_work_and_warn_once(stage, old, dest, rest, capsys):
     new = {"output": "-o/--output", "input": "-i/--input", "shards": "--shards"}[dest]
     said = old[0] if old[0].startswith("-") else "the positional argument mr"
     assert err == f"warning: {said} is deprecated; use {new}"
+    spelling = old[0] if old[0].startswith("-") else "mr"
+    assert stages.build_parser(stage).aliases[spelling] == new  # listed for the docs
 
 
 @pytest.mark.parametrize(
