@@ -116,3 +116,33 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     cluster = run(hmss, "cluster", "status")
     assert cluster.returncode == 2
     assert cluster.stderr.strip().startswith("error: hmss-ray cluster runs infra.rehearsal")
+
+
+def _requirements(extra: str) -> set[str]:
+    """The names ``pip install 'hmss-ray[extra]'`` asks for (the extras it names, expanded)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names, todo, seen = (
+        {Requirement(d).name.lower() for d in project["dependencies"]},
+        [extra],
+        set(),
+    )
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        for dep in project["optional-dependencies"][name]:
+            req = Requirement(dep)
+            if req.name == "hmss-ray":
+                todo.extend(req.extras - seen)
+            else:
+                names.add(req.name.lower())
+    return names
+
+
+def test_the_client_extra_asks_for_neither_torch_nor_ray_and_dev_has_everything():
+    assert not _requirements("client") & {"torch", "ray", "torchvision", "fastapi", "monai"}
+    assert {"torch", "ray", "fastapi", "boto3", "pytest", "mypy"} <= _requirements("dev")
+    assert "boto3" not in _requirements("all")  # benches and tests only
