@@ -5,6 +5,12 @@ the CLI reference from it) and ``main(argv) -> int``; ``python -m <module>`` run
 A stage whose module is not installed (an optional part, or the ``cluster`` rehearsal outside a
 source checkout) and a stage that needs an extra that is not installed are one error line and
 exit status 2.
+
+``cluster`` runs ``infra.rehearsal`` (Ray's fake multi-node autoscaler with the cloud's node
+types, an S3 server on loopback), which is deliberately not in the wheel: it reads the cluster
+files beside it in ``infra/`` and rehearses the deployment of a checkout. From a checkout (an
+editable install) ``hmss-ray cluster`` imports it from the tree; from a wheel it says so in one
+line.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ STAGES: dict[str, Stage] = {
     "cluster": Stage(
         "infra.rehearsal.__main__", "the rehearsal cluster (from a source checkout only)", "dev"
     ),
-    "demo": Stage("hmss_ray.demo", "the whole job end to end on phantoms (local Ray)"),
+    "demo": Stage("hmss_ray.demo", "the whole job end to end on phantoms (local Ray)", "all"),
 }
 CHECKOUT = Path(__file__).resolve().parents[1]  # the source tree, when run from a checkout
 
