@@ -47,7 +47,9 @@ STAGES: dict[str, Stage] = {
     "request": Stage("hmss_ray.client", "send an MR to the HTTP endpoint, save the sCT", "client"),
     "evaluate": Stage("hmss_ray.evaluate.__main__", "SynthRAD metrics, tables, figures", "eval"),
     "registry": Stage("hmss_ray.registry.__main__", "list, inspect and alias registry entries"),
-    "dose": Stage("hmss_ray.dose.__main__", "dose comparison of sCT against CT", "eval"),
+    "dose": Stage(
+        "hmss_ray.dose.__main__", "dose check: a plan on the CT recomputed on the sCT", "dose"
+    ),
     "cluster": Stage(
         "infra.rehearsal.__main__", "the rehearsal cluster (from a source checkout only)", "dev"
     ),

@@ -21,6 +21,8 @@ EXIT_OK, EXIT_NOTHING = 0, 3
 EXAMPLES = """examples:
   hmss-ray evaluate --model outputs/demo/registry/demo --data outputs/demo/phantom \\
       --shards outputs/demo/shards --split test -o outputs/evaluation
+  hmss-ray evaluate --model outputs/demo/registry/demo --data outputs/demo/phantom \\
+      --shards outputs/demo/shards --dose photon,proton -o outputs/evaluation-dose
   hmss-ray evaluate --data /data/SynthRAD2025/Task1 --predictions sct/ \\
       --config thorax --segmentation thresholds -o outputs/eval-thorax
 
@@ -49,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="SynthRAD2025 Dice/HD95 segmentations: auto (TotalSegmentator when "
                         "installed with its weights, else HU thresholds), totalsegmentator or "
                         "thresholds (default auto)")  # fmt: skip
+    parser.add_argument(
+        "--dose",
+        default="",
+        help="photon, proton or photon,proton: per patient, a plan optimised on the CT "
+        "recomputed on the sCT (needs the dose extra; docs/dose.md)",
+    )
     cli.add_output(parser, "report folder (path, s3://)", default="outputs/evaluation")
     cli.add_alias(parser, "--out", dest="output", new="-o/--output")
     cli.add_config_args(parser)
@@ -63,6 +71,9 @@ def command(args: argparse.Namespace) -> int:
 
     if not args.model and not args.predictions:
         raise cli.UserError("give --model (to synthesise the sCTs) or --predictions (to score)")
+    from hmss_ray.dose import parse_modalities
+
+    dose = tuple(parse_modalities(args.dose)) if args.dose else ()
     config = config_path(args.config)
     cfg = evaluation_config(args.model, str(config) if config else None, args.set)
     remote = storage.is_remote(args.output)
@@ -73,6 +84,7 @@ def command(args: argparse.Namespace) -> int:
         job = EvaluationJob(
             data=args.data, out=out, split=args.split, model=args.model, shards=args.shards,
             predictions=args.predictions, device=args.device, segmentation=args.segmentation,
+            dose=dose,
         )  # fmt: skip
         try:
             evaluate(job, cfg)
