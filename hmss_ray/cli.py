@@ -57,6 +57,14 @@ class Parser(argparse.ArgumentParser):
             self.error(f"the following arguments are required: {', '.join(missing)}")
         return parsed, rest
 
+    def format_help(self) -> str:
+        """The help, ending with the old spellings this command still accepts."""
+        text = super().format_help()
+        if not self.aliases:
+            return text
+        pairs = ", ".join(f"{old} -> {new}" for old, new in self.aliases.items())
+        return f"{text}\nold spellings, still accepted with a warning: {pairs}\n"
+
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see --help)\n")
 
