@@ -53,13 +53,13 @@ def run_config(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def command(args: argparse.Namespace) -> int:
+    cfg = run_config(args)  # a wrong key or value is an error line before Ray is imported
     from hmss_ray import storage
     from hmss_ray.cluster import init_ray
     from hmss_ray.config import describe
     from hmss_ray.metrics.features import check_pretrained
     from hmss_ray.train.trainer import build_trainer, default_run_name
 
-    cfg = run_config(args)
     check_pretrained(cfg)  # before Ray starts: a GPU run without its weights is an error line
     name = args.name or default_run_name(cfg)
     print(describe(cfg))
