@@ -52,6 +52,7 @@ def dicom_study(folder: Path, mr: np.ndarray) -> None:
 
 def make_cohort(root: Path) -> Path:
     """NIfTI, MetaImage, a DICOM study of three series, a broken file, an Enhanced MR, NRRD."""
+    root.mkdir(parents=True, exist_ok=True)
     case = make_case("1BA001", seed=0, spacing=(8.0, 8.0, 8.0))
     write_volume(Volume(case.mr, case.affine), root / "anna.nii.gz")
     write_volume(Volume(case.mr[::-1].copy(), case.affine), root / "bert.mha")

@@ -1,4 +1,5 @@
-"""``python -m hmss_ray.inference``: one MR volume in, its synthetic CT (int16 HU) out."""
+"""``hmss-ray predict`` (``python -m hmss_ray.inference``): one MR volume in, its synthetic CT
+(int16 HU) out."""
 
 from __future__ import annotations
 
@@ -10,23 +11,23 @@ from hmss_ray import cli
 from hmss_ray.config import TTA
 
 EXAMPLES = """examples:
-  python -m hmss_ray.inference --model outputs/registry/demo \\
-      --mr data/phantom/Task1/brain/1BA001/mr.nii.gz --out sct.nii.gz
-  python -m hmss_ray.inference --model outputs/registry/demo --mr mr.mha --out sct.mha
-  python -m hmss_ray.inference --model outputs/registry/demo --mr dicom/MR_T1/ --out sct_dicom/
-  python -m hmss_ray.inference --model outputs/registry/demo --mr mr.nii.gz --out sct.zip \\
+  hmss-ray predict --model outputs/demo/registry/demo \\
+      -i outputs/demo/phantom/Task1/brain/1BA001/mr.nii.gz -o sct.nii.gz
+  hmss-ray predict --model outputs/demo/registry/demo -i mr.mha -o sct.mha
+  hmss-ray predict --model outputs/demo/registry/demo -i dicom/MR_T1/ -o sct_dicom/
+  hmss-ray predict --model outputs/demo/registry/demo -i mr.nii.gz -o sct.zip \\
       --patient-name 'Doe^Jane' --patient-id 12345 --patient-position HFS
 
---mr: NIfTI (.nii, .nii.gz), MetaImage (.mha, .mhd), NRRD (.nrrd, .nhdr), or a DICOM series
-(a folder, a .zip, or one .dcm file). --out: by its suffix .nii, .nii.gz, .mha, .mhd, .nrrd,
+-i: NIfTI (.nii, .nii.gz), MetaImage (.mha, .mhd), NRRD (.nrrd, .nhdr), or a DICOM series
+(a folder, a .zip, or one .dcm file). -o: by its suffix .nii, .nii.gz, .mha, .mhd, .nrrd,
 .nhdr; a folder (new or empty) or a .zip writes a DICOM CT series. A DICOM MR's patient, study
 and frame of reference go into the series; otherwise give the --patient-* fields.
 
-A folder of studies (--mr a folder without DICOM files at its top: each entry a volume file, a
-DICOM .zip or a DICOM study folder) writes <out>/<study>/ per study (sct, spread.nii.gz with TTA
-or an ensemble, qa.png, qa.json, qa.html), summary.json, qa_report.pdf and index.html (open
-it in a browser: the QA page, no server needed); a failing study is reported and skipped:
-  python -m hmss_ray.inference --model outputs/registry/demo --mr cohort/ --out results/
+A folder of studies (-i a folder of volume files, DICOM zips or DICOM study folders; or an
+s3:// prefix) writes <output>/<study>/ per study (sct, spread.nii.gz with TTA or an ensemble,
+qa.png, qa.json, qa.html), summary.json, qa_report.pdf and index.html (open it in a browser:
+the QA page, no server needed); a failing study is reported and skipped (--ray: on Ray Data):
+  hmss-ray predict --model outputs/demo/registry/demo -i cohort/ -o results/
 Of several DICOM series, the only MR volume is taken, or the one --series-uid or
 --series-description (a regular expression) names.
 
@@ -37,27 +38,27 @@ arguments or an input that cannot be read or synthesised
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser(
-        "hmss_ray.inference",
+        "predict",
         "Synthesise a CT (int16 HU, on the MR's grid) from an MR volume with a registry entry.",
         EXAMPLES,
     )
-    parser.add_argument("--model", required=True, help="registry entry or checkpoint (path, s3://)")
-    parser.add_argument("--mr", required=True, help="MR volume file, DICOM folder or .zip")
+    cli.add_model(parser)
+    cli.add_input(parser, "MR volume file, DICOM folder or .zip")
+    cli.add_alias(parser, "--mr", dest="input", new="-i/--input")
     parser.add_argument("--mask", help="body mask on the MR grid (default: derived from the MR)")
     parser.add_argument(
         "--region",
         help="the region whose geometry contract applies (only needed when the model covers "
         "several regions with different data.spacing)",
     )
-    parser.add_argument("--out", required=True, help="sCT file (by suffix), or folder/.zip: DICOM")
+    cli.add_output(parser, "sCT file (by suffix), or folder/.zip: DICOM")
+    cli.add_alias(parser, "--out", dest="output", new="-o/--output")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     cli.add_patient_args(parser)
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="io.KEY=VALUE",
-        help="override an input limit of the model's config, e.g. --set io.max_voxels=500000000",
+    cli.add_config_args(
+        parser,
+        config=False,
+        sets="override an input limit of the model's config, e.g. --set io.max_voxels=500000000",
     )
     parser.add_argument("--tta", choices=[t.value for t in TTA],
                         help="test-time flips (default: the entry's inference.tta)")  # fmt: skip
@@ -82,7 +83,7 @@ def command(args: argparse.Namespace) -> int:
     from hmss_ray import storage
     from hmss_ray.inference.batch import is_batch
 
-    if storage.is_remote(args.mr) or is_batch(Path(args.mr)):
+    if storage.is_remote(args.input) or is_batch(Path(args.input)):
         return batch_command(args)
     return volume_command(args)
 
@@ -98,7 +99,7 @@ def _series_rule(args: argparse.Namespace):
 def batch_command(args: argparse.Namespace) -> int:
     from hmss_ray.inference import batch
 
-    with batch.local_folders(args.mr, args.out) as (local_in, local_out):
+    with batch.local_folders(args.input, args.output) as (local_in, local_out):
         return _batch(args, local_in, local_out)
 
 
@@ -137,18 +138,18 @@ def volume_command(args: argparse.Namespace) -> int:
     from hmss_ray.io.align import align_to
     from hmss_ray.io.dicom_write import PatientFields, SeriesInfo, check_series_target
 
-    out_format, patient = format_to_write(args.out), PatientFields(**cli.patient_args(args))
+    out_format, patient = format_to_write(args.output), PatientFields(**cli.patient_args(args))
     if patient.given() and out_format is not Format.DICOM:
-        raise UserError("--patient-* apply to DICOM output only (--out a folder or a .zip)")
+        raise UserError("--patient-* apply to DICOM output only (-o a folder or a .zip)")
     if out_format is Format.DICOM:
-        check_series_target(args.out)
-    format_to_read(args.mr)  # a missing or unrecognised input fails before the model loads
+        check_series_target(args.output)
+    format_to_read(args.input)  # a missing or unrecognised input fails before the model loads
     overrides = parse_overrides(args.set)
     if any(not key.startswith("io.") for key in overrides):
         raise UserError("--set takes io.* keys only here (the model's own config is used)")
     synth = Synthesizer.from_uri(args.model, device=args.device, tta=args.tta)
     synth.cfg = synth.cfg.replace(overrides)
-    mr = read_volume(args.mr, synth.cfg.io, _series_rule(args))
+    mr = read_volume(args.input, synth.cfg.io, _series_rule(args))
     if "series_choice" in mr.meta:
         print(f"[hmss] {mr.meta['series_choice']}")
     if patient.given() and "dicom" in mr.meta:
@@ -167,9 +168,9 @@ def volume_command(args: argparse.Namespace) -> int:
         patient=patient,
         source=mr.meta.get("dicom"),
     )
-    write_volume(sct, args.out, series=series)
+    write_volume(sct, args.output, series=series)
     print(
-        f"[hmss] wrote {args.out} ({out_format}, {sct.shape}) in "
+        f"[hmss] wrote {args.output} ({out_format}, {sct.shape}) in "
         f"{time.perf_counter() - t0:.1f} s (model {synth.info.name} {synth.info.version}, "
         f"{synth.info.inference})"
     )

@@ -89,7 +89,7 @@ def _largest_part(mask: np.ndarray) -> np.ndarray:
     for z in range(0, labels.shape[2], step):  # in slabs: bincount's int64 copy stays small
         sizes += np.bincount(labels[:, :, z : z + step].ravel(), minlength=count + 1)
     sizes[0] = 0  # background
-    return labels == int(np.argmax(sizes))
+    return np.asarray(labels == int(np.argmax(sizes)))
 
 
 def mask_from_mr(mr: np.ndarray, affine: np.ndarray | None = None) -> np.ndarray:
@@ -103,7 +103,8 @@ def mask_from_mr(mr: np.ndarray, affine: np.ndarray | None = None) -> np.ndarray
     mask = ndimage.binary_closing(mask, iterations=pad)[pad:-pad, pad:-pad, pad:-pad]
     axial = 2
     if affine is not None:  # the storage axis that nibabel's reorientation maps to I/S
-        axial = int(np.flatnonzero(nib.orientations.io_orientation(affine)[:, 0] == 2)[0])
+        ornt = nib.orientations.io_orientation(affine)  # type: ignore[no-untyped-call]
+        axial = int(np.flatnonzero(ornt[:, 0] == 2)[0])
     _fill_holes_per_slice(mask, axial)
     return _largest_part(mask).view(np.uint8)
 
@@ -153,9 +154,18 @@ class Synthesis:
 
 @dataclass
 class Synthesizer:
-    """A loaded generator with its config; ``synth(mr, mask, affine)`` -> int16 HU volume.
+    """A loaded model: an MR :class:`~hmss_ray.io.Volume` in, its sCT (int16 HU) out.
 
-    ``engine`` runs the generator (built from ``cfg.serve`` when not given).
+    Load one with :meth:`from_uri` and call :meth:`predict`; ``synth(mr, mask, affine)`` does the
+    same on bare arrays. ``engine`` runs the generator (built from ``cfg.serve``).
+
+    Example::
+
+        from hmss_ray import Synthesizer, read_volume, write_volume
+
+        synth = Synthesizer.from_uri("outputs/demo/registry/demo", device="cpu")
+        sct = synth.predict(read_volume("mr.nii.gz"))  # on the MR's grid, HU
+        write_volume(sct, "sct.nii.gz")
     """
 
     generator: torch.nn.Module
@@ -173,14 +183,16 @@ class Synthesizer:
 
     def __post_init__(self) -> None:
         self.engine = Engine(self.generator, self.device, self.cfg.serve)
-        hu_range, tta = tuple(self.cfg.data.hu_range), self.cfg.inference.tta
+        low, high = self.cfg.data.hu_range
+        hu_range, tta = (float(low), float(high)), self.cfg.inference.tta
         chosen = self.predictor or ensemble.Predictor([self.generator], tta, hu_range)
         if chosen.generators[0] is not self.generator:  # the winner is always ``generator``
             chosen = replace(chosen, generators=[self.generator, *chosen.generators[1:]])
         self.predictor = chosen
         # every TTA pass and ensemble member runs in the engine the config chooses
         members = [Engine(g, self.device, self.cfg.serve) for g in chosen.generators[1:]]
-        self.runner = replace(chosen, generators=[_Module(e) for e in [self.engine, *members]])
+        modules: list[Any] = [_Module(e) for e in [self.engine, *members]]  # called as modules
+        self.runner = replace(chosen, generators=modules)
 
     @classmethod
     def from_uri(
@@ -224,7 +236,7 @@ class Synthesizer:
     @property
     def stride(self) -> int:
         """The generator's total downsampling: a canvas side must be a multiple of it."""
-        return 2 ** (self.cfg.model.lrg_downsamples + 1)
+        return int(2 ** (self.cfg.model.lrg_downsamples + 1))
 
     def canvas_size(self, mask: np.ndarray) -> int:
         """The training slice size, or larger when the body (``mask`` on the contract grid) does
@@ -324,6 +336,22 @@ class Synthesizer:
         """One batch with the passes' spread: ([-1, 1] output, float32 HU std), (B, S, S)."""
         hu, spread = self.runner.mean_and_spread(torch.from_numpy(stack))
         return ct_to_unit(hu, self.cfg.data.hu_range), spread
+
+    def predict(
+        self, volume: Volume, mask: Volume | None = None, region: str | None = None
+    ) -> Volume:
+        """The sCT (int16 HU) of the MR ``volume``, on exactly its grid (shape, affine, header).
+
+        Args:
+            volume: the MR, as :func:`hmss_ray.read_volume` returns it (any storage order,
+                spacing or oblique affine).
+            mask: a body mask on the MR's grid; derived from the MR when None.
+            region: which geometry contract applies, for a model of several regions.
+
+        Raises:
+            InputError: a volume that cannot be synthesised (the message says why).
+        """
+        return synthesize_volume(self, volume, mask, region)
 
     def _check_grid(self, shape: tuple[int, ...], contract: Contract) -> None:
         """The model's grid (the input's field of view at the contract spacing) and the canvas

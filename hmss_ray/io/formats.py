@@ -22,6 +22,7 @@ from hmss_ray.io.volume import UnreadableVolume, Volume
 
 if TYPE_CHECKING:
     from hmss_ray.io.dicom_select import SeriesRule
+    from hmss_ray.io.dicom_write import SeriesInfo
 
 
 class Format(StrEnum):
@@ -128,7 +129,7 @@ def read_volume(
     return read_itk(path, limits)
 
 
-def write_volume(volume: Volume, path: str | Path, *, series=None) -> Path:
+def write_volume(volume: Volume, path: str | Path, *, series: SeriesInfo | None = None) -> Path:
     """Write ``volume`` in the format ``path`` asks for (see :func:`format_to_write`).
 
     Args:
@@ -175,7 +176,7 @@ def volume_from_bytes(data: bytes, limits: IOConfig, what: str = "MR") -> Volume
 
 
 def volume_to_bytes(
-    volume: Volume, fmt: Format | str, series=None, compresslevel: int = 1
+    volume: Volume, fmt: Format | str, series: SeriesInfo | None = None, compresslevel: int = 1
 ) -> bytes:
     """``volume`` as the bytes of one file: ``.nii.gz``, ``.mha``, ``.nrrd`` or a DICOM zip.
 

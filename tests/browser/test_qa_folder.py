@@ -25,7 +25,7 @@ def predicted(tiny_entry: str, head_mr: Path, tmp_path_factory: pytest.TempPathF
     (cohort / "anna.nii.gz").write_bytes(head_mr.read_bytes())
     (cohort / "dora.nii.gz").write_bytes(gzip.compress(b"\x5c\x01" + bytes(200)))
     out = tmp_path_factory.mktemp("predicted") / "out"
-    argv = ["--model", tiny_entry, "--mr", str(cohort), "--out", str(out), "--device", "cpu"]
+    argv = ["--model", tiny_entry, "-i", str(cohort), "-o", str(out), "--device", "cpu"]
     assert inference_cli.main(argv) == 1  # dora failed, anna written
     return out
 

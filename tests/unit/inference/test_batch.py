@@ -77,7 +77,7 @@ def test_a_cohort_in_mixed_formats_gives_an_sct_per_study_and_reports_the_broken
 def test_the_batch_command_writes_the_studies_and_exits_1_when_one_failed(
     entry: str, cohort: Path, tmp_path: Path, capsys
 ) -> None:
-    argv = ["--model", entry, "--mr", str(cohort), "--out", str(tmp_path / "out"), "--no-qa"]
+    argv = ["--model", entry, "-i", str(cohort), "-o", str(tmp_path / "out"), "--no-qa"]
     assert inference_cli.main(argv) == 1
     out = capsys.readouterr().out
     assert "5 of 6 studies written" in out and "dora" in out
@@ -101,7 +101,7 @@ def test_a_study_folder_with_several_mr_series_takes_a_description_rule(
         ds.SeriesDescription = "T1 3D"
         ds.save_as(path)
     out = tmp_path / "sct.nii.gz"
-    base = ["--model", entry, "--mr", str(tmp_path / "study"), "--out", str(out)]
+    base = ["--model", entry, "-i", str(tmp_path / "study"), "-o", str(out)]
     assert inference_cli.main(base) == 2  # two MR volumes: which one?
     assert inference_cli.main([*base, "--series-description", "t1"]) == 0
     assert nib.load(out).shape == case.mr.shape
@@ -113,7 +113,7 @@ def test_a_cohort_on_object_storage_is_read_and_written_there(
     for name in ("anna.nii.gz", "dora.nii.gz", "emil.dcm"):
         storage.write_bytes(f"{s3_bucket}/in/{name}", (cohort / name).read_bytes())
     before = set(Path(tempfile.gettempdir()).glob("hmss-predict-*"))
-    argv = ["--model", entry, "--mr", f"{s3_bucket}/in", "--out", f"{s3_bucket}/out", "--no-qa"]
+    argv = ["--model", entry, "-i", f"{s3_bucket}/in", "-o", f"{s3_bucket}/out", "--no-qa"]
     assert inference_cli.main(argv) == 1  # dora is broken
     assert storage.listdir(f"{s3_bucket}/out") == ["anna", "emil", "summary.json"]
     assert "sct.nii.gz" in storage.listdir(f"{s3_bucket}/out/anna")
