@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from bench import DEMO, machine_facts, print_header, table, write_json
+from bench import DEMO, command_line, machine_facts, print_header, table, write_json
 from bench.cascade_vs_baseline import load_split
 from bench.quality import Data, generator_predict, per_patient, train, with_channels
 from hmss_ray.config import TTA, ExperimentConfig, load_config, parse_overrides
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         result = bench(cfg, args.cases, Path(tmp), args.trials, forced)
     result["total_seconds"] = time.perf_counter() - start
     result["machine"] = facts
-    result["overrides"] = args.set
+    result.update(command=command_line(), date=facts["date"], overrides=args.set)
     print(report(result))
     print(f"{result['total_seconds'] / 60:.1f} min in all")
     if args.json:
