@@ -63,8 +63,9 @@ class Fp32Head(nn.Sequential):
     names as a plain Sequential, so checkpoints are unchanged."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = next(self.parameters())
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return super().forward(x.float())
+            return super().forward(x.to(weight.dtype))  # bf16 activations -> the fp32 weights
 
 
 def output_head(in_channels: int, out_channels: int) -> nn.Sequential:

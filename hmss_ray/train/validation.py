@@ -35,7 +35,7 @@ from hmss_ray.metrics import SliceMetrics
 from hmss_ray.metrics.features import Kind, load_extractor
 from hmss_ray.metrics.kid import KidTerm, load_kid_extractor
 from hmss_ray.metrics.objective import objective
-from hmss_ray.metrics.patients import PatientMetrics
+from hmss_ray.metrics.patients import SINGLE, PatientMetrics
 from hmss_ray.models.factory import unwrap
 from hmss_ray.train.steps import amp, low_views, model_device, to_model
 
@@ -174,8 +174,9 @@ def validate(
         start: the split index of the first slice in ``batches`` (a worker's share of a sharded
             split): KID takes the split's first ``metrics.fid_max_slices`` slices wherever they
             are, so sharded and single-process runs score the same slices.
-        cases: every patient id of the split (:attr:`ValidationShard.cases`); required with
-            ``reduce`` so that every worker's per-patient table has one layout.
+        cases: every patient id of the split (:attr:`ValidationShard.cases`), so that every
+            worker's per-patient table has one layout; with ``reduce`` and no list, the slices
+            must carry no case ids (one patient).
         reduce: sums a float64 vector over the workers (an all-reduce); every accumulator goes
             through it before the metrics are computed, so every worker returns the metrics of
             the whole split.
@@ -183,7 +184,7 @@ def validate(
             metrics are accumulated in float64 either way.
     """
     if reduce is not None and cases is None:
-        raise ValueError("validate: a sharded validation (reduce) needs the split's case list")
+        cases = (SINGLE,)  # batches without case ids: one patient, one fixed table row
     model = unwrap(generator)
     was_training = model.training
     model.eval()
