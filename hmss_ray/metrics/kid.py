@@ -82,7 +82,7 @@ def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int = 50) -> tuple[floa
     n = min(len(real), len(fake))
     if n < 4:
         return math.nan, math.nan
-    real, fake = real.double(), fake.double()
+    real, fake = real.detach().double(), fake.detach().double()
     value = float(poly_mmd(real, fake))
     with warnings.catch_warnings():  # "saves all features in buffer": a few hundred rows here
         warnings.simplefilter("ignore", UserWarning)
