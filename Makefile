@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m hmss_ray.demo
+	$(PY) -m hmss_ray demo
 
 # two pytest runs: the commands that start their own Ray (own_ray) never share the machine with
 # the session's Ray of the other tests, whatever the order
@@ -41,6 +41,7 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy  # the public API, strictly: [tool.mypy] files in pyproject.toml
 
 # the documentation site into site/, strict (a broken link or a warning fails it); the reference
 # and benchmark pages are generated during the build by scripts/gen_docs.py (mkdocs-gen-files)

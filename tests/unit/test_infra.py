@@ -14,16 +14,14 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pytest brings tomli on 3.10
-    import tomli as tomllib
+import hmss_ray
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # infra/ is not an installed package: import it from the checkout
@@ -53,14 +51,21 @@ def pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
+def requirements() -> list[str]:
+    """The base dependencies and every extra's, less the extras that name the package itself."""
+    project = pyproject()
+    extras = [d for deps in project["optional-dependencies"].values() for d in deps]
+    return [d for d in [*project["dependencies"], *extras] if not d.startswith("hmss-ray")]
+
+
 def pinned_ray_version() -> str:
-    pins = [
+    pins = {
         m.group(1)
-        for dep in pyproject()["dependencies"]
+        for dep in requirements()
         if (m := re.fullmatch(r"ray(?:\[[\w,\s-]+\])?\s*==\s*([\w.]+)", dep.strip()))
-    ]
-    assert len(pins) == 1, "pyproject.toml must pin Ray exactly once, as ray[...]==X.Y.Z"
-    return pins[0]
+    }
+    assert len(pins) == 1, "pyproject.toml must pin one Ray version, as ray[...]==X.Y.Z"
+    return pins.pop()
 
 
 def image_versions(image: str) -> tuple[str, str] | None:
@@ -423,10 +428,10 @@ def test_rayjob_runs_the_tune_entry_point(manifests):
 
     argv, options = entrypoint_args(manifests)
     assert argv[:3] == ["python", "-m", "hmss_ray.tune"]
-    assert set(options) == {"--config", "--space", "--data", "--storage"}
+    assert set(options) == {"--config", "--space", "--shards", "--storage", "--output"}
     args = build_parser().parse_args(argv[3:])  # the real parser takes the job's arguments
-    assert (args.data, args.storage) == (options["--data"], options["--storage"])
-    assert options["--data"].startswith("s3://") and options["--storage"].startswith("s3://")
+    assert (args.shards, args.storage) == (options["--shards"], options["--storage"])
+    assert all(options[k].startswith("s3://") for k in ("--shards", "--storage", "--output"))
     assert manifests["rayjob"]["spec"]["shutdownAfterJobFinishes"] is True
 
 
@@ -569,7 +574,7 @@ def test_dockerfile_pins_torch_and_installs_the_package_as_non_root():
         for line in lines
         if line.startswith("ARG ") and "=" in line
     )
-    wanted = {Requirement(d).name: Requirement(d) for d in pyproject()["dependencies"]}
+    wanted = {Requirement(d).name: Requirement(d) for d in requirements()}
     for name, arg in (("torch", "TORCH_VERSION"), ("torchvision", "TORCHVISION_VERSION")):
         assert re.fullmatch(r"\d+\.\d+\.\d+", args[arg]), f"{arg} must be an exact version"
         assert wanted[name].specifier.contains(args[arg]), (
@@ -606,7 +611,7 @@ def test_image_tag_parser():
 
 
 def test_ray_and_package_versions_agree_everywhere(cluster, manifests):
-    ray_version, package_version = pinned_ray_version(), pyproject()["version"]
+    ray_version, package_version = pinned_ray_version(), hmss_ray.__version__
     found: dict[str, tuple[str, str] | str | None] = {
         "cluster.yaml docker.image": image_versions(cluster["docker"]["image"]),
     }
