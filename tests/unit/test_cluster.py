@@ -168,3 +168,33 @@ def test_config_rewrite_never_writes_through_a_symlink(tmp_path, real_haproxy):
     planted.symlink_to(victim)
     assert haproxy.run(real_haproxy, ["-c", "-f", str(config)]) == haproxy.EX_CONFIG
     assert victim.read_text() == "keep"
+
+
+def _fetch_token(out, secret_id, capsys):
+    from hmss_ray import auth_token
+
+    code = auth_token.main(["--secret-id", secret_id, "--out", str(out)])
+    return code, capsys.readouterr()
+
+
+def test_node_start_puts_the_ray_token_from_the_secret_store_where_ray_reads_it(
+    tmp_path, s3_server, capsys
+):
+    # the launcher's setup command, against Secrets Manager (moto on 127.0.0.1)
+    import boto3
+
+    token = "t" * 48
+    client = boto3.client("secretsmanager", endpoint_url=s3_server)
+    client.create_secret(Name="hmss-ray/test-token", SecretString=token)
+    client.create_secret(Name="hmss-ray/short", SecretString="abc")
+    out = tmp_path / ".ray" / "auth_token"
+    code, said = _fetch_token(out, "hmss-ray/test-token", capsys)
+    assert code == 0, said.err
+    assert out.read_text() == token and token not in said.out + said.err
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert stat.S_IMODE(out.parent.stat().st_mode) == 0o700
+    for secret_id, why in (("hmss-ray/missing", "cannot read secret"), ("hmss-ray/short", "32")):
+        code, said = _fetch_token(out, secret_id, capsys)
+        assert code == 2 and why in said.err
+        assert len(said.err.strip().splitlines()) == 1, said.err
+    assert out.read_text() == token  # a failed fetch leaves the good token in place
