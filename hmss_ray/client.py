@@ -13,6 +13,10 @@ EXAMPLES = """examples:
   python -m hmss_ray.client mr.mha -o sct.mha --region TH    # a model of several regions
   python -m hmss_ray.client dicom/MR_T1/ -o sct_dicom/          # a DICOM series in and out
   python -m hmss_ray.client mr.nii.gz -o sct.zip --patient-id 12345 --patient-name 'Doe^Jane'
+  python -m hmss_ray.client mr.nii.gz -o sct.nii.gz --url https://sct.example.org
+
+Plain http:// is refused for any host but this machine (the MR and the token would cross the
+network in clear) unless --insecure; a private CA's certificate: SSL_CERT_FILE=ca.pem.
 
 The MR: NIfTI, MetaImage, NRRD, or a DICOM series (folder, .zip, .dcm). The answer's format
 follows -o: .nii/.nii.gz NIfTI, .mha MetaImage, .nrrd NRRD, a folder or .zip a DICOM CT series.
@@ -42,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="HMSS_API_TOKEN",
         help="environment variable holding the API token, if the server wants one",
     )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain http:// to a host other than this machine (a network you trust)",
+    )
     cli.add_patient_args(parser)
     return parser
 
@@ -53,7 +62,9 @@ def command(args: argparse.Namespace) -> int:
     from hmss_ray.io import Format, format_to_write
     from hmss_ray.io.dicom_write import PatientFields, check_series_target
     from hmss_ray.serving.client import save_answer, synthesize
+    from hmss_ray.serving.tls import require_tls
 
+    require_tls(args.url, args.insecure)
     fmt, patient = format_to_write(args.out), PatientFields(**cli.patient_args(args))
     if patient.given() and fmt is not Format.DICOM:
         raise UserError("--patient-* apply to DICOM output only (-o a folder or a .zip)")

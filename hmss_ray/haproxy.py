@@ -12,7 +12,9 @@ at that path which calls :func:`run`, which rewrites CONFIG and then execs the r
   wildcard spelling is recognised: ``:N``, ``*:N``, ``0.0.0.0:N``, ``[::]:N``, ``:::N`` and
   the ``ipv4@`` / ``ipv6@`` prefixed forms;
 - the admin socket is mode 600;
-- ``timeout http-request`` / ``client`` / ``server`` in ``defaults`` take the project's values.
+- ``timeout http-request`` / ``client`` / ``server`` in ``defaults`` take the project's values;
+- with ``HMSS_SERVE_TLS_PEM`` set (:mod:`hmss_ray.serving.tls`), the HTTP endpoint's binds get
+  ``ssl crt <that PEM>``: the endpoint speaks only TLS.
 
 It fails closed: when the config is not what it can prove safe (no endpoint frontend, a bind it
 cannot parse, a TCP stats socket off loopback) HAProxy is not started: one line on stderr and
@@ -49,6 +51,7 @@ FAMILY_PREFIX = re.compile(r"^(ipv4@|ipv6@|tcp@|tcp4@|tcp6@)")
 SECTION = re.compile(r"^(global|defaults|frontend|backend|listen|peers|resolvers|userlist|"
                      r"program|mailers|cache|ring|http-errors|log-forward)\b\s*(\S*)")  # fmt: skip
 EX_CONFIG = 78
+TLS_PEM_ENV = "HMSS_SERVE_TLS_PEM"  # certificate chain + key for the endpoint (serving/tls.py)
 
 SCRIPT = """#!{python}
 # written by hmss_ray.haproxy: Ray Serve's HAProxy with pinned listeners, socket and timeouts
@@ -141,8 +144,28 @@ def _pin_socket(line: str) -> str:
     return line[: len(line) - len(line.lstrip())] + " ".join(words)
 
 
+def _tls_pem() -> str | None:
+    pem = os.environ.get(TLS_PEM_ENV)
+    if pem is None:
+        return None
+    try:
+        with open(pem, "rb") as f:
+            if b"PRIVATE KEY-----" not in f.read():
+                raise UnsafeConfig(f"{TLS_PEM_ENV}={pem} holds no private key")
+    except OSError as e:
+        raise UnsafeConfig(f"{TLS_PEM_ENV}={pem} cannot be read: {e.strerror}") from None
+    return pem
+
+
+def _with_tls(line: str, pem: str) -> str:
+    if " ssl " in f" {line} ":
+        raise UnsafeConfig(f"`{line.strip()}` already has TLS settings the guard cannot check")
+    return f"{line} ssl crt {pem}"
+
+
 def secure_config(text: str) -> str:
     """``text`` (a rendered HAProxy config) with its listeners, socket and timeouts pinned."""
+    pem = _tls_pem()
     lines = text.splitlines()
     host = endpoint_host(lines)
     sections = _sections(lines)
@@ -154,6 +177,8 @@ def secure_config(text: str) -> str:
         words = line.split()
         if words[:1] == ["bind"] and not (kind == "frontend" and name in ENDPOINT_FRONTENDS):
             line = _pin_bind(line, host)
+        elif words[:1] == ["bind"] and name == "http_frontend" and pem:
+            line = _with_tls(line, pem)
         elif words[:2] == ["stats", "socket"]:
             line = _pin_socket(line)
         elif (
@@ -165,13 +190,14 @@ def secure_config(text: str) -> str:
             out += [f"    timeout {k} {v}s" for k, v in TIMEOUTS.items()]
             timeouts_written = True
     secured = "\n".join(out) + "\n"
-    check_pinned(secured)
+    check_pinned(secured, pem)
     return secured
 
 
-def check_pinned(text: str) -> None:
-    """UnsafeConfig unless every non-endpoint listener is on the endpoint's host and the admin
-    socket is mode 600: the proof the guard starts HAProxy on."""
+def check_pinned(text: str, pem: str | None = None) -> None:
+    """UnsafeConfig unless every non-endpoint listener is on the endpoint's host, the admin
+    socket is mode 600 and, with ``pem``, the HTTP endpoint binds only with TLS: the proof the
+    guard starts HAProxy on."""
     lines = text.splitlines()
     host = endpoint_host(lines)
     for line, (kind, name) in zip(lines, _sections(lines), strict=True):
@@ -181,6 +207,9 @@ def check_pinned(text: str) -> None:
                 bound = split_address(address)[1].strip("[]")
                 if bound != host.strip("[]"):
                     raise UnsafeConfig(f"{kind} {name} binds {address}, not {host}")
+        tls_missing = pem and words[-3:] != ["ssl", "crt", pem]
+        if words[:1] == ["bind"] and name == "http_frontend" and tls_missing:
+            raise UnsafeConfig(f"the endpoint binds {words[1]} without TLS")
         if words[:2] == ["stats", "socket"]:
             mode = words[words.index("mode") + 1] if "mode" in words else None
             if mode != "600":

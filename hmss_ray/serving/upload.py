@@ -75,6 +75,7 @@ class Upload:
     patient: PatientFields = field(default_factory=PatientFields)
     # seconds per phase in the replica (upload, queue, parse, inference, encode): Server-Timing
     timings: dict[str, float] = field(default_factory=dict)
+    study: str | None = None  # the DICOM MR's StudyInstanceUID: hashed into the audit line only
 
 
 LOOPBACK = ("127.", "::1", "localhost")
