@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from infra.rehearsal.cluster import ROOT, down, up
+from infra.rehearsal.cluster import LOOPBACK_ONLY, ROOT, down, up
 from infra.rehearsal.jobs import submit
 
 pytestmark = [pytest.mark.integration, pytest.mark.own_ray]
@@ -31,6 +31,7 @@ def _outsider_env(home: Path) -> dict[str, str]:
     """A user on the network: Ray's CLI, no token (and no ~/.ray/auth_token of this machine's)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "HMSS_"))}
     env["HOME"] = str(home)
+    env[LOOPBACK_ONLY] = "0"  # the rehearsal's nodes are on 127.0.0.1: reach them there
     return env
 
 
