@@ -39,6 +39,14 @@ def test_rehearsal_refuses_jobs_and_drivers_without_the_token(tmp_path):
     state = tempfile.mkdtemp(prefix="hmss-ra-", dir="/tmp")  # short: socket paths < 107 chars
     try:
         rehearsal = up(state)
+        # its nodes run as the cluster image's: token auth, Serve's HAProxy through the guard
+        head_env = dict(
+            v.split(b"=", 1) for v in Path(f"/proc/{rehearsal.head_pid}/environ").read_bytes()
+            .split(b"\0") if b"=" in v
+        )  # fmt: skip
+        assert head_env[b"RAY_AUTH_MODE"] == b"token"
+        guard = head_env[b"RAY_SERVE_HAPROXY_BINARY_PATH"].decode()
+        assert "hmss_ray.haproxy" in Path(guard).read_text()
         ray_cli = str(Path(sys.executable).parent / "ray")
         refused = subprocess.run(
             [ray_cli, "job", "submit", "--address", rehearsal.address, "--no-wait",
