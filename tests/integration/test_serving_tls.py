@@ -19,7 +19,6 @@ from pathlib import Path
 import httpx
 import nibabel as nib
 import numpy as np
-import psutil
 import pytest
 import ray
 
@@ -83,6 +82,8 @@ def _client(mr: Path, out: Path, url: str, env: dict[str, str]) -> subprocess.Co
 
 
 def test_endpoint_over_tls_with_an_audit_line_per_request(entry, phantom_dir, tmp_path):
+    import psutil  # Ray's vendored copy, importable once ray is
+
     cert, key = self_signed(tmp_path)
     log = tmp_path / "audit.jsonl"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "HMSS_", "AWS_"))}
