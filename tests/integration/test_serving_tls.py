@@ -27,7 +27,7 @@ from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.factory import build_generator
 from hmss_ray.serving import audit
 from tests.dicom_helpers import write_series
-from tests.unit.test_serving_tls import self_signed
+from tests.tls_helpers import self_signed
 
 from .conftest import ROOT, tiny_config
 
