@@ -14,6 +14,10 @@ EXAMPLES = """examples:
   hmss-ray request -i mr.mha -o sct.mha --region TH    # a model of several regions
   hmss-ray request -i dicom/MR_T1/ -o sct_dicom/       # a DICOM series in and out
   hmss-ray request -i mr.nii.gz -o sct.zip --patient-id 12345 --patient-name 'Doe^Jane'
+  hmss-ray request -i mr.nii.gz -o sct.nii.gz --url https://sct.example.org
+
+Plain http:// is refused for any host but this machine (the MR and the token would cross the
+network in clear) unless --insecure; a private CA's certificate: SSL_CERT_FILE=ca.pem.
 
 The MR: NIfTI, MetaImage, NRRD, or a DICOM series (folder, .zip, .dcm). The answer's format
 follows -o: .nii/.nii.gz NIfTI, .mha MetaImage, .nrrd NRRD, a folder or .zip a DICOM CT series.
@@ -45,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="HMSS_API_TOKEN",
         help="environment variable holding the API token, if the server wants one",
     )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain http:// to a host other than this machine (a network you trust)",
+    )
     cli.add_patient_args(parser)
     return parser
 
@@ -56,7 +65,9 @@ def command(args: argparse.Namespace) -> int:
     from hmss_ray.io import Format, format_to_write
     from hmss_ray.io.dicom_write import PatientFields, check_series_target
     from hmss_ray.serving.client import save_answer, synthesize
+    from hmss_ray.serving.tls import require_tls
 
+    require_tls(args.url, args.insecure)
     fmt, patient = format_to_write(args.output), PatientFields(**cli.patient_args(args))
     if patient.given() and fmt is not Format.DICOM:
         raise UserError("--patient-* apply to DICOM output only (-o a folder or a .zip)")

@@ -17,7 +17,14 @@ import numpy as np
 
 from hmss_ray.config import DataConfig
 from hmss_ray.data import preprocess
-from hmss_ray.data.intensity import BACKGROUND, MRNorm, mr_apply, mr_norm_of, unit_to_ct
+from hmss_ray.data.intensity import (
+    BACKGROUND,
+    MRNorm,
+    mr_apply,
+    mr_norm_of,
+    norm_region,
+    unit_to_ct,
+)
 from hmss_ray.io.geometry import Box
 
 AIR_HU = -1000
@@ -41,15 +48,15 @@ def canvas_part(mr: np.ndarray, place: preprocess.Placement, z0: int, z1: int) -
 def mr_norm(mr: np.ndarray, place: preprocess.Placement, cfg: DataConfig) -> MRNorm:
     """The MR normalisation of the body on the canvas, as ``prepare_placed`` computes it, from
     slabs: only the body's values are held (one float32 each)."""
-    values = np.empty(int(np.count_nonzero(place.mask)), np.float32)
+    values = np.empty(int(np.count_nonzero(place.mask)), np.float32)  # an upper bound
     depth, filled = place.mask.shape[2], 0
     step = max(1, SLAB_VOXELS // max(place.box.size**2, 1))
     for z0 in range(0, depth, step):
         z1 = min(z0 + step, depth)
-        inside = canvas_part(mr, place, z0, z1)[place.mask[:, :, z0:z1] > 0]
+        inside = canvas_part(mr, place, z0, z1)[norm_region(place.mask[:, :, z0:z1])]
         values[filled : filled + inside.size] = inside
         filled += inside.size
-    return mr_norm_of(values, cfg.mr_percentiles)
+    return mr_norm_of(values[:filled], cfg.mr_percentiles)
 
 
 def generate(

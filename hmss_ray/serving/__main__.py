@@ -14,6 +14,8 @@ EXAMPLES = """examples:
   hmss-ray serve --model outputs/demo/registry/demo --port 8000
   hmss-ray serve --model outputs/demo/registry/demo --set serve.precision=bf16 \\
       --set io.max_voxels=200000000
+  hmss-ray serve --model outputs/demo/registry/demo --host 0.0.0.0 \\
+      --tls-cert /etc/hmss/tls.crt --tls-key /etc/hmss/tls.key     # HTTPS only
   serve run serve/hmss.yaml     # the same application from a Serve config
 
 --set takes the keys a replica applies over the entry's own config: io.* (input limits),
@@ -37,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         sets="override the entry's config: io.*, serve.precision, serve.compile, "
         "serve.channels_last, inference.tta (repeatable)",
     )
+    parser.add_argument("--tls-cert", help="PEM certificate (chain): serve HTTPS only")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     return parser
 
 
@@ -73,11 +77,17 @@ def command(args: argparse.Namespace) -> int:
     from ray import serve
 
     from hmss_ray.cluster import init_ray
+    from hmss_ray.serving import tls
     from hmss_ray.serving.app import deploy
 
     options = replica_options(args.model, args.set)
+    http_tls = tls.configure(args.tls_cert, args.tls_key)  # before Ray starts: serving/tls.py
     init_ray()
+    if http_tls:  # Serve's Python proxy: its own ssl options (deploy then keeps them)
+        serve.start(http_options={"host": args.host, "port": args.port, **http_tls})
     url = deploy(args.model, args.host, args.port, **options)
+    if args.tls_cert:
+        url = "https" + url.removeprefix("http")
     print(f"[hmss] serving {args.model} at {url} (Ctrl-C to stop)", flush=True)
     try:
         while True:

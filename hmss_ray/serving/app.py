@@ -32,6 +32,7 @@ from hmss_ray.io.align import align_to
 from hmss_ray.io.dicom_write import SeriesInfo
 from hmss_ray.io.formats import MEDIA_TYPES
 from hmss_ray.qa.web import add_routes as add_qa_page
+from hmss_ray.serving import audit
 from hmss_ray.serving.metrics import ServeMetrics
 from hmss_ray.serving.upload import (
     Upload,
@@ -127,7 +128,7 @@ class SCTSynthesizer:
     @app.post("/v1/synthesize")
     async def synthesize(self, request: Request, format: str | None = None) -> Response:
         t0 = time.perf_counter()
-        status, fmt = 500, "none"
+        status, fmt, upload = 500, "none", None
         try:
             self._authorise(request)
             fmt = choose_format(format, request.headers.get("accept", ""))
@@ -145,6 +146,8 @@ class SCTSynthesizer:
             raise
         finally:
             self.metrics.request(status, time.perf_counter() - t0, str(fmt))
+            info, study = self.synth.info, upload.study if upload else None
+            audit.record(request, status, info.name, info.version, study)  # serving/audit.py
 
     async def _answer(
         self, upload: Upload, fmt: Format, region: str | None, level: int
@@ -192,6 +195,7 @@ class SCTSynthesizer:
         """
         t0 = time.perf_counter()
         mr, mask = self._parse(upload)
+        upload.study = audit.study_uid(mr)
         upload.mr = upload.mask = b""  # the parsed volumes (or views of these bytes) live on
         if upload.patient.given() and "dicom" in mr.meta:
             raise UserError(

@@ -77,6 +77,7 @@ class Upload:
     patient: PatientFields = field(default_factory=PatientFields)
     # seconds per phase in the replica (upload, queue, parse, inference, encode): Server-Timing
     timings: dict[str, float] = field(default_factory=dict)
+    study: str | None = None  # the DICOM MR's StudyInstanceUID: hashed into the audit line only
 
 
 def gzip_level(accept_encoding: str, client_host: str | None) -> int:

@@ -69,7 +69,7 @@ def command(args: argparse.Namespace) -> int:
     metrics = result.metrics or {}
     checkpoint = result.checkpoint.path if result.checkpoint else None
     print(f"[hmss] run {name} finished; checkpoint: {checkpoint}")
-    shown = {k: metrics[k] for k in ("score", "ssim", "mae_hu", "psnr", "fid") if k in metrics}
+    shown = {k: metrics[k] for k in ("score", "ssim", "mae_hu", "psnr", "kid") if k in metrics}
     print(f"[hmss] final validation: {shown}")
     return 0
 
