@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 # too (`pip install --require-hashes -r requirements/dev.lock.txt && pip install --no-deps -e .`).
 # Refresh after editing pyproject.toml or requirements/torch.in (needs uv: pip install uv).
 LOCK := $(VENV)/bin/uv pip compile pyproject.toml requirements/torch.in --generate-hashes \
-	--python-version 3.11 --python-platform x86_64-manylinux_2_28 --index-url https://pypi.org/simple
+	--python-version 3.11 --python-platform x86_64-manylinux_2_28
 lock: $(STAMP)
 	@test -x $(VENV)/bin/uv || $(PY) -m pip install -q uv
 	$(LOCK) --extra tracking -o requirements/image.lock.txt
