@@ -51,7 +51,7 @@ class SliceHeader:
     intercept: float
     sop_class_uid: str
     sop_instance_uid: str
-    tags: dict[str, str]
+    tags: dict[str, str | list[str]]
 
     @classmethod
     def from_dataset(cls, ds: Any, member: Any) -> SliceHeader | str:
@@ -100,7 +100,9 @@ class SliceHeader:
             sop_class_uid=str(ds.get("SOPClassUID", "")),
             sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
             tags={
-                k: str(ds[k].value) for k in (*PATIENT_TAGS, *STUDY_TAGS, *FRAME_TAGS) if k in ds
+                k: _tag_value(ds[k].value)
+                for k in (*PATIENT_TAGS, *STUDY_TAGS, *FRAME_TAGS)
+                if k in ds
             },
         )
 
@@ -115,7 +117,7 @@ class DicomSource:
 
     series_uid: str
     modality: str
-    tags: dict[str, str]  # PATIENT_TAGS, STUDY_TAGS, FRAME_TAGS present in the source
+    tags: dict[str, str | list[str]]  # PATIENT_TAGS, STUDY_TAGS, FRAME_TAGS present in the source
     sop_class_uid: str
     sop_instance_uids: tuple[str, ...]  # one per slice, in the volume's slice order
 
@@ -211,3 +213,13 @@ def _regular_step(along: np.ndarray, where: str) -> float | None:
         f"{where}: uneven slice spacing: gaps from {gaps.min():.3g} to {gaps.max():.3g} mm "
         f"(median {step:.3g}) in {len(along)} slices"
     )
+
+
+def _tag_value(value) -> str | list[str]:
+    """A source tag's value as text, a multi-valued one as its list of values (written back
+    as the same values, never as the text of a Python list)."""
+    from pydicom.multival import MultiValue
+
+    if isinstance(value, MultiValue | list | tuple):
+        return [str(item) for item in value]
+    return str(value)
