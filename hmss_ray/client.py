@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("mr", help="MR volume file, DICOM folder or .zip")
     parser.add_argument("-o", "--out", required=True, help="sCT file (by suffix), or folder/.zip")
     parser.add_argument("--mask", help="optional body mask on the MR grid")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing -o file (never the input)")  # fmt: skip
     parser.add_argument("--url", default=os.environ.get("HMSS_URL", "http://127.0.0.1:8000"))
     parser.add_argument(
         "--region",
@@ -51,12 +53,13 @@ def command(args: argparse.Namespace) -> int:
 
     from hmss_ray.config import UserError
     from hmss_ray.io import Format, format_to_write
-    from hmss_ray.io.dicom_write import PatientFields, check_series_target
+    from hmss_ray.io.dicom_write import PatientFields, check_output_target, check_series_target
     from hmss_ray.serving.client import save_answer, synthesize
 
     fmt, patient = format_to_write(args.out), PatientFields(**cli.patient_args(args))
     if patient.given() and fmt is not Format.DICOM:
         raise UserError("--patient-* apply to DICOM output only (-o a folder or a .zip)")
+    check_output_target(args.out, [args.mr, args.mask], args.overwrite)
     if fmt is Format.DICOM:
         check_series_target(args.out)
     token = os.environ.get(args.token_env)

@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         "several regions with different data.spacing)",
     )
     parser.add_argument("--out", required=True, help="sCT file (by suffix), or folder/.zip: DICOM")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out file (never the input)")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     cli.add_patient_args(parser)
     parser.add_argument(
@@ -60,11 +62,17 @@ def command(args: argparse.Namespace) -> int:
     from hmss_ray.inference.synthesizer import Synthesizer, synthesize_volume
     from hmss_ray.io import Format, format_to_read, format_to_write, read_volume, write_volume
     from hmss_ray.io.align import align_to
-    from hmss_ray.io.dicom_write import PatientFields, SeriesInfo, check_series_target
+    from hmss_ray.io.dicom_write import (
+        PatientFields,
+        SeriesInfo,
+        check_output_target,
+        check_series_target,
+    )
 
     out_format, patient = format_to_write(args.out), PatientFields(**cli.patient_args(args))
     if patient.given() and out_format is not Format.DICOM:
         raise UserError("--patient-* apply to DICOM output only (--out a folder or a .zip)")
+    check_output_target(args.out, [args.mr, args.mask], args.overwrite)
     if out_format is Format.DICOM:
         check_series_target(args.out)
     format_to_read(args.mr)  # a missing or unrecognised input fails before the model loads
@@ -89,6 +97,7 @@ def command(args: argparse.Namespace) -> int:
         version=synth.info.version,
         patient=patient,
         source=mr.meta.get("dicom"),
+        uid_root=synth.cfg.io.uid_root,
     )
     write_volume(sct, args.out, series=series)
     print(

@@ -123,6 +123,25 @@ def check_series_target(path: str | Path) -> Path:
     return path
 
 
+def check_output_target(
+    out: str | Path, inputs: list[str | Path | None], overwrite: bool = False
+) -> Path:
+    """``out`` as the place for a command's answer: never one of ``inputs`` (nor inside an input
+    folder, nor a folder holding one), and an existing file only with ``overwrite``. A DICOM
+    series folder must be new or empty (:func:`check_series_target`), overwrite or not."""
+    out = Path(out)
+    target = out.resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if target == source or source in target.parents or target in source.parents:
+            raise UserError(f"{out} is (or holds) the input {given}: give another output")
+    if out.is_file() and not overwrite:
+        raise UserError(f"{out} exists: pass --overwrite to replace it")
+    return out
+
+
 def dicom_series_bytes(volume: Volume, info: SeriesInfo | None = None) -> bytes:
     """The series as the bytes of a zip (one ``.dcm`` per slice)."""
     buffer = io.BytesIO()
