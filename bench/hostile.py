@@ -309,7 +309,8 @@ def tiny_entry(folder: Path) -> str:
     directory = ckpt.save_checkpoint(
         folder / "ckpt", generator=build_generator(cfg), cfg=cfg, epoch=1, metrics={}
     )
-    return ckpt.write_registry_entry(directory, str(folder / "registry"), "hostile")
+    registry = str(folder / "registry")
+    return ckpt.write_registry_entry(directory, registry, "hostile", metrics={}, winner={})
 
 
 def valid_body(folder: Path) -> bytes:

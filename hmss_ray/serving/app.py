@@ -21,7 +21,6 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -38,6 +37,7 @@ from hmss_ray.io.align import align_to
 from hmss_ray.io.dicom_write import SeriesInfo
 from hmss_ray.io.formats import MEDIA_TYPES
 from hmss_ray.serving import guard
+from hmss_ray.serving.flow import check_geometry, check_stop, client_gone, http_host
 from hmss_ray.serving.metrics import ServeMetrics
 from hmss_ray.serving.openapi import (
     FORMAT_DESCRIPTION,
@@ -68,10 +68,6 @@ app = FastAPI(
     redoc_url=None,
     openapi_url=None,
 )
-
-
-class Cancelled(Exception):
-    """The request's deadline passed or its client went away: stop at the next phase."""
 
 
 def deployment_config(serve_args: dict[str, Any] | None, io: dict[str, Any] | None):
@@ -108,7 +104,7 @@ class SCTSynthesizer:
         serve_args = {**{k: v for k, v in legacy.items() if v is not None}, **(serve or {})}
         self.cfg, limits = deployment_config(serve_args, io)
         self.tokens = guard.load_tokens(self.cfg)
-        guard.require_token_off_loopback(_http_host(), self.tokens)
+        guard.require_token_off_loopback(http_host(), self.tokens)
         self.scratch = Scratch()
         # every io key is the deployment's; engine: serve.precision / compile / channels_last
         overrides = {f"io.{k}": v for k, v in to_plain(limits).items()}
@@ -230,7 +226,7 @@ class SCTSynthesizer:
         )
         stop = threading.Event()
         work = asyncio.ensure_future(self._queued(upload, fmt, region, level, rid, stop))
-        watch = asyncio.ensure_future(_gone(request))
+        watch = asyncio.ensure_future(client_gone(request))
         try:
             await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -310,14 +306,14 @@ class SCTSynthesizer:
         if upload.patient.given() and "dicom" in mr.meta:
             raise bad(400, "patient_* fields are taken from the DICOM MR: send them only with "
                            "NIfTI, MetaImage or NRRD input")  # fmt: skip
-        _check_stop(stop)
+        check_stop(stop)
         t1 = time.perf_counter()
         try:
             out = synthesize_volume(self.synth, mr, mask, region)
         except UserError as exc:
             raise http_error(exc) from None
         t2 = time.perf_counter()
-        _check_stop(stop)
+        check_stop(stop)
         series = SeriesInfo(
             model=self.synth.info.name,
             version=self.synth.info.version,
@@ -350,43 +346,13 @@ class SCTSynthesizer:
             guard.log_unexpected(rid, exc)
             raise bad(400, "the upload cannot be read as an MR volume (NIfTI, MetaImage, NRRD, "
                            "a zipped DICOM series)") from None  # fmt: skip
-        _check_geometry(mr)
+        check_geometry(mr)
         if mask is None:
             return mr, None
         try:
             return mr, align_to(mask, mr.affine, mr.shape)
         except UserError as exc:
             raise InputError(f"the mask is not on the MR grid: {exc}") from None
-
-
-def _check_geometry(volume: Volume) -> None:
-    affine = np.asarray(volume.affine, dtype=np.float64)
-    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
-        raise InputError("the MR's voxel-to-world matrix is singular or not finite (zero or NaN "
-                         "spacing, direction or affine)")  # fmt: skip
-
-
-def _check_stop(stop: threading.Event) -> None:
-    if stop.is_set():
-        raise Cancelled()
-
-
-async def _gone(request: Request) -> None:
-    """Returns once the client has gone away (polled after the body was read)."""
-    while not await request.is_disconnected():
-        await asyncio.sleep(0.25)
-
-
-def _http_host() -> str:
-    """The host Serve's HTTP front binds (127.0.0.1 when it cannot be asked)."""
-    try:
-        import ray
-        from ray.serve.context import _get_global_client
-
-        controller = _get_global_client()._controller
-        return str(ray.get(controller.get_http_config.remote(), timeout=10).host)
-    except Exception:  # not under Serve (a unit test), or Ray moved its private API
-        return "127.0.0.1"
 
 
 def build_app(args: dict[str, Any]) -> serve.Application:
