@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from hmss_ray.config import UserError
+
+log = logging.getLogger("hmss_ray.io")
 
 
 class UnreadableVolume(UserError):
@@ -20,6 +23,17 @@ class LimitExceeded(UnreadableVolume):
 
 class SeriesError(UnreadableVolume):
     """DICOM files that do not make one volume (several series, gaps, mixed planes): HTTP 422."""
+
+
+def library_failure(message: str, exc: BaseException) -> UnreadableVolume:
+    """Our fixed ``message`` for a reader library's failure (ITK, pydicom, nibabel, zlib).
+
+    The library's own words never reach the client: they can quote the upload (header text, a
+    zip member's name, a file the header named). The server log gets the message and the
+    exception's type only, for the same reason.
+    """
+    log.warning("%s [%s.%s]", message, type(exc).__module__, type(exc).__name__)
+    return UnreadableVolume(message)
 
 
 @dataclass
