@@ -28,16 +28,14 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 
-from hmss_ray.config import IOConfig, UserError
+from hmss_ray.config import IOConfig
 from hmss_ray.config.inference import ServeConfig
 from hmss_ray.config.tree import build, to_plain
-from hmss_ray.inference.synthesizer import InputError, Synthesizer, synthesize_volume
-from hmss_ray.io import Format, Volume, volume_from_bytes, volume_to_bytes
-from hmss_ray.io.align import align_to
-from hmss_ray.io.dicom_write import SeriesInfo
+from hmss_ray.inference.synthesizer import Synthesizer
+from hmss_ray.io import Format
 from hmss_ray.io.formats import MEDIA_TYPES
 from hmss_ray.serving import guard
-from hmss_ray.serving.flow import check_geometry, check_stop, client_gone, http_host
+from hmss_ray.serving.flow import client_gone, http_host, model_info, work
 from hmss_ray.serving.metrics import ServeMetrics
 from hmss_ray.serving.openapi import (
     FORMAT_DESCRIPTION,
@@ -52,7 +50,6 @@ from hmss_ray.serving.upload import (
     bad,
     choose_format,
     gzip_level,
-    http_error,
     read_upload,
 )
 
@@ -155,24 +152,7 @@ class SCTSynthesizer:
     @app.get("/v1/model")
     def model(self, request: Request) -> dict[str, Any]:
         self._admit(request)
-        cfg = self.synth.cfg
-        return {
-            **{k: v for k, v in self.synth.info.to_dict().items() if k != "metrics"},
-            "validation_metrics": self.synth.info.metrics,
-            "config": {
-                "image_size": cfg.data.image_size,
-                "context_slices": cfg.data.context_slices,
-                "hu_range": list(cfg.data.hu_range),
-                "regions": list(cfg.data.regions),
-                "geometry": {
-                    "orientation": cfg.data.orientation,
-                    "spacing": {r: list(cfg.data.spacing[r]) for r in cfg.data.regions},
-                },
-                "model": cfg.to_dict()["model"],
-            },
-            "limits": {**cfg.to_dict()["io"], "max_upload_mb": self.cfg.max_upload_mb},
-            "engine": self.synth.engine.info.to_dict() if self.synth.engine else None,
-        }
+        return model_info(self.synth, self.cfg.max_upload_mb)
 
     @app.post(
         "/v1/synthesize",
@@ -225,18 +205,18 @@ class SCTSynthesizer:
             request.client.host if request.client else None,
         )
         stop = threading.Event()
-        work = asyncio.ensure_future(self._queued(upload, fmt, region, level, rid, stop))
+        job = asyncio.ensure_future(self._queued(upload, fmt, region, level, rid, stop))
         watch = asyncio.ensure_future(client_gone(request))
         try:
-            await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({job, watch}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if not work.done():
+            if not job.done():  # the client went away, or the deadline cancelled this request
                 stop.set()
-                work.cancel()
+                job.cancel()
             watch.cancel()
-        if not work.done() or work.cancelled():
+        if not job.done() or job.cancelled():
             raise bad(499, "the client went away")
-        body, waited, elapsed, voxels = work.result()
+        body, waited, elapsed, voxels = job.result()
         self.metrics.volume(voxels, elapsed)
         upload.timings["queue"] = waited
         media_type, filename = MEDIA_TYPES[fmt]
@@ -274,7 +254,7 @@ class SCTSynthesizer:
             self.waiting -= 1
         waited = time.perf_counter() - waited
         task = asyncio.ensure_future(
-            run_in_threadpool(self._work, upload, fmt, region, level, rid, stop)
+            run_in_threadpool(work, self.synth, upload, fmt, region, level, rid, stop)
         )
         task.add_done_callback(self._release)
         body, elapsed, voxels = await asyncio.shield(task)
@@ -285,74 +265,6 @@ class SCTSynthesizer:
         self.one_volume.release()
         if not task.cancelled():
             task.exception()  # retrieved here; the request that awaits it raises it
-
-    def _work(
-        self, upload: Upload, fmt: Format, region: str | None, level: int, rid: str,
-        stop: threading.Event,
-    ) -> tuple[bytes, float, int]:  # fmt: skip
-        """Parse, synthesise and encode one volume in one worker thread (one hop off the event
-        loop, not three): the answer's bytes, the inference seconds, the MR's voxel count.
-
-        Each volume-sized buffer is let go as soon as it is used: the upload once parsed, the
-        MR once synthesised, so that encoding holds only the sCT and its bytes. ``stop`` (the
-        deadline passed, the client went away) ends the work between two phases.
-        """
-        t0 = time.perf_counter()
-        try:
-            mr, mask = self._parse(upload, rid)
-        except UserError as exc:
-            raise http_error(exc) from None
-        upload.mr = upload.mask = b""  # the parsed volumes (or views of these bytes) live on
-        if upload.patient.given() and "dicom" in mr.meta:
-            raise bad(400, "patient_* fields are taken from the DICOM MR: send them only with "
-                           "NIfTI, MetaImage or NRRD input")  # fmt: skip
-        check_stop(stop)
-        t1 = time.perf_counter()
-        try:
-            out = synthesize_volume(self.synth, mr, mask, region)
-        except UserError as exc:
-            raise http_error(exc) from None
-        t2 = time.perf_counter()
-        check_stop(stop)
-        series = SeriesInfo(
-            model=self.synth.info.name,
-            version=self.synth.info.version,
-            patient=upload.patient,
-            source=mr.meta.get("dicom"),
-            uid_root=self.limits.uid_root,
-        )
-        voxels = int(mr.array.size)
-        del mr, mask
-        try:
-            body = volume_to_bytes(out, fmt, series, level)
-        except UserError as exc:
-            raise http_error(exc) from None
-        upload.timings.update(parse=t1 - t0, inference=t2 - t1, encode=time.perf_counter() - t2)
-        return body, t2 - t1, voxels
-
-    def _parse(self, upload: Upload, rid: str) -> tuple[Volume, Volume | None]:
-        """The MR (and mask) of the upload. A reader's failure that is not a UserError is
-        still the upload's fault (400): logged with the request id, answered in fixed words."""
-        try:
-            mr = volume_from_bytes(upload.mr, self.limits, "MR")
-            mask = (
-                None if upload.mask is None else volume_from_bytes(upload.mask, self.limits, "mask")
-            )
-        except UserError:
-            raise
-        except MemoryError:
-            raise bad(413, "the upload needs more memory than this server allows") from None
-        except Exception as exc:
-            guard.log_unexpected(rid, exc)
-            raise bad(400, "the upload cannot be read as an MR volume (NIfTI, MetaImage, NRRD, "
-                           "a zipped DICOM series)") from None  # fmt: skip
-        check_geometry(mr)
-        if mask is None:
-            return mr, None
-        try:
-            return mr, align_to(mask, mr.affine, mr.shape)
-        except UserError as exc:
-            raise InputError(f"the mask is not on the MR grid: {exc}") from None
 
 
 def build_app(args: dict[str, Any]) -> serve.Application:

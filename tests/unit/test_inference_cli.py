@@ -88,6 +88,11 @@ def test_patient_options_fill_a_series_made_from_nifti(workdir) -> None:
         (["--mr", "{tmp}/mr.mha", "--out", "{tmp}/x.nii", "--set", "io.max_voxels=100"], "io.max"),
         (["--mr", "{tmp}/mr.mha", "--out", "{tmp}/mr_dicom"], "is not empty"),
         (["--mr", "{tmp}/mr.mha", "--mask", "{tmp}/other.nii", "--out", "{tmp}/y.nii"], "grid"),
+        (
+            ["--mr", "{tmp}/mr.mha", "--out", "{tmp}/mr.mha", "--overwrite"],
+            "is (or holds) the input",
+        ),
+        (["--mr", "{tmp}/mr.mha", "--out", "{tmp}/other.nii"], "pass --overwrite"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(workdir, argv, words, capsys) -> None:
