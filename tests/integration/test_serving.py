@@ -414,9 +414,8 @@ def test_serve_runs_the_entrys_tta_and_ensemble(ray_session, server, tmp_path, c
     from hmss_ray.inference import ensemble
     from hmss_ray.serving.app import deploy
 
-    cfg = tiny_config(  # no CPU reserved: the fixture's two applications hold the test Ray's two
+    cfg = tiny_config(
         "inference.tta=flip_lr", "inference.ensemble=run", "inference.ensemble_size=2",
-        "serve.num_cpus=0",
     )  # fmt: skip
     for epoch, score in enumerate((0.2, 0.1)):
         torch.manual_seed(epoch)
@@ -427,7 +426,9 @@ def test_serve_runs_the_entrys_tta_and_ensemble(ray_session, server, tmp_path, c
     entry = ckpt.write_registry_entry(winner, str(tmp_path / "registry"), "ens", metrics={},
                                       winner={"trial_id": "t0"})  # fmt: skip
     ensemble.write_members(entry, cfg, [(winner, 0.1, "t0")])
-    url = deploy(entry, port=int(server["url"].rsplit(":", 1)[1]), name="ens", route_prefix="/ens")
+    # no CPU reserved (the deployment's choice): the fixture's two applications hold the two
+    url = deploy(entry, port=int(server["url"].rsplit(":", 1)[1]), name="ens", route_prefix="/ens",
+                 serve_config={"num_cpus": 0})  # fmt: skip
     request.addfinalizer(lambda: serve.delete("ens"))
     info = httpx.get(f"{url}/v1/model", timeout=30).json()
     assert info["inference"] == {"tta": "flip_lr", "members": 2, "passes": 4}
