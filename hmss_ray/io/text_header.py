@@ -183,8 +183,8 @@ def parse_metaimage(data: bytes) -> SafeHeader:
         fields.setdefault(key.lower(), value)  # MetaIO keeps the first of a repeated field
     if fields["elementdatafile"].lower() != "local":
         raise UnreadableVolume(
-            "the MetaImage names a separate data file (ElementDataFile is not LOCAL): send one "
-            "self-contained .mha file"
+            "the MetaImage names a separate data file: its header needs 'ElementDataFile = "
+            "LOCAL' (send one self-contained .mha file)"
         )
     return _metaimage_rewrite(fields, offset)
 

@@ -109,7 +109,7 @@ def test_an_entry_lying_about_its_size_fails_its_crc() -> None:
 
 def test_metaimage_upload_must_carry_its_own_data(tmp_path) -> None:
     header = b"ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_UCHAR\n"
-    with pytest.raises(UnreadableVolume, match="ElementDataFile is not LOCAL"):
+    with pytest.raises(UnreadableVolume, match="ElementDataFile = LOCAL"):
         volume_from_bytes(header + b"ElementDataFile = /etc/hostname\n", LIMITS)
     nrrd = b"NRRD0004\ntype: uchar\ndimension: 3\nsizes: 4 4 4\ndata file: /etc/hostname\n\n"
     with pytest.raises(UnreadableVolume, match="separate data file"):
