@@ -291,6 +291,7 @@ SERVE = {
     "upload_grace_s": 1.0,
     "min_upload_kbps": 64,
     "request_timeout_s": 60,
+    "max_waiting": 2,  # a burst of valid requests: the third waiting one gets a 503
     "allowed_hosts": ["127.0.0.1", "localhost"],
 }
 IO = {"max_decompressed_mb": 64}

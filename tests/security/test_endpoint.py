@@ -151,6 +151,29 @@ def test_a_valid_request_beside_8_slow_uploads_is_answered_as_fast_as_alone(endp
     assert _valid_ok(url, valid) < 60
 
 
+def test_a_burst_over_capacity_gets_503_with_retry_after_not_a_wait(endpoint, valid):
+    """max_waiting=2: of 10 valid requests sent at once, those that find the one-volume slot
+    busy and two others waiting get a 503 with Retry-After at once; the rest are answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    headers = {**AUTH, "Content-Type": "application/gzip"}
+
+    def post(_):
+        started = time.perf_counter()
+        answer = httpx.post(f"{endpoint['url']}/v1/synthesize", content=valid, headers=headers,
+                            timeout=60)  # fmt: skip
+        return answer, time.perf_counter() - started
+
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(post, range(10)))
+    statuses = sorted(a.status_code for a, _ in answers)
+    assert set(statuses) <= {200, 503} and 503 in statuses and 200 in statuses, statuses
+    for answer, seconds in answers:
+        if answer.status_code == 503:
+            assert int(answer.headers["retry-after"]) > 0 and seconds < MAX_ANSWER_S
+            assert not hostile.leaks(answer.text)
+
+
 def test_every_rotated_token_works_and_docs_need_one(endpoint):
     url = endpoint["url"]
     for token in ("old-token-abcdefgh", hostile.TOKEN):
