@@ -114,7 +114,7 @@ def _series_zip(slices: int) -> bytes:
 
 def cases() -> dict[str, Callable[[], bytes]]:
     """Name -> upload bytes. Hostile first; then valid uploads of known decoded size."""
-    nrrd_head = b"NRRD0004\n" + b"# pad\n" * 3000 + b"type: uchar\ndimension: 3\nsizes: 8 8 8\n"
+    nrrd_head = b"NRRD0004\n" + b"# pad\n" * 12000 + b"type: uchar\ndimension: 3\nsizes: 8 8 8\n"
     return {
         "nifti_gz_vox_offset_400MiB": lambda: gzip.compress(
             _nifti((8, 8, 8), edits=[(108, "<f", 400.0 * MB)])
@@ -122,7 +122,7 @@ def cases() -> dict[str, Callable[[], bytes]]:
         "nifti_gz_claims_256MiB_holds_8MiB": lambda: _claims((512, 512, 512), 8),
         "nifti_gz_zeros_1GiB_over_max_voxels": lambda: _claims((1024, 1024, 512), 1024),
         "nifti_gz_zeros_512MiB_within_limits": lambda: _claims((512, 512, 1024), 512),
-        "nrrd_data_file_after_3000_lines": lambda: (
+        "nrrd_data_file_after_72KB_of_comments": lambda: (
             nrrd_head + b"encoding: raw\ndata file: /proc/self/environ\n\n"
         ),
         "mha_claims_2048^3": lambda: (

@@ -157,12 +157,13 @@ def _decode(
     except dicom_file.NotDicom:  # it was DICOM a moment ago: the file changed under us
         raise UnreadableVolume(f"{where}: a slice changed while it was read") from None
     syntax = ds.file_meta.get("TransferSyntaxUID")
-    if syntax is not None and syntax.is_compressed:
+    compressed = syntax is not None and syntax.is_transfer_syntax and syntax.is_compressed
+    if compressed:
         _check_frame_size(ds, header, where)
     try:
         return np.asarray(ds.pixel_array), False
     except Exception as exc:  # a missing codec, corrupt pixel data: either way not decodable
-        if syntax is None or not syntax.is_compressed:
+        if not compressed:
             raise library_failure(f"{where}: a slice's pixel data is not readable", exc) from None
         return _decode_with_itk(header, data, getattr(syntax, "name", "compressed"), where), True
 

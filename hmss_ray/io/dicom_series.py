@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydicom.multival import MultiValue
 
 from hmss_ray.io.volume import SeriesError
 
@@ -51,7 +52,7 @@ class SliceHeader:
     intercept: float
     sop_class_uid: str
     sop_instance_uid: str
-    tags: dict[str, str | list[str]]
+    tags: dict[str, str]
 
     @classmethod
     def from_dataset(cls, ds: Any, member: Any) -> SliceHeader | str:
@@ -107,7 +108,7 @@ class SliceHeader:
             sop_class_uid=_text(ds, "SOPClassUID", ""),
             sop_instance_uid=_text(ds, "SOPInstanceUID", ""),
             tags={
-                k: _tag_value(ds[k].value)
+                k: _dicom_text(ds[k].value)
                 for k in (*PATIENT_TAGS, *STUDY_TAGS, *FRAME_TAGS)
                 if k in ds
             },
@@ -116,6 +117,14 @@ class SliceHeader:
     def describe(self) -> str:
         text = f"{self.modality}, {self.rows}x{self.columns}"
         return f"{text}, {self.description!r}" if self.description else text
+
+
+def _dicom_text(value: Any) -> str:
+    """An element's value as DICOM writes it: several values joined by ``\\`` (pydicom splits
+    them again on writing), not Python's ``"['A1', 'B2']"``."""
+    if isinstance(value, (list, tuple, MultiValue)):
+        return "\\".join(str(v) for v in value)
+    return "" if value is None else str(value)
 
 
 def _text(ds: Any, key: str, default: str) -> str:
@@ -143,7 +152,7 @@ class DicomSource:
 
     series_uid: str
     modality: str
-    tags: dict[str, str | list[str]]  # PATIENT_TAGS, STUDY_TAGS, FRAME_TAGS present in the source
+    tags: dict[str, str]  # PATIENT_TAGS, STUDY_TAGS, FRAME_TAGS present in the source
     sop_class_uid: str
     sop_instance_uids: tuple[str, ...]  # one per slice, in the volume's slice order
 
@@ -239,13 +248,3 @@ def _regular_step(along: np.ndarray, where: str) -> float | None:
         f"{where}: uneven slice spacing: gaps from {gaps.min():.3g} to {gaps.max():.3g} mm "
         f"(median {step:.3g}) in {len(along)} slices"
     )
-
-
-def _tag_value(value) -> str | list[str]:
-    """A source tag's value as text, a multi-valued one as its list of values (written back
-    as the same values, never as the text of a Python list)."""
-    from pydicom.multival import MultiValue
-
-    if isinstance(value, MultiValue | list | tuple):
-        return [str(item) for item in value]
-    return str(value)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hmss_ray.config import IOConfig
-from hmss_ray.io.limits import check_voxels
+from hmss_ray.io.limits import MAX_DEFLATE_RATIO, check_voxels
 from hmss_ray.io.text_header import MAX_HEADER_BYTES, metaimage_text, parse_metaimage, parse_nrrd
 from hmss_ray.io.volume import UnreadableVolume, Volume, library_failure
 
@@ -98,7 +98,8 @@ def itk_from_bytes(data: bytes, suffix: str, limits: IOConfig, what: str = "volu
     header = (parse_nrrd if nrrd else parse_metaimage)(bytes(data[: MAX_HEADER_BYTES + 1]))
     check_voxels(header.shape, header.itemsize, limits, what)
     sent = len(data) - header.data_offset
-    if not header.compressed and sent < math.prod(header.shape) * header.itemsize:
+    needed = math.prod(header.shape) * header.itemsize  # ITK allocates this before it inflates
+    if needed > (sent * MAX_DEFLATE_RATIO + 1024 if header.compressed else sent):
         raise UnreadableVolume(f"the {what} is truncated: its data is shorter than its header says")
     text = header.text if nrrd else metaimage_text(header, sent)
     with tempfile.TemporaryDirectory(prefix="hmss-upload-") as tmp:

@@ -153,6 +153,8 @@ def _nrrd_rewrite(fields: dict[str, str], offset: int) -> SafeHeader:
     space = fields.get("space", "").lower()
     if (space and space not in NRRD_SPACES) or fields.get("spacedimension", "3") != "3":
         raise _malformed("NRRD")
+    if (space or "spaceorigin" in fields) and "spacedirections" not in fields:
+        raise _malformed("NRRD")  # teem refuses it too; ITK would drop the geometry silently
     if "spacedirections" in fields:
         axes = _VECTOR.findall(fields["spacedirections"])
         if len(axes) != 3 or _VECTOR.sub("", fields["spacedirections"]).strip():

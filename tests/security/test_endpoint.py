@@ -64,7 +64,7 @@ def endpoint(ray_session, workdir):
         env={"HMSS_API_TOKEN": f"old-token-abcdefgh, {hostile.TOKEN}"},  # two: rotation
     )
     yield {"url": url, "pid": hostile.replica_pid("hostile")}
-    serve.delete("hostile")
+    serve.shutdown()  # the next module's deploy() starts Serve on its own port
 
 
 def _valid_ok(url: str, body: bytes) -> float:

@@ -119,6 +119,7 @@ def test_metaimage_fields_that_skip_or_name_bytes_are_dropped(secret: bytes) -> 
         (_mha(b"ElementDataFile = LOCAL", data=INLINE[:10]), "truncated"),
         (_nrrd(b"space directions: (nan,0,0) (0,1,0) (0,0,1)\nspace: RAS\n"), "malformed"),
         (_nrrd(b"encoding: ascii\n").replace(b"encoding: raw\n", b""), "malformed"),
+        (_nrrd(b"space: RAS\nspace origin: (1,2,3)\n", data=INLINE), "malformed"),
         (_mha(b"BinaryData = False\nElementDataFile = LOCAL", data=b"1 " * 64), "malformed"),
         (_mha(b"ElementSpacing = 1 1\nElementDataFile = LOCAL", data=INLINE), "malformed"),
     ],
@@ -134,3 +135,18 @@ def test_itk_failure_detail_stays_out_of_the_message(caplog: pytest.LogCaptureFi
         volume_from_bytes(data, LIMITS, "MR")
     assert str(caught.value) == "the MR: its voxel data is truncated or corrupt"
     assert "itk" not in caplog.text.lower().replace("runtimeerror", "")
+
+
+@pytest.mark.parametrize("fmt", ["nrrd", "mha"])
+def test_compressed_data_claiming_more_than_deflate_can_hold_is_refused_unallocated(fmt) -> None:
+    """A 256^3 int16 grid (32 MiB) from 20 bytes of gzip: refused before ITK allocates it."""
+    tiny = gzip.compress(b"")
+    if fmt == "nrrd":
+        data = _nrrd(b"", data=tiny).replace(b"encoding: raw", b"encoding: gzip")
+        data = data.replace(b"type: uchar", b"type: short").replace(b"4 4 4", b"256 256 256")
+    else:
+        data = _mha(b"CompressedData = True\nElementDataFile = LOCAL", data=tiny)
+        data = data.replace(b"MET_UCHAR", b"MET_SHORT").replace(b"4 4 4", b"256 256 256")
+    limits = IOConfig(max_decompressed_mb=64, max_voxels=2**25, max_file_mb=8)
+    with pytest.raises(UnreadableVolume, match="truncated"):
+        volume_from_bytes(data, limits, "MR")
