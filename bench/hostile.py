@@ -65,12 +65,16 @@ def _nifti(shape=(8, 8, 8), vox_offset: float = 352.0, pixdim=(1.0, 1.0, 1.0), a
            data: bytes | None = None, nan_sform: bool = False) -> bytes:  # fmt: skip
     import nibabel as nib
 
-    img = nib.Nifti1Image(np.zeros((8, 8, 8), np.int16), np.eye(4) if affine is None else affine)
+    if affine is None:  # the voxel size in the affine too (readers use the sform)
+        affine = np.diag([*(p if p > 0 else 1.0 for p in pixdim), 1.0])
+    img = nib.Nifti1Image(np.zeros((8, 8, 8), np.int16), affine)
     hdr = img.header
     hdr.set_data_shape(shape)
     hdr["pixdim"][1:4] = pixdim
     raw = bytearray(hdr.binaryblock)
     raw[108:112] = struct.pack("<f", vox_offset)
+    if min(pixdim) <= 0:  # no sform, no qform: the reader has only the zero pixdim
+        raw[252:256] = struct.pack("<hh", 0, 0)
     if nan_sform:  # a NaN in the voxel-to-world matrix: sform only
         raw[252:256] = struct.pack("<hh", 0, 1)
         raw[280:284] = struct.pack("<f", float("nan"))
