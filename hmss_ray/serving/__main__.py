@@ -1,64 +1,105 @@
-"""``python -m hmss_ray.serving``: a registry entry behind HTTP with Ray Serve (127.0.0.1)."""
+"""``hmss-ray serve`` (``python -m hmss_ray.serving``): a registry entry behind HTTP with Ray
+Serve, on 127.0.0.1 unless told otherwise."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from typing import Any
 
 from hmss_ray import cli
 
-EXAMPLES = """example:
-  python -m hmss_ray.serving --model outputs/registry/demo --port 8000
-  HMSS_API_TOKEN_FILE=/run/secrets/hmss-tokens python -m hmss_ray.serving \\
-      --model s3://bucket/registry/brain --host 0.0.0.0 --set serve.max_upload_mb=256
+EXAMPLES = """examples:
+  hmss-ray serve --model outputs/demo/registry/demo --port 8000
+  hmss-ray serve --model outputs/demo/registry/demo --set serve.precision=bf16 \\
+      --set io.max_voxels=200000000
+  hmss-ray serve --model outputs/demo/registry/demo --host 0.0.0.0 \\
+      --tls-cert /etc/hmss/tls.crt --tls-key /etc/hmss/tls.key     # HTTPS only
   serve run serve/hmss.yaml     # the same application from a Serve config
 
-Off loopback a token is required (HMSS_API_TOKEN or HMSS_API_TOKEN_FILE): docs/security/endpoint.md.
-The limits are this deployment's (--set serve.KEY=VALUE, --set io.KEY=VALUE), not the model's.
+--set takes the keys a replica applies over the entry's own config: io.* (input limits),
+serve.precision, serve.compile, serve.channels_last and inference.tta; and the deployment's own
+serve.* keys (tokens, limits, deadlines, replicas: docs/security/endpoint.md), never the model's.
+Off 127.0.0.1 a token is required: HMSS_API_TOKEN or HMSS_API_TOKEN_FILE (one line, exit 2).
 """
+ENGINE_KEYS = ("precision", "compile", "channels_last")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser(
-        "hmss_ray.serving",
+        "serve",
         "Serve a registry entry over HTTP with Ray Serve (binds 127.0.0.1 by default).",
         EXAMPLES,
     )
-    parser.add_argument("--model", required=True, help="registry entry URI (path or s3://)")
+    cli.add_model(parser, "registry entry URI (path or s3://)")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="serve.KEY=VALUE",
-        help="a serve.* or io.* key of this deployment, e.g. --set serve.request_timeout_s=120",
+    cli.add_config_args(
+        parser,
+        config=False,
+        sets="override the entry's config: io.*, serve.precision, serve.compile, "
+        "serve.channels_last, inference.tta (repeatable)",
     )
+    parser.add_argument("--tls-cert", help="PEM certificate (chain): serve HTTPS only")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     return parser
+
+
+def replica_options(model: str, sets: list[str]) -> dict[str, Any]:
+    """``--set`` as the replica's options (``io``, ``engine``, ``tta``), checked against the
+    entry's config first so that a bad key or value is an error line, not a failed replica."""
+    from hmss_ray.config import parse_overrides
+    from hmss_ray.models.checkpoint import localize, read_meta
+    from hmss_ray.serving.app import deployment_config
+
+    overrides = parse_overrides(sets)
+    # the deployment's serve.* keys (limits, deadlines, tokens, capacity): not the entry's
+    deployment = {
+        k[6:]: v for k, v in overrides.items()
+        if k.startswith("serve.") and k[6:] not in ENGINE_KEYS
+    }  # fmt: skip
+    overrides = {k: v for k, v in overrides.items() if k[6:] not in deployment}
+    allowed = {f"serve.{k}" for k in ENGINE_KEYS} | {"inference.tta"}
+    wrong = [k for k in overrides if not k.startswith("io.") and k not in allowed]
+    if wrong:
+        raise cli.UserError(
+            f"--set {wrong[0]}: serve takes io.*, serve.* and inference.tta (the rest of the "
+            "config is the entry's own)"
+        )
+    io = {k[3:]: v for k, v in overrides.items() if k.startswith("io.")}
+    deployment_config(deployment, io)  # a ConfigError names the key, before Ray starts
+    options: dict[str, Any] = {"serve_config": deployment} if deployment else {}
+    if not overrides:
+        return options
+    read_meta(localize(model)).cfg.replace(overrides)  # a ConfigError names the key
+    engine = {k[6:]: v for k, v in overrides.items() if k.startswith("serve.")}
+    if io:
+        options["io"] = io
+    if engine:
+        options["engine"] = engine
+    if "inference.tta" in overrides:
+        options["tta"] = str(overrides["inference.tta"])
+    return options
 
 
 def command(args: argparse.Namespace) -> int:
     from ray import serve
 
     from hmss_ray.cluster import init_ray
-    from hmss_ray.config import UserError, parse_overrides
-    from hmss_ray.serving import guard
+    from hmss_ray.serving import guard, tls
     from hmss_ray.serving.app import deploy, deployment_config
 
-    keys = parse_overrides(args.set)
-    sections: dict[str, dict] = {"serve": {}, "io": {}}
-    for key, value in keys.items():
-        section, _, name = key.partition(".")
-        if section not in sections or not name:
-            raise UserError(f"--set {key}: only serve.* and io.* keys are this deployment's")
-        sections[section][name] = value
-    cfg, _ = deployment_config(sections["serve"], sections["io"])
+    options = replica_options(args.model, args.set)
+    cfg, _ = deployment_config(options.get("serve_config"), options.get("io"))
     guard.require_token_off_loopback(args.host, guard.load_tokens(cfg))  # before Ray starts
+    http_tls = tls.configure(args.tls_cert, args.tls_key)  # before Ray starts: serving/tls.py
     init_ray()
-    url = deploy(
-        args.model, args.host, args.port, serve_config=sections["serve"], io=sections["io"]
-    )
+    if http_tls:  # Serve's Python proxy: its own ssl options (deploy then keeps them)
+        serve.start(http_options={"host": args.host, "port": args.port, **http_tls})
+    url = deploy(args.model, args.host, args.port, **options)
+    if args.tls_cert:
+        url = "https" + url.removeprefix("http")
     print(f"[hmss] serving {args.model} at {url} (Ctrl-C to stop)", flush=True)
     try:
         while True:

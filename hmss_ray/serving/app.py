@@ -34,7 +34,7 @@ from hmss_ray.config.tree import build, to_plain
 from hmss_ray.inference.synthesizer import Synthesizer
 from hmss_ray.io import Format
 from hmss_ray.io.formats import MEDIA_TYPES
-from hmss_ray.serving import guard
+from hmss_ray.serving import audit, guard
 from hmss_ray.serving.flow import client_gone, http_host, model_info, work
 from hmss_ray.serving.metrics import ServeMetrics
 from hmss_ray.serving.openapi import (
@@ -184,6 +184,9 @@ class SCTSynthesizer:
             response = self._error(500, f"internal error; quote request id {rid}", rid)
         status = response.status_code
         self.metrics.request(status, time.perf_counter() - t0, str(fmt))
+        upload, info = getattr(request.state, "upload", None), self.synth.info
+        study = upload.study if upload else None
+        audit.record(request, status, info.name, info.version, study)  # serving/audit.py
         return response
 
     def _error(self, status: int, detail: str, rid: str, headers=None) -> JSONResponse:
@@ -197,6 +200,7 @@ class SCTSynthesizer:
         self, request: Request, fmt: Format, region: str | None, rid: str, t0: float
     ) -> Response:
         upload = await read_upload(request, self.pace)
+        request.state.upload = upload  # its study (set once parsed) goes to the audit line
         upload.timings["upload"] = time.perf_counter() - t0
         if upload.patient.given() and fmt is not Format.DICOM:
             raise bad(400, "patient_* fields only apply to DICOM output (?format=dicom)")

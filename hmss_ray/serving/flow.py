@@ -19,7 +19,7 @@ from hmss_ray.inference.synthesizer import InputError, Synthesizer, synthesize_v
 from hmss_ray.io import Format, Volume, volume_from_bytes, volume_to_bytes
 from hmss_ray.io.align import align_to
 from hmss_ray.io.dicom_write import SeriesInfo
-from hmss_ray.serving import guard
+from hmss_ray.serving import audit, guard
 from hmss_ray.serving.upload import Upload, bad, http_error
 
 
@@ -73,6 +73,7 @@ def work(
         mr, mask = parse_upload(upload, synth.cfg.io, rid)
     except UserError as exc:
         raise http_error(exc) from None
+    upload.study = audit.study_uid(mr)
     upload.mr = upload.mask = b""  # the parsed volumes (or views of these bytes) live on
     if upload.patient.given() and "dicom" in mr.meta:
         raise bad(400, "patient_* fields are taken from the DICOM MR: send them only with "
