@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_output(parser, "sCT file (by suffix), or folder/.zip: a DICOM CT series")
     cli.add_alias(parser, "--out", dest="output", new="-o/--output")
     parser.add_argument("--mask", help="optional body mask on the MR grid")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing -o file (never the input)")  # fmt: skip
     parser.add_argument("--url", default=os.environ.get("HMSS_URL", "http://127.0.0.1:8000"))
     parser.add_argument(
         "--region",
@@ -63,7 +65,7 @@ def command(args: argparse.Namespace) -> int:
 
     from hmss_ray.config import UserError
     from hmss_ray.io import Format, format_to_write
-    from hmss_ray.io.dicom_write import PatientFields, check_series_target
+    from hmss_ray.io.dicom_write import PatientFields, check_output_target, check_series_target
     from hmss_ray.serving.client import save_answer, synthesize
     from hmss_ray.serving.tls import require_tls
 
@@ -71,6 +73,7 @@ def command(args: argparse.Namespace) -> int:
     fmt, patient = format_to_write(args.output), PatientFields(**cli.patient_args(args))
     if patient.given() and fmt is not Format.DICOM:
         raise UserError("--patient-* apply to DICOM output only (-o a folder or a .zip)")
+    check_output_target(args.output, [args.input, args.mask], args.overwrite)
     if fmt is Format.DICOM:
         check_series_target(args.output)
     token = os.environ.get(args.token_env)

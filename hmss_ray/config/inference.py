@@ -3,6 +3,7 @@ I/O. Each frozen dataclass checks its own ranges (see :mod:`hmss_ray.config.tree
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -72,7 +73,7 @@ class ServeConfig(Section):
     min_replicas: int = 1  # autoscaling: fewest replicas
     max_replicas: int = 1  # autoscaling: most replicas
     target_ongoing_requests: float = 2.0  # autoscaling: requests per replica it aims at
-    max_ongoing_requests: int = 4  # requests a replica holds at once; more wait in a queue
+    max_ongoing_requests: int = 16  # requests a replica holds; uploads bounded by max_buffered_mb
     num_cpus: float = 1.0  # CPUs per replica (torch threads)
     num_gpus: float = 0.0  # GPUs per replica
     max_upload_mb: float = 512.0  # largest HTTP body (413 above it)
@@ -80,6 +81,18 @@ class ServeConfig(Section):
     min_size: int = 8  # smallest MR side in voxels (422 below it)
     # variable holding the bearer token; unset on the replica: no token
     api_token_env: str = "HMSS_API_TOKEN"
+    # endpoint security (issue 25, docs/security/endpoint.md): these keys are the DEPLOYMENT's
+    # (Serve args / --set serve.*), never read from a model's checkpoint.json.
+    # a file of tokens, one a line (a mounted secret); HMSS_API_TOKEN_FILE wins when set
+    api_token_file: str = ""
+    allowed_hosts: tuple[str, ...] = ()  # Host header allow-list; empty: any
+    upload_grace_s: float = 5.0  # an upload may start slowly for this long, then ...
+    min_upload_kbps: float = 64.0  # ... must average this rate, else 408
+    request_timeout_s: float = 300.0  # upload + queue + work, else 503 with Retry-After
+    max_queued_requests: int = 64  # Serve's own queue before the replicas; -1: unbounded
+    max_waiting: int = 8  # requests queued for the one-volume slot per replica, more get 503
+    max_buffered_mb: float = 1024.0  # upload bytes held by one replica at once, more get 503
+    retry_after_s: int = 5  # the Retry-After of a 503
     # the inference engine (README "Inference speed"): number format, torch.compile, and the
     # channels_last memory format for the convolutions (off by default: fp32 runs 0.87x with it
     # on a CPU and 0.79x on an H200; bf16 on a CPU gains 5 %, bench/inference_speed.py)
@@ -93,8 +106,15 @@ class ServeConfig(Section):
         self.at_least(1, "max_replicas", "max_ongoing_requests", "batch_slices", "min_size")
         self.require("min_replicas", self.min_replicas <= self.max_replicas,
                      "must be <= serve.max_replicas")  # fmt: skip
-        self.positive("target_ongoing_requests", "max_upload_mb")
+        self.positive("target_ongoing_requests", "max_upload_mb", "min_upload_kbps")
+        self.positive("request_timeout_s", "max_buffered_mb")
+        queued = self.max_queued_requests
+        self.require("max_queued_requests", queued == -1 or queued >= 1, "must be -1 or >= 1")
+        self.non_negative("upload_grace_s", "max_waiting", "retry_after_s")
         self.require("api_token_env", bool(self.api_token_env), "must name a variable")
+
+
+UID_ROOT = re.compile(r"(0|[1-9]\d*)(\.(0|[1-9]\d*))*\.")  # a DICOM UID root: "1.2.826.0."
 
 
 @dataclass(frozen=True)
@@ -111,6 +131,8 @@ class IOConfig(Section):
     max_voxels: int = 2**28  # 512 x 512 x 1024; a replica needs ~40 bytes per voxel at peak
     max_files: int = 4096  # entries of a zip, files of a DICOM series
     max_file_mb: float = 64.0  # one zip entry or one DICOM file
+    # the root of the UIDs of written DICOM series ("1.2.3."); empty: pydicom's root
+    uid_root: str = ""
     # data elements pydicom may parse in one DICOM file, nested sequences included (a real MR
     # slice has a few hundred to ~2,000; pydicom spends ~15 us and ~200 bytes on each, so a file
     # of 524k empty elements would cost 8 s and 100 MiB); refused at this count
@@ -121,6 +143,9 @@ class IOConfig(Section):
         self.at_least(1, "max_voxels", "max_files", "max_dicom_elements")
         self.require("max_file_mb", self.max_file_mb <= self.max_decompressed_mb,
                      "must be <= io.max_decompressed_mb")  # fmt: skip
+        root = self.uid_root
+        valid = not root or (bool(UID_ROOT.fullmatch(root)) and len(root) <= 40)
+        self.require("uid_root", valid, "must be digits and dots ending in '.', <= 40 characters")
 
     @property
     def max_bytes(self) -> int:

@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a batch on Ray Data: an actor pool sized to the GPUs or CPUs "
                         "(RAY_ADDRESS: a cluster's; else a local Ray)")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true",
-                        help="a batch replaces study folders that exist")  # fmt: skip
+                        help="replace an existing output file (never the input), "
+                        "or a batch's study folders that exist")  # fmt: skip
     return parser
 
 
@@ -136,11 +137,17 @@ def volume_command(args: argparse.Namespace) -> int:
     from hmss_ray.inference.synthesizer import Synthesizer, synthesize_volume
     from hmss_ray.io import Format, format_to_read, format_to_write, read_volume, write_volume
     from hmss_ray.io.align import align_to
-    from hmss_ray.io.dicom_write import PatientFields, SeriesInfo, check_series_target
+    from hmss_ray.io.dicom_write import (
+        PatientFields,
+        SeriesInfo,
+        check_output_target,
+        check_series_target,
+    )
 
     out_format, patient = format_to_write(args.output), PatientFields(**cli.patient_args(args))
     if patient.given() and out_format is not Format.DICOM:
         raise UserError("--patient-* apply to DICOM output only (-o a folder or a .zip)")
+    check_output_target(args.output, [args.input, args.mask], args.overwrite)
     if out_format is Format.DICOM:
         check_series_target(args.output)
     format_to_read(args.input)  # a missing or unrecognised input fails before the model loads
@@ -167,6 +174,7 @@ def volume_command(args: argparse.Namespace) -> int:
         version=synth.info.version,
         patient=patient,
         source=mr.meta.get("dicom"),
+        uid_root=synth.cfg.io.uid_root,
     )
     write_volume(sct, args.output, series=series)
     print(

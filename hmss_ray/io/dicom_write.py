@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 import re
+import shutil
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -51,8 +54,15 @@ class PatientFields:
                 f"patient position {self.position!r} must be one of {list(PATIENT_POSITIONS[1:])}"
             )
         for key in ("name", "id"):
-            if len(getattr(self, key)) > 64:
+            value = getattr(self, key)
+            if len(value) > 64:
                 raise UserError(f"patient {key} is longer than 64 characters")
+            if "\\" in value or any(not ch.isprintable() for ch in value):
+                raise UserError(
+                    f"patient {key} must be one value: no backslash, no control characters"
+                )
+        if self.name.count("^") > 4 or "=" in self.name:
+            raise UserError("patient name must be Family^Given^Middle^Prefix^Suffix (no '=')")
 
     def given(self) -> bool:
         return any((self.name, self.id, self.birth_date, self.sex, self.position))
@@ -67,6 +77,7 @@ class SeriesInfo:
     patient: PatientFields = field(default_factory=PatientFields)
     source: DicomSource | None = None  # default: the volume's meta["dicom"], if any
     series_number: int = 901
+    uid_root: str = ""  # io.uid_root: the root of new UIDs ("1.2.3."); empty: pydicom's
 
     @property
     def description(self) -> str:
@@ -74,14 +85,30 @@ class SeriesInfo:
 
 
 def write_dicom_series(volume: Volume, path: str | Path, info: SeriesInfo | None = None) -> Path:
-    """Write ``volume`` as a CT series into a new folder, or a ``.zip`` when ``path`` ends so."""
+    """Write ``volume`` as a CT series into a new folder, or a ``.zip`` when ``path`` ends so.
+
+    Both are written under a hidden temporary name next to ``path`` and renamed when complete:
+    a planning system watching the folder never sees half a series.
+    """
     path = check_series_target(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".zip":
-        path.write_bytes(dicom_series_bytes(volume, info))
+        partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        try:
+            partial.write_bytes(dicom_series_bytes(volume, info))
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
         return path
-    path.mkdir(parents=True, exist_ok=True)
-    for name, blob in series_files(volume, info):
-        (path / name).write_bytes(blob)
+    partial = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    try:
+        for name, blob in series_files(volume, info):
+            (partial / name).write_bytes(blob)
+        if path.is_dir():
+            path.rmdir()  # new or empty: check_series_target; a file in it now fails here
+        partial.rename(path)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return path
 
 
@@ -94,6 +121,25 @@ def check_series_target(path: str | Path) -> Path:
     if path.suffix.lower() != ".zip" and path.exists() and not path.is_dir():
         raise UserError(f"{path} is a file: give a folder (or a .zip) for the DICOM series")
     return path
+
+
+def check_output_target(
+    out: str | Path, inputs: list[str | Path | None], overwrite: bool = False
+) -> Path:
+    """``out`` as the place for a command's answer: never one of ``inputs`` (nor inside an input
+    folder, nor a folder holding one), and an existing file only with ``overwrite``. A DICOM
+    series folder must be new or empty (:func:`check_series_target`), overwrite or not."""
+    out = Path(out)
+    target = out.resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if target == source or source in target.parents or target in source.parents:
+            raise UserError(f"{out} is (or holds) the input {given}: give another output")
+    if out.is_file() and not overwrite:
+        raise UserError(f"{out} exists: pass --overwrite to replace it")
+    return out
 
 
 def dicom_series_bytes(volume: Volume, info: SeriesInfo | None = None) -> bytes:
@@ -117,7 +163,8 @@ def series_files(volume: Volume, info: SeriesInfo | None = None) -> Iterator[tup
     stored, slope, intercept = to_int16(np.asarray(volume.array))
     shared = _shared_dataset(info, source, grid, slope, intercept)
     for k in range(stored.shape[2]):
-        yield f"CT_{k + 1:04d}.dcm", _slice_bytes(shared, grid, stored[:, :, k], k, source)
+        plane = stored[:, :, k]
+        yield f"CT_{k + 1:04d}.dcm", _slice_bytes(shared, grid, plane, k, source, info.uid_root)
 
 
 def to_int16(array: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -161,8 +208,8 @@ def _grid(volume: Volume) -> _Grid:
 
 def _shared_dataset(info: SeriesInfo, source: DicomSource | None, grid: _Grid, slope, intercept):
     from pydicom.dataset import Dataset
-    from pydicom.uid import generate_uid
 
+    generate_uid = _uid_maker(info.uid_root)
     now = dt.datetime.now()
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds = Dataset()
@@ -220,14 +267,21 @@ def _pixel_module(ds, grid: _Grid, slope: float, intercept: float) -> None:
     ds.AcquisitionNumber = ""
 
 
-def _slice_bytes(shared, grid: _Grid, plane: np.ndarray, k: int, source) -> bytes:
+def _uid_maker(root: str):
+    """``generate_uid`` under ``root`` (io.uid_root), or under pydicom's root when empty."""
+    from pydicom.uid import PYDICOM_ROOT_UID, generate_uid
+
+    return lambda: generate_uid(prefix=root or PYDICOM_ROOT_UID)
+
+
+def _slice_bytes(shared, grid: _Grid, plane: np.ndarray, k: int, source, uid_root="") -> bytes:
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import ExplicitVRLittleEndian
     from pydicom.valuerep import format_number_as_ds as as_ds
 
     ds = Dataset()
     ds.update(shared)
-    ds.SOPInstanceUID = generate_uid()
+    ds.SOPInstanceUID = _uid_maker(uid_root)()
     ds.InstanceNumber = k + 1
     position = grid.origin + k * grid.step
     ds.ImagePositionPatient = [as_ds(float(v)) for v in position]

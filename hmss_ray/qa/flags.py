@@ -66,10 +66,21 @@ def check(
         "outline_dice": _dice(_outline(sct), body),
     }
     if spread is not None:
-        inside = spread[body]
-        values["spread_mean_hu"] = float(inside.mean())
-        values["spread_fraction"] = _fraction(inside > limits.spread_hu)
+        values.update(spread_summary(spread, body, limits.spread_hu))
     return QAResult(values, _verdicts(values, limits))
+
+
+def spread_summary(
+    spread: np.ndarray, body: np.ndarray, spread_hu: float = Limits.spread_hu
+) -> dict[str, float]:
+    """The spread inside the body: its mean (HU), and the fraction of voxels above ``spread_hu``."""
+    inside = spread[np.asarray(body) > 0]
+    if not inside.size:
+        return {"spread_mean_hu": 0.0, "spread_fraction": 0.0}
+    return {
+        "spread_mean_hu": float(inside.mean()),
+        "spread_fraction": _fraction(inside > spread_hu),
+    }
 
 
 def _verdicts(values: dict[str, float], limits: Limits) -> list[str]:

@@ -19,7 +19,9 @@ EXAMPLES = """examples:
   serve run serve/hmss.yaml     # the same application from a Serve config
 
 --set takes the keys a replica applies over the entry's own config: io.* (input limits),
-serve.precision, serve.compile, serve.channels_last and inference.tta.
+serve.precision, serve.compile, serve.channels_last and inference.tta; and the deployment's own
+serve.* keys (tokens, limits, deadlines, replicas: docs/security/endpoint.md), never the model's.
+Off 127.0.0.1 a token is required: HMSS_API_TOKEN or HMSS_API_TOKEN_FILE (one line, exit 2).
 """
 ENGINE_KEYS = ("precision", "compile", "channels_last")
 
@@ -49,20 +51,28 @@ def replica_options(model: str, sets: list[str]) -> dict[str, Any]:
     entry's config first so that a bad key or value is an error line, not a failed replica."""
     from hmss_ray.config import parse_overrides
     from hmss_ray.models.checkpoint import localize, read_meta
+    from hmss_ray.serving.app import deployment_config
 
     overrides = parse_overrides(sets)
+    # the deployment's serve.* keys (limits, deadlines, tokens, capacity): not the entry's
+    deployment = {
+        k[6:]: v for k, v in overrides.items()
+        if k.startswith("serve.") and k[6:] not in ENGINE_KEYS
+    }  # fmt: skip
+    overrides = {k: v for k, v in overrides.items() if k[6:] not in deployment}
     allowed = {f"serve.{k}" for k in ENGINE_KEYS} | {"inference.tta"}
     wrong = [k for k in overrides if not k.startswith("io.") and k not in allowed]
     if wrong:
         raise cli.UserError(
-            f"--set {wrong[0]}: serve takes io.*, {', '.join(sorted(allowed))} (the rest of the "
+            f"--set {wrong[0]}: serve takes io.*, serve.* and inference.tta (the rest of the "
             "config is the entry's own)"
         )
-    if not overrides:
-        return {}
-    read_meta(localize(model)).cfg.replace(overrides)  # a ConfigError names the key
-    options: dict[str, Any] = {}
     io = {k[3:]: v for k, v in overrides.items() if k.startswith("io.")}
+    deployment_config(deployment, io)  # a ConfigError names the key, before Ray starts
+    options: dict[str, Any] = {"serve_config": deployment} if deployment else {}
+    if not overrides:
+        return options
+    read_meta(localize(model)).cfg.replace(overrides)  # a ConfigError names the key
     engine = {k[6:]: v for k, v in overrides.items() if k.startswith("serve.")}
     if io:
         options["io"] = io
@@ -77,10 +87,12 @@ def command(args: argparse.Namespace) -> int:
     from ray import serve
 
     from hmss_ray.cluster import init_ray
-    from hmss_ray.serving import tls
-    from hmss_ray.serving.app import deploy
+    from hmss_ray.serving import guard, tls
+    from hmss_ray.serving.app import deploy, deployment_config
 
     options = replica_options(args.model, args.set)
+    cfg, _ = deployment_config(options.get("serve_config"), options.get("io"))
+    guard.require_token_off_loopback(args.host, guard.load_tokens(cfg))  # before Ray starts
     http_tls = tls.configure(args.tls_cert, args.tls_key)  # before Ray starts: serving/tls.py
     init_ray()
     if http_tls:  # Serve's Python proxy: its own ssl options (deploy then keeps them)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import shutil
+import tempfile
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -95,10 +97,18 @@ def save_answer(content: bytes, out: str | Path, fmt: Format) -> Path:
         out.write_bytes(content)
         return out
     check_series_target(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(io.BytesIO(content)) as archive:
-        for info in archive.infolist():
-            name = Path(info.filename).name  # flat: the server writes CT_0001.dcm, ...
-            if name and not info.is_dir():
-                (out / name).write_bytes(archive.read(info))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # a hidden folder renamed when complete: a hot folder never sees half a series
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            for info in archive.infolist():
+                name = Path(info.filename).name  # flat: the server writes CT_0001.dcm, ...
+                if name and not info.is_dir():
+                    (partial / name).write_bytes(archive.read(info))
+        if out.is_dir():
+            out.rmdir()  # new or empty: check_series_target
+        partial.rename(out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return out

@@ -72,7 +72,7 @@ def require_tls(url: str, insecure: bool = False) -> None:
     the upload is a patient volume and the header a bearer token."""
     import httpx
 
-    from hmss_ray.serving.upload import is_loopback
+    from hmss_ray.serving.hosts import is_loopback
 
     parsed = httpx.URL(url)
     if parsed.scheme == "http" and not is_loopback(parsed.host) and not insecure:

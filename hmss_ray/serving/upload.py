@@ -1,15 +1,20 @@
 """What a ``POST /v1/synthesize`` carries, read at a bounded cost, and the answer's format.
 
-The body is streamed (``request.stream()``) and refused with 413 the moment it passes
-``serve.max_upload_mb``, whether or not a Content-Length was sent; a declared length over the
-limit is refused before a byte is read. A multipart form is parsed from the bounded body.
+The body is streamed (``request.stream()``) into a buffer that grows with what arrived, and
+refused with 413 the moment it passes ``serve.max_upload_mb``, whether or not a Content-Length
+was sent; a declared length over the limit is refused before a byte is read. A body that comes
+slower than ``serve.min_upload_kbps`` (after ``serve.upload_grace_s``) is a 408. A multipart
+form is parsed from the bounded body.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request
+from starlette.requests import ClientDisconnect
 
 from hmss_ray.config import UserError
 from hmss_ray.io import Format, LimitExceeded, SeriesError
@@ -78,6 +83,7 @@ class Upload:
     # seconds per phase in the replica (upload, queue, parse, inference, encode): Server-Timing
     timings: dict[str, float] = field(default_factory=dict)
     study: str | None = None  # the DICOM MR's StudyInstanceUID: hashed into the audit line only
+    spread: dict[str, float] = field(default_factory=dict)  # TTA/ensemble spread summary (HU)
 
 
 def gzip_level(accept_encoding: str, client_host: str | None) -> int:
@@ -127,8 +133,25 @@ def choose_format(query: str | None, accept: str) -> Format:
     )
 
 
-async def read_upload(request: Request, max_bytes: int) -> Upload:
+@dataclass
+class Pace:
+    """How fast a body must come, and how many upload bytes one replica may hold at once."""
+
+    max_bytes: int  # one upload (serve.max_upload_mb)
+    grace_s: float = 5.0  # serve.upload_grace_s
+    min_rate: float = 64e3  # bytes per second after the grace (serve.min_upload_kbps)
+    budget: int = 2**30  # all uploads of the replica (serve.max_buffered_mb)
+    held: int = 0  # bytes held now
+    retry_after_s: int = 5
+
+    def deadline(self, started: float, received: int) -> float:
+        """When the next chunk must have come (one 64 KiB chunk of slack at the minimum rate)."""
+        return started + self.grace_s + (received + 65536) / self.min_rate
+
+
+async def read_upload(request: Request, pace: Pace) -> Upload:
     """The request's MR (and mask, patient fields), or a 4xx that says what is wrong."""
+    max_bytes = pace.max_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise bad(413, f"upload of {int(declared)} bytes is over the {max_bytes} byte limit "
@@ -142,7 +165,9 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
             "application/zip (a DICOM series), or multipart/form-data with a file field 'mr' "
             "and optional 'mask'",
         )
-    body = await _bounded_body(request, max_bytes)
+    body = await _bounded_body(request, pace)
+    if declared and declared.isdigit() and len(body) != int(declared):
+        raise bad(400, f"the body has {len(body)} bytes, not its Content-Length ({declared})")
     if ctype == "multipart/form-data":
         return await _multipart(request, body)
     if not body:
@@ -150,29 +175,38 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
     return Upload(body)
 
 
-async def _bounded_body(request: Request, max_bytes: int) -> bytes | bytearray:
-    """The body, at most ``max_bytes``. With a Content-Length it is read into one buffer of that
-    size (the chunks are not kept and joined: one copy of the upload, and the parsed voxels of
-    an uncompressed ``.nii`` are a view of it)."""
-    declared = request.headers.get("content-length", "")
-    if not declared.isdigit():
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_bytes:
-                raise bad(413, f"upload is over the {max_bytes} byte limit (serve.max_upload_mb)")
-            parts.append(chunk)
-        return b"".join(parts)
-    body, size = bytearray(int(declared)), 0  # declared <= max_bytes: checked by the caller
-    async for chunk in request.stream():
-        if size + len(chunk) > len(body):
-            raise bad(400, f"the body is longer than its Content-Length ({declared} bytes)")
-        body[size : size + len(chunk)] = chunk
-        size += len(chunk)
-    if size < len(body):
-        raise bad(400, f"the body ended after {size} of its Content-Length ({declared}) bytes")
-    return body
+async def _bounded_body(request: Request, pace: Pace) -> bytearray:
+    """The body, read chunk by chunk into a buffer that grows with what arrived (never
+    allocated at the declared size): refused with 413 past ``max_bytes``, 408 when it comes
+    slower than ``pace`` allows, 503 when the replica already holds ``pace.budget`` bytes."""
+    body, started, held = bytearray(), time.monotonic(), 0
+    stream = request.stream().__aiter__()
+    try:
+        while True:
+            wait = pace.deadline(started, len(body)) - time.monotonic()
+            try:
+                chunk = await asyncio.wait_for(stream.__anext__(), timeout=max(wait, 0.001))
+            except StopAsyncIteration:
+                return body
+            except TimeoutError:
+                raise bad(408, f"the upload came slower than {pace.min_rate / 1e3:g} kB/s "
+                               "(serve.min_upload_kbps): send it faster") from None  # fmt: skip
+            if len(body) + len(chunk) > pace.max_bytes:
+                raise bad(413, f"upload is over the {pace.max_bytes} byte limit "
+                               "(serve.max_upload_mb)")  # fmt: skip
+            if pace.held + len(chunk) > pace.budget:
+                raise HTTPException(
+                    503,
+                    "the server holds as many uploads as it may (serve.max_buffered_mb): retry",
+                    headers={"Retry-After": str(pace.retry_after_s)},
+                )
+            pace.held += len(chunk)
+            held += len(chunk)
+            body += chunk
+    except ClientDisconnect:
+        raise bad(499, "the client went away during the upload") from None
+    finally:
+        pace.held -= held
 
 
 async def _multipart(request: Request, body: bytes | bytearray) -> Upload:

@@ -146,14 +146,15 @@ def test_serve_on_cuda_answers_like_offline_cuda_inference(tmp_path):
     from hmss_ray.serving.app import deploy
 
     gpus = 1 if ON_CUDA else 0
-    cfg = small_cfg(**{"serve.num_gpus": float(gpus), "serve.num_cpus": 1.0})
+    cfg = small_cfg()
     entry = _entry(tmp_path, cfg)
     mr, _ = _phantom_mr()
     body = gzip.compress(nib.Nifti1Image(mr, np.eye(4)).to_bytes())
     ray.init(address="local", num_cpus=2, num_gpus=gpus, include_dashboard=True,
              dashboard_host="127.0.0.1", configure_logging=False)  # fmt: skip
     try:
-        url = deploy(entry, port=free_port(), device=DEVICE.type)
+        resources = {"num_gpus": float(gpus), "num_cpus": 1.0}  # the deployment's, not the model's
+        url = deploy(entry, port=free_port(), device=DEVICE.type, serve_config=resources)
         headers = {"Content-Type": "application/gzip"}
         response = httpx.post(f"{url}/v1/synthesize", content=body, headers=headers, timeout=300)
         assert response.status_code == 200, response.text

@@ -92,7 +92,9 @@ def _post(url: str, body, ctype: str = "application/gzip", **kwargs) -> httpx.Re
     return httpx.post(f"{url}/v1/synthesize", content=body, headers=headers, timeout=120, **kwargs)
 
 
-def test_synthesize_returns_sct_on_the_input_grid_equal_to_offline(server, entry, case):
+def test_synthesize_returns_sct_on_the_input_grid_equal_to_offline(server, entry, case, one_thread):
+    """Offline on one torch thread, as the replica (num_cpus 1) runs: another thread count may
+    sum a convolution in another order and round one voxel the other way."""
     mr_img = nib.load(case / "mr.nii.gz")
     response = _post(server["url"], (case / "mr.nii.gz").read_bytes())
     assert response.status_code == 200, response.text
@@ -414,9 +416,8 @@ def test_serve_runs_the_entrys_tta_and_ensemble(ray_session, server, tmp_path, c
     from hmss_ray.inference import ensemble
     from hmss_ray.serving.app import deploy
 
-    cfg = tiny_config(  # no CPU reserved: the fixture's two applications hold the test Ray's two
+    cfg = tiny_config(
         "inference.tta=flip_lr", "inference.ensemble=run", "inference.ensemble_size=2",
-        "serve.num_cpus=0",
     )  # fmt: skip
     for epoch, score in enumerate((0.2, 0.1)):
         torch.manual_seed(epoch)
@@ -427,7 +428,9 @@ def test_serve_runs_the_entrys_tta_and_ensemble(ray_session, server, tmp_path, c
     entry = ckpt.write_registry_entry(winner, str(tmp_path / "registry"), "ens", metrics={},
                                       winner={"trial_id": "t0"})  # fmt: skip
     ensemble.write_members(entry, cfg, [(winner, 0.1, "t0")])
-    url = deploy(entry, port=int(server["url"].rsplit(":", 1)[1]), name="ens", route_prefix="/ens")
+    # no CPU reserved (the deployment's choice): the fixture's two applications hold the two
+    url = deploy(entry, port=int(server["url"].rsplit(":", 1)[1]), name="ens", route_prefix="/ens",
+                 serve_config={"num_cpus": 0})  # fmt: skip
     request.addfinalizer(lambda: serve.delete("ens"))
     info = httpx.get(f"{url}/v1/model", timeout=30).json()
     assert info["inference"] == {"tta": "flip_lr", "members": 2, "passes": 4}

@@ -88,6 +88,8 @@ def test_patient_options_fill_a_series_made_from_nifti(workdir) -> None:
         (["-i", "{tmp}/mr.mha", "-o", "{tmp}/x.nii", "--set", "io.max_voxels=100"], "io.max"),
         (["-i", "{tmp}/mr.mha", "-o", "{tmp}/mr_dicom"], "is not empty"),
         (["-i", "{tmp}/mr.mha", "--mask", "{tmp}/other.nii", "-o", "{tmp}/y.nii"], "grid"),
+        (["-i", "{tmp}/mr.mha", "-o", "{tmp}/mr.mha", "--overwrite"], "is (or holds) the input"),
+        (["-i", "{tmp}/mr.mha", "-o", "{tmp}/other.nii"], "pass --overwrite"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(workdir, argv, words, capsys) -> None:
