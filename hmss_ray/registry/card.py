@@ -58,7 +58,8 @@ def model_card(
             lines.append(f"- {key} = {value:.6g}: {DEFINITIONS.get(key, 'see docs/evaluation.md')}")
     pretrained = facts.get("pretrained_features")
     features = {True: "pretrained", False: "seeded random (not comparable to published FID)"}
-    lines.append(f"- perceptual features (FID, perceptual loss): {features.get(pretrained, 'unknown')}")
+    shown = features.get(pretrained, "unknown")
+    lines.append(f"- perceptual features (FID, perceptual loss): {shown}")
     lines += ["", "## Provenance", ""]
     for key in ("trial_id", "search", "checkpoint"):
         if facts.get(key):
