@@ -40,7 +40,8 @@ OPTIM_FILE = "optim.pt"
 META_FILE = "checkpoint.json"
 GENERATOR_FILES = (GENERATOR_FILE, META_FILE)  # what inference and a registry entry need
 WEIGHT_FILES = (GENERATOR_FILE, DISCRIMINATOR_FILE, META_FILE)  # a warm start: no optimiser state
-REGISTRY_FILES = (*GENERATOR_FILES, "config.yaml", "metrics.json", "winner.json")
+# a registry version (hmss_ray.registry): these, ensemble members, and manifest.json
+REGISTRY_FILES = (*GENERATOR_FILES, "config.yaml", "metrics.json", "winner.json", "MODEL_CARD.md")
 
 
 @dataclass

@@ -424,9 +424,10 @@ def test_serve_runs_the_entrys_tta_and_ensemble(ray_session, server, tmp_path, c
         ckpt.save_checkpoint(folder, generator=build_generator(cfg), cfg=cfg, epoch=epoch,
                              metrics={"score": score})  # fmt: skip
     winner = str(tmp_path / "run" / "epoch_0001")
-    entry = ckpt.write_registry_entry(winner, str(tmp_path / "registry"), "ens", metrics={},
-                                      winner={"trial_id": "t0"})  # fmt: skip
-    ensemble.write_members(entry, cfg, [(winner, 0.1, "t0")])
+    entry = ckpt.write_registry_entry(
+        winner, str(tmp_path / "registry"), "ens", metrics={}, winner={"trial_id": "t0"},
+        extra=lambda d: ensemble.write_members(str(d), cfg, [(winner, 0.1, "t0")]),
+    )  # fmt: skip
     url = deploy(entry, port=int(server["url"].rsplit(":", 1)[1]), name="ens", route_prefix="/ens")
     request.addfinalizer(lambda: serve.delete("ens"))
     info = httpx.get(f"{url}/v1/model", timeout=30).json()
