@@ -134,10 +134,10 @@ def test_a_tampered_weight_is_refused_in_one_line(checkpoints, tmp_path, capsys)
         Synthesizer.from_uri(str(registry / "brain"), device="cpu")
     assert cli("verify", str(registry / "brain")) == 1
     assert "FAILED" in capsys.readouterr().out
-    from hmss_ray.inference import __main__ as inference_cli
-
     import nibabel as nib
     import numpy as np
+
+    from hmss_ray.inference import __main__ as inference_cli
 
     mr = tmp_path / "mr.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((16, 16, 16), np.float32), np.eye(4)), mr)
