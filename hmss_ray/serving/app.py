@@ -31,6 +31,7 @@ from hmss_ray.io import Format, Volume, volume_from_bytes, volume_to_bytes
 from hmss_ray.io.align import align_to
 from hmss_ray.io.dicom_write import SeriesInfo
 from hmss_ray.io.formats import MEDIA_TYPES
+from hmss_ray.registry.live import follow
 from hmss_ray.serving.metrics import ServeMetrics
 from hmss_ray.serving.upload import (
     Upload,
@@ -76,8 +77,13 @@ class SCTSynthesizer:
         # engine: serve.precision / compile / channels_last overrides of the model's config
         overrides = {f"io.{k}": v for k, v in (io or {}).items()}
         overrides.update({f"serve.{k}": v for k, v in (engine or {}).items()})
-        synth = Synthesizer.from_uri(model, device=device, overrides=overrides, tta=tta)
-        self.synth = synth
+        # registry: the pinned alias is followed; a promotion swaps the model in (live.py)
+        self.live = follow(
+            model,
+            lambda uri: Synthesizer.from_uri(uri, device=device, overrides=overrides, tta=tta),
+            lambda new: setattr(self, "synth", new),
+        )
+        synth = self.synth = self.live.current
         serve_cfg = synth.cfg.serve
         self.limits = synth.cfg.io
         self.max_bytes = int((max_upload_mb or serve_cfg.max_upload_mb) * 2**20)
@@ -135,7 +141,8 @@ class SCTSynthesizer:
                 request.headers.get("accept-encoding", ""),
                 request.client.host if request.client else None,
             )
-            response = await self._answer(upload, fmt, request.query_params.get("region"), level)
+            region = request.query_params.get("region")
+            response = await self._answer(upload, fmt, region, level, self.synth)
             status = response.status_code
             return response
         except HTTPException as exc:
@@ -145,16 +152,17 @@ class SCTSynthesizer:
             self.metrics.request(status, time.perf_counter() - t0, str(fmt))
 
     async def _answer(
-        self, upload: Upload, fmt: Format, region: str | None, level: int
+        self, upload: Upload, fmt: Format, region: str | None, level: int, synth: Synthesizer
     ) -> Response:
-        # region: a multi-region model's contract to use (?region=); level: the .nii.gz's gzip
+        # region: a multi-region model's contract to use (?region=); level: the .nii.gz's gzip;
+        # synth: the model taken when the request started (a promotion may swap self.synth)
         if upload.patient.given() and fmt is not Format.DICOM:
             raise bad(400, "patient_* fields only apply to DICOM output (?format=dicom)")
         waited = time.perf_counter()
         async with self.one_volume:
             waited = time.perf_counter() - waited
             try:
-                work = await run_in_threadpool(self._work, upload, fmt, region, level)
+                work = await run_in_threadpool(self._work, upload, fmt, region, level, synth)
             except UserError as exc:
                 raise http_error(exc) from exc
         body, elapsed, voxels = work
@@ -165,11 +173,11 @@ class SCTSynthesizer:
             content=body,
             media_type=media_type,
             headers={
-                "X-Model-Name": self.synth.info.name,
-                "X-Model-Version": self.synth.info.version,
+                "X-Model-Name": synth.info.name,
+                "X-Model-Version": synth.info.version,
                 "X-Inference-Time-Ms": f"{elapsed * 1000:.1f}",
                 "X-Queue-Time-Ms": f"{waited * 1000:.1f}",
-                "X-Engine": self.synth.engine.info.name if self.synth.engine else "-",
+                "X-Engine": synth.engine.info.name if synth.engine else "-",
                 # where the replica's time went (W3C Server-Timing): the rest of a call's time
                 # is HTTP and the Serve proxy
                 "Server-Timing": ", ".join(
@@ -180,7 +188,7 @@ class SCTSynthesizer:
         )
 
     def _work(
-        self, upload: Upload, fmt: Format, region: str | None, level: int
+        self, upload: Upload, fmt: Format, region: str | None, level: int, synth: Synthesizer
     ) -> tuple[bytes, float, int]:
         """Parse, synthesise and encode one volume in one worker thread (one hop off the event
         loop, not three): the answer's bytes, the inference seconds, the MR's voxel count.
@@ -197,11 +205,11 @@ class SCTSynthesizer:
                 "NIfTI, MetaImage or NRRD input"
             )
         t1 = time.perf_counter()
-        out = synthesize_volume(self.synth, mr, mask, region)
+        out = synthesize_volume(synth, mr, mask, region)
         t2 = time.perf_counter()
         series = SeriesInfo(
-            model=self.synth.info.name,
-            version=self.synth.info.version,
+            model=synth.info.name,
+            version=synth.info.version,
             patient=upload.patient,
             source=mr.meta.get("dicom"),
         )
