@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", default=f"outputs/bench/{NAME}.json", help="where figures go")
     parser.add_argument("--kills", type=int, default=24, help="SIGKILLs, half local, half S3")
+    parser.add_argument("--only", choices=["train"], help="only the checkpoint outage run")
     parser.add_argument("--skip-train", action="store_true", help="no checkpoint outage run")
     parser.add_argument("--skip-serve", action="store_true", help="no promotion under Serve")
     parser.add_argument("--child-register", nargs=3, help=argparse.SUPPRESS)
@@ -193,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench import chaos_live
 
     facts = machine_facts()
+    if args.only == "train":
+        return _only_train(args, facts)
     print_header("registry chaos: kills, S3 outages, promotion under Serve", facts)
     os.environ.setdefault("HMSS_RAY_CACHE", tempfile.mkdtemp(prefix="hmss-chaos-cache-"))
     local = registration_kills(tempfile.mkdtemp(prefix="hmss-chaos-reg-"), args.kills // 2, {})
@@ -225,6 +228,22 @@ def main(argv: list[str] | None = None) -> int:
         "command": command_line(), "date": facts["date"], "machine": facts,
     }  # fmt: skip
     print(f"\nwrote {write_json(args.json, payload)}")
+    return 0
+
+
+def _only_train(args: argparse.Namespace, facts: dict) -> int:
+    from bench import chaos_live
+
+    s3 = Moto()
+    try:
+        os.environ.update(s3_env(s3.port))
+        lost = chaos_live.checkpoint_outage(s3, make_bucket(s3.port))
+    finally:
+        s3.stop()
+    print(f"S3 down 30 s during checkpoint uploads: {lost}")
+    payload = {"s3_outage_checkpoints_lost": lost["lost"], "details": {"checkpoint_outage": lost},
+               "command": command_line(), "date": facts["date"], "machine": facts}  # fmt: skip
+    write_json(args.json, payload)
     return 0
 
 

@@ -69,9 +69,9 @@ class Client(threading.Thread):
                     self.answers.append((type(exc).__name__, None))
 
     def wait_for(self, version: str, then: int = 3, timeout: float = 120.0) -> float:
-        """Seconds until ``version`` answered, then ``then`` more answers."""
-        t0 = time.monotonic()
-        while not any(v == version for _, v in self.answers):
+        """Seconds until ``version`` answered (from now on), then ``then`` more answers."""
+        t0, start = time.monotonic(), len(self.answers)
+        while not any(v == version for _, v in self.answers[start:]):
             if time.monotonic() - t0 > timeout:
                 raise TimeoutError(f"version {version} never answered")
             time.sleep(0.05)

@@ -199,3 +199,57 @@ def test_a_killed_local_write_leaves_no_version_and_is_cleaned(checkpoints, tmp_
     publish(checkpoints[0], registry)
     assert not stale.exists()
     assert ops.resolve_ref(str(registry), "brain", "production")
+
+
+def test_a_replica_follows_its_alias_and_keeps_serving_when_the_new_version_is_bad(
+    checkpoints, tmp_path
+):
+    from hmss_ray.registry.live import LiveModel
+
+    registry = tmp_path / "registry"
+    first = split_uri(publish(checkpoints[0], registry)).ref
+    second = split_uri(publish(checkpoints[1], registry)).ref
+    swapped = []
+    live = LiveModel(f"{registry}/brain", lambda uri: Synthesizer.from_uri(uri, device="cpu"),
+                     swapped.append, poll_s=3600)  # fmt: skip
+    pinned = LiveModel(f"{registry}/brain@{first}", lambda uri: Synthesizer.from_uri(uri), None)
+    assert live.follows and not pinned.follows and live.current.info.version == first
+    assert live.check() is False  # nothing moved
+    store.set_alias(str(registry), "brain", "production", second)
+    weights = registry / "brain" / "versions" / second / ckpt.GENERATOR_FILE
+    good = weights.read_bytes()
+    weights.write_bytes(good[:-1] + b"\0")
+    assert live.check() is False and live.current.info.version == first  # refused: kept serving
+    weights.write_bytes(good)
+    assert live.check() is True and live.current.info.version == second
+    assert [s.info.version for s in swapped] == [second]
+    live.stop()
+
+
+@pytest.mark.integration
+def test_s3_errors_are_retried_a_missing_object_is_not(tmp_path, monkeypatch):
+    import time
+
+    from bench.chaos import Moto, make_bucket, s3_env
+    from hmss_ray import storage
+
+    s3 = Moto()
+    try:
+        for key, value in s3_env(s3.port).items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("HMSS_S3_ATTEMPTS", "3")
+        monkeypatch.setenv("HMSS_S3_BACKOFF_S", "0.2")
+        bucket = make_bucket(s3.port)
+        t0 = time.monotonic()
+        with pytest.raises(FileNotFoundError):
+            storage.read_bytes(f"{bucket}/missing")
+        assert time.monotonic() - t0 < 2.0
+        storage.write_text(f"{bucket}/x", "kept")
+        outage = s3.outage(1.5)  # back on the same port while the reads are retried
+        time.sleep(0.3)
+        assert storage.read_text(f"{bucket}/x") == "kept"
+        outage.join()
+        with s3.down(), pytest.raises(OSError, match="S3 failed 3 times"):
+            storage.read_text(f"{bucket}/x")
+    finally:
+        s3.stop()
