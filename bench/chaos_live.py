@@ -95,6 +95,9 @@ def promotion_under_serve(workdir: Path | None = None) -> dict[str, Any]:
     init_ray()
     url = deploy(f"{registry}/tiny", port=free_port(), name="chaos", route_prefix="/chaos",
                  env={"HMSS_REGISTRY_POLL_S": str(POLL_S)}, device="cpu")  # fmt: skip
+    import httpx
+
+    shown = httpx.get(f"{url}/v1/model", timeout=30).json()  # the version and its model card
     client = Client(url)
     client.start()
     try:
@@ -111,6 +114,8 @@ def promotion_under_serve(workdir: Path | None = None) -> dict[str, Any]:
     switches = sum(1 for a, b in itertools.pairwise(versions) if a != b)
     return {
         "answers": len(client.answers),
+        "model_info": {"version": shown.get("version"), "registry": shown.get("registry"),
+                       "card_shown": "not a medical device" in (shown.get("card") or "")},
         "failed": sum(1 for status, _ in client.answers if status != 200),
         "mixed": max(0, switches - 2),  # old -> new -> old is two switches
         "order": _runs(versions),

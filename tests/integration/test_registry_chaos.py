@@ -68,6 +68,9 @@ def test_promotion_and_rollback_under_live_serve_lose_no_request(ray_session, tm
     result = chaos_live.promotion_under_serve(tmp_path)
     assert result["failed"] == 0, result
     assert result["mixed"] == 0, result
+    info = result["model_info"]  # GET /v1/model: the pinned alias's version, its card
+    assert info["version"] == result["old"] and info["card_shown"], info
+    assert info["registry"]["alias"] == "production", info
     order = [run.split()[0] for run in result["order"]]
     assert order == [result["old"], result["new"], result["old"]], result
 
