@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-all lint format bench clean gpu-check cluster-up cluster-status \
+.PHONY: venv demo test test-all lint format docs bench clean gpu-check cluster-up cluster-status \
 	cluster-down cluster-test bench-autoscale
 
 venv: $(STAMP)
@@ -33,6 +33,11 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# the documentation site into site/, strict (a broken link or a warning fails it); the reference
+# and benchmark pages are generated during the build by scripts/gen_docs.py (mkdocs-gen-files)
+docs: $(STAMP)
+	DISABLE_MKDOCS_2_WARNING=true NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
@@ -68,4 +73,4 @@ bench-autoscale: $(STAMP)
 	$(PY) -m bench.autoscale
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .ruff_cache

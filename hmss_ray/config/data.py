@@ -73,22 +73,30 @@ class DataConfig(Section):
     """
 
     SECTION = "data"
+    # regions prepared and trained on, named as their release's folders under Task1/
     regions: tuple[str, ...] = REGIONS
+    # CT HU clipped to this range and mapped linearly to [-1, 1] (SynthRAD's range)
     hu_range: tuple[float, float] = (-1024.0, 3000.0)
+    # MR mapped to [-1, 1] between these percentiles inside the body mask
     mr_percentiles: tuple[float, float] = (0.5, 99.5)
-    image_size: int = 256
-    context_slices: int = 0
+    image_size: int = 256  # square slice canvas (px) cut around the body on the contract grid
+    context_slices: int = 0  # 2.5D: k neighbouring MR slices on each side, 2k+1 MR channels
+    # axial slices with less body than this share of the largest are dropped
     min_mask_fraction: float = 0.05
+    # train, val, test shares of the patients (split by patient)
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    split_seed: int = 0
+    split_seed: int = 0  # seed of the patient split (stratified by region and centre)
+    # cap on training slices, evenly spaced along each body (null: all)
     max_train_slices: int | None = None
+    # keep as many training patients per centre as the smallest centre has
     balance_centres: bool = False
-    slices_per_shard: int = 256
-    max_ct_hu: float = 4000.0
-    min_ct_hu: float = -2048.0
-    orientation: str = "RAS"
+    slices_per_shard: int = 256  # slices per Parquet shard file
+    max_ct_hu: float = 4000.0  # a CT above this HU is refused as implausible
+    min_ct_hu: float = -2048.0  # a CT below this HU is refused as implausible
+    orientation: str = "RAS"  # axis codes of the contract grid the network works in (axial slices)
+    # voxel size (mm) of each region's contract grid, along data.orientation
     spacing: dict[str, tuple[float, float, float]] = field(default_factory=_default_spacing)
-    max_body_loss: float = 0.0
+    max_body_loss: float = 0.0  # share of a case's body voxels that may fall outside the canvas
 
     def __post_init__(self) -> None:
         self.require("regions", len(self.regions) > 0, "needs at least one region")
@@ -128,15 +136,15 @@ class AugmentConfig(Section):
     """Paired augmentation: geometry on MR, CT and mask alike; intensity on the MR only."""
 
     SECTION = "augment"
-    enabled: bool = True
-    flip_prob: float = 0.5
-    rotate_degrees: float = 10.0
-    rotate_prob: float = 0.5
-    scale_range: float = 0.05
-    bias_field_prob: float = 0.3
-    gamma_prob: float = 0.3
-    noise_prob: float = 0.3
-    noise_std: float = 0.02
+    enabled: bool = True  # paired augmentation of training slices (never of validation)
+    flip_prob: float = 0.5  # left-right flip of MR, CT and mask together
+    rotate_degrees: float = 10.0  # largest in-plane rotation, either way
+    rotate_prob: float = 0.5  # probability of a rotation and scale draw
+    scale_range: float = 0.05  # zoom by up to this fraction, either way
+    bias_field_prob: float = 0.3  # smooth multiplicative bias field on the MR only
+    gamma_prob: float = 0.3  # gamma contrast change on the MR only
+    noise_prob: float = 0.3  # Gaussian noise on the MR only
+    noise_std: float = 0.02  # standard deviation of that noise, on the [-1, 1] scale
 
     def __post_init__(self) -> None:
         self.probability("flip_prob", "rotate_prob", "bias_field_prob", "gamma_prob", "noise_prob")

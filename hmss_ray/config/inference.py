@@ -35,10 +35,10 @@ class EnsembleSource(StrEnum):
 @dataclass(frozen=True)
 class MetricsConfig(Section):
     SECTION = "metrics"
-    bone_threshold_hu: float = 250.0
-    inception_weights: str | None = None
+    bone_threshold_hu: float = 250.0  # HU at and above which a voxel is bone (bone Dice)
+    inception_weights: str | None = None  # InceptionV3 file for FID; else the torch hub cache
     vgg_weights: str | None = None  # VGG16 file for the VGG distance; else the torch hub cache
-    fid_max_slices: int = 512
+    fid_max_slices: int = 512  # FID over at most this many validation slices
 
     def __post_init__(self) -> None:
         self.at_least(2, "fid_max_slices")  # a covariance needs two slices
@@ -53,9 +53,10 @@ class InferenceConfig(Section):
     """
 
     SECTION = "inference"
-    tta: TTA = TTA.NONE
+    tta: TTA = TTA.NONE  # test-time flips averaged in HU
+    # generators averaged at inference: none, the run's best, the search's best
     ensemble: EnsembleSource = EnsembleSource.NONE
-    ensemble_size: int = 3
+    ensemble_size: int = 3  # ensemble members, the winner first
 
     def __post_init__(self) -> None:
         self.require("ensemble_size", 1 <= self.ensemble_size <= 8, "must be in [1, 8]")
@@ -64,24 +65,25 @@ class InferenceConfig(Section):
 @dataclass(frozen=True)
 class ServeConfig(Section):
     SECTION = "serve"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    min_replicas: int = 1
-    max_replicas: int = 1
-    target_ongoing_requests: float = 2.0
-    max_ongoing_requests: int = 4
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    max_upload_mb: float = 512.0
-    batch_slices: int = 16
-    min_size: int = 8
+    host: str = "127.0.0.1"  # address the endpoint binds (127.0.0.1: this machine only)
+    port: int = 8000  # HTTP port
+    min_replicas: int = 1  # autoscaling: fewest replicas
+    max_replicas: int = 1  # autoscaling: most replicas
+    target_ongoing_requests: float = 2.0  # autoscaling: requests per replica it aims at
+    max_ongoing_requests: int = 4  # requests a replica holds at once; more wait in a queue
+    num_cpus: float = 1.0  # CPUs per replica (torch threads)
+    num_gpus: float = 0.0  # GPUs per replica
+    max_upload_mb: float = 512.0  # largest HTTP body (413 above it)
+    batch_slices: int = 16  # slices per generator batch (peak memory is one batch)
+    min_size: int = 8  # smallest MR side in voxels (422 below it)
+    # variable holding the bearer token; unset on the replica: no token
     api_token_env: str = "HMSS_API_TOKEN"
     # the inference engine (README "Inference speed"): number format, torch.compile, and the
     # channels_last memory format for the convolutions (off by default: fp32 runs 0.87x with it
     # on a CPU and 0.79x on an H200; bf16 on a CPU gains 5 %, bench/inference_speed.py)
     precision: Precision = Precision.FP32
-    compile: bool = False
-    channels_last: bool = False
+    compile: bool = False  # torch.compile the generator (falls back to eager, logged)
+    channels_last: bool = False  # channels_last memory format for the convolutions
 
     def __post_init__(self) -> None:
         self.require("port", 0 <= self.port <= 65535, "must be a TCP port, 0 to 65535")

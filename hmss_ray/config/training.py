@@ -54,16 +54,16 @@ class ModelConfig(Section):
     """Widths and depths of the cascade (pix2pixHD-style global generator + local enhancer)."""
 
     SECTION = "model"
-    lrg_channels: int = 64
-    lrg_downsamples: int = 3
-    lrg_res_blocks: int = 9
-    hrg_channels: int = 32
-    hrg_res_blocks: int = 3
-    norm: Norm = Norm.INSTANCE
-    disc_channels: int = 64
-    disc_layers: int = 3
-    disc_scales: int = 2
-    spectral_norm: bool = False
+    lrg_channels: int = 64  # width of the LRG's first convolution (doubles at each downsampling)
+    lrg_downsamples: int = 3  # stride-2 convolutions of the LRG
+    lrg_res_blocks: int = 9  # residual blocks of the LRG
+    hrg_channels: int = 32  # width of the HRG's stem (2x this at half resolution)
+    hrg_res_blocks: int = 3  # residual blocks of the HRG
+    norm: Norm = Norm.INSTANCE  # normalisation after each convolution
+    disc_channels: int = 64  # width of each PatchGAN's first layer (doubles up to 8x)
+    disc_layers: int = 3  # stride-2 4x4 convolutions per PatchGAN
+    disc_scales: int = 2  # PatchGANs, each on the pair downsampled once more
+    spectral_norm: bool = False  # spectral norm on the discriminator's convolutions
 
     def __post_init__(self) -> None:
         self.at_least(1, "lrg_channels", "hrg_channels", "disc_channels", "disc_layers")
@@ -76,16 +76,16 @@ class LossConfig(Section):
     """Loss weights by name; a weight of 0 switches a term off."""
 
     SECTION = "loss"
-    adversarial: AdversarialCriterion = AdversarialCriterion.LSGAN
-    real_label: float = 1.0
-    lambda_adv: float = 1.0
-    lambda_l1: float = 10.0
-    lambda_low: float = 5.0
-    lambda_fm: float = 10.0
-    lambda_perc: float = 1.0
-    lambda_ssim: float = 1.0
-    lambda_gp: float = 0.0
-    masked_l1: bool = True
+    adversarial: AdversarialCriterion = AdversarialCriterion.LSGAN  # how D's logits become losses
+    real_label: float = 1.0  # D's target for real pairs (< 1: label smoothing)
+    lambda_adv: float = 1.0  # weight of the adversarial term
+    lambda_l1: float = 10.0  # weight of L1 to the CT (inside the mask when masked_l1)
+    lambda_low: float = 5.0  # joint stage: weight of L1 of the LRG output to the downsampled CT
+    lambda_fm: float = 10.0  # weight of discriminator feature matching
+    lambda_perc: float = 1.0  # weight of the VGG19 perceptual loss (needs VGG19 weights on a GPU)
+    lambda_ssim: float = 1.0  # weight of 1 - SSIM inside the mask
+    lambda_gp: float = 0.0  # weight of a WGAN-GP gradient penalty in D's loss
+    masked_l1: bool = True  # L1 inside the body mask only
     vgg_weights: str | None = None  # VGG19 file for the perceptual loss; else the torch hub cache
 
     def __post_init__(self) -> None:
@@ -103,11 +103,11 @@ class LossConfig(Section):
 @dataclass(frozen=True)
 class OptimConfig(Section):
     SECTION = "optim"
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    g_steps_per_d: int = 1
+    lr_g: float = 2e-4  # Adam learning rate of the generator
+    lr_d: float = 2e-4  # Adam learning rate of the discriminator
+    beta1: float = 0.5  # Adam beta1 of both
+    beta2: float = 0.999  # Adam beta2 of both
+    g_steps_per_d: int = 1  # generator steps per discriminator step (the notebooks used 3)
     # the last N epochs of the schedule decay both learning rates linearly towards 0 (pix2pixHD);
     # 0 keeps them constant
     lr_decay_epochs: int = 0
@@ -125,27 +125,31 @@ class TrainConfig(Section):
     """The staged schedule (LRG alone, HRG with LRG frozen, joint) and the Ray Train resources."""
 
     SECTION = "train"
-    batch_size: int = 8
+    batch_size: int = 8  # slices per step per worker
+    # epochs of the stages: LRG alone, HRG with the LRG frozen, both
     stage_epochs: tuple[int, int, int] = (2, 2, 6)
+    # cap on steps per epoch (null: the worker's share of the train split)
     steps_per_epoch: int | None = None
-    val_max_slices: int | None = None
-    num_workers: int = 1
-    use_gpu: bool = False
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 1.0
+    val_max_slices: int | None = None  # validate on the first N validation slices (null: all)
+    num_workers: int = 1  # Ray Train workers (DDP ranks)
+    use_gpu: bool = False  # each worker holds gpus_per_worker of accelerator_resource
+    cpus_per_worker: float = 1.0  # CPUs each worker holds (leave some to Ray Data)
+    gpus_per_worker: float = 1.0  # accelerators each worker holds when use_gpu is true
     # the Ray resource a worker holds gpus_per_worker of when use_gpu is true: GPU on a real
     # cluster; a custom resource (the rehearsal's `accel`) stands in for it where there is no
     # CUDA, and the worker then computes on its CPU
     accelerator_resource: str = "GPU"
+    # bf16 autocast: auto (on CUDA), bf16 or off
     mixed_precision: MixedPrecision = MixedPrecision.AUTO
-    keep_checkpoints: int = 2
-    max_failures: int = 1
-    log_every: int = 10
-    seed: int = 0
-    init_from: str | None = None
-    shuffle_buffer: int = 256
+    keep_checkpoints: int = 2  # best checkpoints kept, by validation score
+    max_failures: int = 1  # restarts after a worker dies (-1: forever)
+    log_every: int = 10  # rank 0 prints a progress line every N steps
+    seed: int = 0  # seed of weights, data order and augmentation
+    init_from: str | None = None  # warm start from a checkpoint or registry entry (path or s3://)
+    shuffle_buffer: int = 256  # local shuffle buffer (rows), capped at one epoch
     val_every: int = 1  # validate every N epochs (and at stage ends, checkpoints, ASHA rungs)
     checkpoint_every: int = 1  # checkpoint every N epochs, and after the last
+    # what DDP all-reduces: fp32 gradients or bf16
     grad_compression: GradCompression = GradCompression.NONE
     # GPU runs refuse to start without pretrained VGG/Inception weights unless this is true
     allow_random_features: bool = False
@@ -190,23 +194,24 @@ class TuneConfig(Section):
     """Search settings: ``score = w_ssim * (1 - SSIM) + w_fid * FID / fid_ref``, minimised."""
 
     SECTION = "tune"
-    num_samples: int = 8
-    max_concurrent_trials: int = 1
-    w_ssim: float = 1.0
-    w_fid: float = 1.0
-    fid_ref: float = 100.0
-    multi_objective: bool = False
-    sampler: Sampler = Sampler.TPE
+    num_samples: int = 8  # trials of the search
+    max_concurrent_trials: int = 1  # trials (Train runs) in flight at once
+    w_ssim: float = 1.0  # weight of 1 - SSIM in the search score
+    w_fid: float = 1.0  # weight of FID / fid_ref in the search score
+    fid_ref: float = 100.0  # FID scale of the search score
+    multi_objective: bool = False  # hand Optuna two objectives (SSIM, FID); ASHA keeps the score
+    sampler: Sampler = Sampler.TPE  # Optuna sampler
     # epochs before ASHA's first cut; null: the end of the HRG stage (lrg + hrg epochs, at
     # least lrg + 1), so the first cut never judges an HRG that has not trained
     asha_grace_period: int | None = None
-    asha_reduction_factor: int = 2
+    asha_reduction_factor: int = 2  # ASHA keeps 1/this of the trials at each rung
     # also stop a running trial that later arrivals push below a rung's cutoff, so that arrival
     # order does not decide the cut (hmss_ray/tune/scheduler.py); for a few concurrent trials
     asha_recheck: bool = False
-    seed: int = 0
+    seed: int = 0  # seed of the sampler
+    # where the winner is written: <registry>/<entry>/ (path or s3:// you can write)
     registry: str = "outputs/registry"
-    name: str = "hmss"
+    name: str = "hmss"  # search name (its state is <storage>/<name>)
     # MLflow tracking (off when null): a run per trial, the winner as a model version. A
     # tracking server URI (http://...) on a cluster; sqlite:///abs/path.db or file:///abs/path
     # on one machine (the Tune driver writes it)
