@@ -44,3 +44,29 @@ def test_train_resumes_only_the_same_run(tmp_path: Path):
     (foreign / "something").write_text("x")
     with pytest.raises(identity.RunMismatch, match="not a run this command started"):
         identity.check_or_record(str(foreign), ident, "r2")
+
+
+def test_a_checkpoint_save_on_a_full_disk_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    import torch
+
+    from hmss_ray.models import checkpoint as ckpt
+    from hmss_ray.models.factory import build_generator
+    from hmss_ray.train import upload
+    from tests.small import TINY_MODEL
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    cfg = ExperimentConfig().replace(TINY_MODEL)
+    generator = build_generator(cfg)
+    torch.manual_seed(0)
+
+    def save(folder: Path) -> Path:  # its metadata lands on a device that is always full
+        (folder / ckpt.META_FILE).symlink_to("/dev/full")
+        return ckpt.save_checkpoint(folder, generator=generator, cfg=cfg)
+
+    with pytest.raises(upload.CheckpointSaveError, match="disk full while saving the checkpoint"):
+        upload.save_local(save, epoch=3)
+    assert not list(tmp_path.glob("hmss-ckpt-*"))
+    saved = upload.save_local(lambda f: ckpt.save_checkpoint(f, generator=generator, cfg=cfg), 4)
+    assert (saved / ckpt.GENERATOR_FILE).stat().st_size > 0
