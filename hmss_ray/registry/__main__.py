@@ -139,9 +139,10 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     ref = split_uri(args.uri)
-    wanted = [ops.resolve_ref(ref.registry, ref.name, ref.ref)] if ref.ref else None
+    complete = store.versions(ref.registry, ref.name)
+    wanted = [ops.resolve_ref(ref.registry, ref.name, ref.ref)] if ref.ref else complete
     failed = 0
-    for vid in wanted or store.versions(ref.registry, ref.name):
+    for vid in wanted:
         try:
             store.verify(store.version_uri(ref.registry, ref.name, vid))
             print(f"{vid}  ok")
@@ -149,7 +150,7 @@ def _verify(args: argparse.Namespace) -> int:
             failed += 1
             print(f"{vid}  FAILED: {exc}")
     for alias, vid in sorted(store.aliases(ref.registry, ref.name).items()):
-        if vid not in store.versions(ref.registry, ref.name):
+        if vid not in complete:
             failed += 1
             print(f"alias {alias} -> {vid}  FAILED: not a complete version")
     return 1 if failed else 0
