@@ -161,6 +161,8 @@ def import_archive(
             raise RegistryError(f"{archive}: its version folder is missing")
         manifest = json.loads((version / store.MANIFEST).read_text())
         store.verify_local(version, manifest, f"{archive}")
+        if not manifest["digest"].startswith(info["version"]):
+            raise store.IntegrityError(f"{archive}: its files are not version {info['version']}")
         target = entry_name(name or info["name"])
         (version / store.MANIFEST).unlink()  # rewritten by register (same files, same id)
         note = f"imported from {archive.name} ({info['name']}@{info['version']})"
