@@ -76,6 +76,7 @@ def test_promotion_and_rollback_under_live_serve_lose_no_request(ray_session, tm
 
 
 @pytest.mark.slow
+@pytest.mark.own_ray  # its own Ray, in a subprocess: never beside the session's
 def test_s3_down_30_s_during_checkpoint_uploads_loses_no_checkpoint(tmp_path):
     """In its own process: its Ray must see this test's S3 server, stopped and restarted."""
     out = tmp_path / "chaos.json"
