@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-all lint format docs bench clean gpu-check cluster-up cluster-status \
+.PHONY: venv demo test test-dose test-all lint format docs bench clean gpu-check cluster-up \
+	cluster-status \
 	cluster-down cluster-test bench-autoscale
 
 venv: $(STAMP)
@@ -25,6 +26,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow and not gpu and not own_ray" $(PYTEST_ARGS)
 	$(PY) -m pytest -m "own_ray and not slow and not gpu" $(PYTEST_ARGS)
+
+# the dose check's tests (tests/unit/dose/test_dose_engine.py skips them without the extra):
+# installs the `dose` extra and pyRadPlan without its AI dependencies (docs/decisions/dose-engine.md)
+test-dose: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,dose]'
+	$(PY) -m pip install -q --no-deps pyradplan==0.5.0
+	$(PY) -m pytest tests/unit/dose $(PYTEST_ARGS)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -m "not gpu and not own_ray" $(PYTEST_ARGS)

@@ -109,10 +109,14 @@ class IOConfig(Section):
     max_voxels: int = 2**28  # 512 x 512 x 1024; a replica needs ~40 bytes per voxel at peak
     max_files: int = 4096  # entries of a zip, files of a DICOM series
     max_file_mb: float = 64.0  # one zip entry or one DICOM file
+    # data elements pydicom may parse in one DICOM file, nested sequences included (a real MR
+    # slice has a few hundred to ~2,000; pydicom spends ~15 us and ~200 bytes on each, so a file
+    # of 524k empty elements would cost 8 s and 100 MiB); refused at this count
+    max_dicom_elements: int = 10000
 
     def __post_init__(self) -> None:
         self.positive("max_decompressed_mb", "max_file_mb")
-        self.at_least(1, "max_voxels", "max_files")
+        self.at_least(1, "max_voxels", "max_files", "max_dicom_elements")
         self.require("max_file_mb", self.max_file_mb <= self.max_decompressed_mb,
                      "must be <= io.max_decompressed_mb")  # fmt: skip
 

@@ -20,6 +20,8 @@ EXIT_OK, EXIT_NOTHING = 0, 3
 EXAMPLES = """examples:
   python -m hmss_ray.evaluate --model outputs/registry/demo --data data/phantom \\
       --shards data/shards --split test --out outputs/evaluation
+  python -m hmss_ray.evaluate --model outputs/registry/demo --data data/phantom \\
+      --shards data/shards --dose photon,proton --out outputs/evaluation-dose
   python -m hmss_ray.evaluate --data /data/SynthRAD2025/Task1 --predictions sct/ \\
       --config configs/thorax.yaml --segmentation thresholds --out outputs/eval-thorax
 
@@ -48,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="SynthRAD2025 Dice/HD95 segmentations: auto (TotalSegmentator when "
                         "installed with its weights, else HU thresholds), totalsegmentator or "
                         "thresholds (default auto)")  # fmt: skip
+    parser.add_argument(
+        "--dose",
+        default="",
+        help="photon, proton or photon,proton: per patient, a plan optimised on the CT "
+        "recomputed on the sCT (needs the dose extra; docs/dose.md)",
+    )
     parser.add_argument("--out", default="outputs/evaluation", help="report folder (path, s3://)")
     cli.add_config_args(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
@@ -60,6 +68,9 @@ def command(args: argparse.Namespace) -> int:
 
     if not args.model and not args.predictions:
         raise cli.UserError("give --model (to synthesise the sCTs) or --predictions (to score)")
+    from hmss_ray.dose import parse_modalities
+
+    dose = tuple(parse_modalities(args.dose)) if args.dose else ()
     cfg = evaluation_config(args.model, args.config, args.set)
     remote = storage.is_remote(args.out)
     with tempfile.TemporaryDirectory(prefix="hmss-eval-") as tmp:
@@ -69,6 +80,7 @@ def command(args: argparse.Namespace) -> int:
         job = EvaluationJob(
             data=args.data, out=out, split=args.split, model=args.model, shards=args.shards,
             predictions=args.predictions, device=args.device, segmentation=args.segmentation,
+            dose=dose,
         )  # fmt: skip
         try:
             evaluate(job, cfg)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from hmss_ray.cli import markdown_table
+from hmss_ray.dose.report import dose_tables
 
 PATIENT_METRICS = (
     "mae", "psnr", "ssim", "ms_ssim", "dice", "hd95", "bone_dice", "slice_mse", "slice_ssim", "vgg"
@@ -94,6 +95,7 @@ def markdown_report(
         for _, p in per_patient.iterrows()
     ]  # fmt: skip
     lines += _md(["case", "centre", *headers, "slices"], rows)
+    lines += dose_tables(per_patient)  # nothing unless evaluate ran with --dose
     if "ssim" in per_patient:  # the notebooks scored SynthRAD2023 brains: no 2025 counterpart
         lines += _notebooks(summary, fid_label, vgg_label)
     lines += ["", "## Figures", ""]

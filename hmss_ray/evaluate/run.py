@@ -16,29 +16,39 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import torch
 
 from hmss_ray import metrics
-from hmss_ray.config import Edition, ExperimentConfig, UserError, load_config, parse_overrides
-from hmss_ray.data import preprocess, synthrad
-from hmss_ray.data.manifest import read_manifest
-from hmss_ray.data.synthrad import AFFINE_TOLERANCE_MM
+from hmss_ray.config import Edition, ExperimentConfig, load_config, parse_overrides
+from hmss_ray.data import synthrad
+from hmss_ray.dose import parse_modalities
+from hmss_ray.dose.engine import require_engine
 from hmss_ray.evaluate import challenge, figures, report
-from hmss_ray.inference.synthesizer import Synthesizer, synthesize_volume
-from hmss_ray.io import read_volume, write_volume
-from hmss_ray.io.align import align_to
-from hmss_ray.io.formats import find_volume
-from hmss_ray.metrics.features import Kind, describe, fid_features, load_extractor
-from hmss_ray.metrics.segmentation import Segmenter, make_segmenter
+from hmss_ray.evaluate.cases import prediction_path, read_prediction, sct_for, select_cases
+from hmss_ray.evaluate.dose import DoseJob, try_dose
+from hmss_ray.evaluate.scoring import (
+    OVERALL,
+    SLICE_BATCH,
+    Scorers,
+    patient_metrics,
+    slice_stack,
+    summarise,
+    update_fid,
+)
+from hmss_ray.inference.synthesizer import Synthesizer
+from hmss_ray.metrics.features import Kind, describe, load_extractor
+from hmss_ray.metrics.segmentation import make_segmenter
 from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.factory import resolve_device
 
-OVERALL = "all"
-SLICE_BATCH = 32  # slices per forward pass of the feature extractors: bounded memory
+# the seams this module was split along (cases.py, scoring.py) keep their old import path
+__all__ = [
+    "OVERALL", "SLICE_BATCH", "EvaluationJob", "NothingEvaluated", "Scorers", "evaluate",
+    "evaluate_cases", "evaluation_config", "patient_metrics", "prediction_path", "read_prediction",
+    "sct_for", "select_cases", "slice_stack", "summarise", "update_fid", "write_outputs",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -53,152 +63,11 @@ class EvaluationJob:
     predictions: str | None = None
     device: str = "auto"
     segmentation: str = "auto"  # SynthRAD2025 Dice/HD95: auto, totalsegmentator or thresholds
+    dose: tuple[str, ...] = ()  # photon and/or proton: the CT plan recomputed on the sCT
 
 
 class NothingEvaluated(RuntimeError):
     """No case of the split could be evaluated."""
-
-
-class Scorers(NamedTuple):
-    """The frozen feature extractors, on the evaluation device."""
-
-    vgg: torch.nn.Module
-    inception: torch.nn.Module
-    device: torch.device
-    segmenter: Segmenter | None = None  # for SynthRAD2025 cases' Dice and HD95
-
-
-def select_cases(
-    data_dir: str, split: str, shards: str | None, regions: Sequence[str]
-) -> tuple[list[synthrad.CaseRef], list[tuple[str, str]]]:
-    """The split's case folders, and ``(case id, reason)`` for each case left out."""
-    found = {str(ref.id): ref for ref in synthrad.find_cases(data_dir)}
-    skipped: list[tuple[str, str]] = []
-    if shards:
-        manifest = read_manifest(shards)
-        wanted = set(manifest.case_ids(split))
-        # cases prepare skipped still belong to the split: try them, so the report lists them
-        wanted |= {s.case_id for s in manifest.skipped if s.split == split}
-        skipped += [(c, f"not found under {data_dir}") for c in sorted(wanted - set(found))]
-        refs = [found[c] for c in sorted(wanted & set(found))]
-    else:
-        refs = [ref for ref in found.values() if ref.id.region in regions]
-    no_ct = "MR only (no {}): no reference CT to score against"
-    skipped += [(str(r.id), no_ct.format(r.expected_name("ct"))) for r in refs if not r.paired]
-    return [r for r in refs if r.paired], skipped
-
-
-def prediction_path(sct_dir: Path, case_id: synthrad.CaseId) -> Path:
-    """The case's sCT in ``sct_dir`` in any readable format (``<case_id>.nii.gz``, ``.mha``,
-    ``.nrrd``, a DICOM series as ``<case_id>.zip`` or folder ``<case_id>/``); when there is none,
-    the name the case's release uses (``.nii.gz`` for 2023, ``.mha`` for 2025)."""
-    found = find_volume(sct_dir, str(case_id))
-    return found or sct_dir / f"{case_id}{synthrad.SUFFIXES[case_id.edition][0]}"
-
-
-def read_prediction(path: Path, case: synthrad.Case) -> np.ndarray:
-    """An sCT on the case's grid (same voxels in world space; any storage order)."""
-    if not path.exists():
-        raise FileNotFoundError(f"no prediction {path}")
-    try:
-        volume = read_volume(path)
-    except UserError as exc:
-        raise ValueError(f"prediction {path.name} unreadable ({exc})") from exc
-    sct = np.asarray(volume.array, dtype=np.float32)
-    if not np.isfinite(sct).all():
-        raise ValueError(f"prediction {path.name} has non-finite voxels")
-    try:
-        aligned = align_to(volume.like(sct), case.affine, case.mr.shape, AFFINE_TOLERANCE_MM)
-    except UserError as exc:
-        raise ValueError(f"prediction {path.name}: {exc} (the MR's grid)") from exc
-    return aligned.array
-
-
-def slice_stack(volume: np.ndarray, keep: np.ndarray) -> torch.Tensor:
-    """(H, W, Z) -> (N, 1, H, W) float32 of the kept axial slices."""
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(volume[:, :, keep], 2, 0)[:, None]))
-
-
-def patient_metrics(
-    case: synthrad.Case, sct: np.ndarray, cfg: ExperimentConfig, scorers: Scorers
-) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
-    """One patient's metrics, and its [-1, 1] CT and sCT slices (for the split's FID).
-
-    The 3D metrics are on the case's own (CT) grid. The slices are those the shards hold for this
-    case (its region's geometry contract, same canvas, same mask fraction rule), so the slice
-    metrics match what training validation measures.
-    """
-    assert case.ct is not None  # select_cases keeps paired cases only
-    row = challenge.challenge_metrics(case, sct, cfg, scorers.segmenter)
-    on_contract = (case.mask, case.affine, cfg.data, case.id.region)
-    reference = preprocess.prepare_case(case.mr, case.ct, *on_contract)
-    predicted = preprocess.prepare_case(case.mr, sct, *on_contract)
-    ct_s = slice_stack(reference.ct, reference.keep)
-    sct_s = slice_stack(predicted.ct, reference.keep)
-    mask_s = slice_stack(reference.mask.astype(np.float32), reference.keep)
-    row["slices"] = float(len(reference.keep))
-    row.update(slice_mse=np.nan, slice_ssim=np.nan, vgg=np.nan)
-    if len(ct_s):
-        pooled = metrics.SliceMetrics(cfg.data.hu_range, vgg=scorers.vgg)
-        for start in range(0, len(ct_s), SLICE_BATCH):
-            part = slice(start, start + SLICE_BATCH)
-            batch = [t[part].to(scorers.device) for t in (ct_s, sct_s, mask_s)]
-            pooled.update(*batch)
-        out = pooled.compute()
-        row.update(slice_mse=out["mse"], slice_ssim=out["ssim"], vgg=out["perceptual"])
-    return row, ct_s, sct_s
-
-
-def update_fid(stats: Sequence[metrics.FeatureStats], scorers: Scorers, x: torch.Tensor) -> None:
-    """Add the FID features of (N, 1, H, W) slices to every one of ``stats``."""
-    for start in range(0, len(x), SLICE_BATCH):
-        feats = fid_features(scorers.inception, x[start : start + SLICE_BATCH].to(scorers.device))
-        for s in stats:
-            s.update(feats)
-
-
-def summarise(per_patient: pd.DataFrame, fids: dict[str, float]) -> pd.DataFrame:
-    """Mean and std (over patients) per centre, per region when there are several, and overall.
-
-    ``*_pooled`` are the slice metrics over all the group's slices (slice-weighted means: exactly
-    what one ``SliceMetrics`` over the pooled slices gives), the notebooks' way of reporting.
-    """
-    groups = [(g, df) for g, df in per_patient.groupby("group", sort=True)]
-    if per_patient["region"].nunique() > 1:
-        groups += [(r, df) for r, df in per_patient.groupby("region", sort=True)]
-    groups.append((OVERALL, per_patient))
-    rows = []
-    for name, df in groups:
-        row: dict[str, object] = {
-            "group": name,
-            "patients": len(df),
-            "slices": int(df["slices"].sum()),
-        }
-        for col in report.present(per_patient):  # a release's metrics: NaN for the other's
-            row[f"{col}_mean"], row[f"{col}_std"] = df[col].mean(), df[col].std()
-        weights = df["slices"].where(df["slices"] > 0)
-        for col in ("slice_mse", "slice_ssim", "vgg"):
-            row[f"{col}_pooled"] = (
-                float((df[col] * weights).sum() / weights.sum()) if weights.sum() else np.nan
-            )
-        row["fid"] = fids.get(str(name), np.nan)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def sct_for(
-    ref: synthrad.CaseRef, case: synthrad.Case, sct_dir: Path, synth: Synthesizer | None = None
-) -> np.ndarray:
-    """The case's sCT in HU: read from ``sct_dir``, or synthesised and saved there first.
-
-    Synthesis goes through :func:`synthesize_volume`, the code path the HTTP endpoint runs, so a
-    model evaluated here and the same model served give the same sCT.
-    """
-    path = prediction_path(sct_dir, case.id)
-    if synth is not None:
-        mr, mask = read_volume(ref.file("mr")), read_volume(ref.file("mask"))
-        write_volume(synthesize_volume(synth, mr, mask, region=case.id.region), path)
-    return read_prediction(path, case)
 
 
 def evaluate_cases(
@@ -208,8 +77,11 @@ def evaluate_cases(
     scorers: Scorers,
     skipped: list[tuple[str, str]],
     synth: Synthesizer | None = None,
+    dose: DoseJob | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Per-patient rows, and FID per group over the group's slices; failures go to ``skipped``."""
+    """Per-patient rows, and FID per group over the group's slices; failures go to ``skipped``.
+
+    With ``dose``, each patient's row also holds its dose check (:mod:`.dose`)."""
     rows = []
     stats: dict[str, tuple[metrics.FeatureStats, metrics.FeatureStats]] = defaultdict(
         lambda: (metrics.FeatureStats(), metrics.FeatureStats())
@@ -233,6 +105,8 @@ def evaluate_cases(
                      "centre": case.id.centre, "group": group, **row})  # fmt: skip
         line = challenge.summary_line(row)
         print(f"[hmss] ({n}/{len(refs)}) {case.id} {group}: {line}", flush=True)
+        if dose is not None:
+            rows[-1].update(try_dose(ref, case, sct, dose))
     fids = {
         key: metrics.fid(real, fake) if min(real.n, fake.n) >= 2 else float("nan")
         for key, (real, fake) in stats.items()
@@ -257,14 +131,16 @@ def write_outputs(
     skipped: list[tuple[str, str]],
     load_pair: Callable[[str], tuple[synthrad.Case, np.ndarray]],
     scorers: Scorers,
+    dose_figures: Sequence[tuple[str, str]] = (),
 ) -> None:
-    """The CSVs, the figures and ``report.md`` under ``job.out``."""
+    """The CSVs, the figures (``dose_figures`` already written) and ``report.md`` under
+    ``job.out``."""
     out = job.out
     per_patient, fids = results
     summary = summarise(per_patient, fids)
     per_patient.to_csv(out / "per_patient.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
-    written = figures.write_figures(per_patient, load_pair, out)
+    written = [*figures.write_figures(per_patient, load_pair, out), *dose_figures]
     context = {
         "model": job.model or "(none: predictions only)",
         "sCT": f"read from {job.predictions}" if job.predictions else f"synthesised -> {out}/sct",
@@ -304,7 +180,11 @@ def evaluate(job: EvaluationJob, cfg: ExperimentConfig) -> pd.DataFrame:
             raise ValueError("evaluate needs a model to synthesise with, or predictions to score")
         synth = Synthesizer.from_uri(job.model, device=str(device))
         sct_dir.mkdir(parents=True, exist_ok=True)
-    results = evaluate_cases(refs, cfg, sct_dir, scorers, skipped, synth)
+    dose = None
+    if job.dose:
+        require_engine()  # before any case: a missing extra is one line, not N skipped cases
+        dose = DoseJob(parse_modalities(job.dose), job.out)
+    results = evaluate_cases(refs, cfg, sct_dir, scorers, skipped, synth, dose)
     if results[0].empty:
         raise NothingEvaluated(f"none of the {len(refs)} case(s) could be evaluated")
     by_id = {str(r.id): r for r in refs}
@@ -313,5 +193,5 @@ def evaluate(job: EvaluationJob, cfg: ExperimentConfig) -> pd.DataFrame:
         case = synthrad.load_case(by_id[case_id], cfg.data)
         return case, read_prediction(prediction_path(sct_dir, case.id), case)
 
-    write_outputs(job, cfg, results, skipped, load_pair, scorers)
+    write_outputs(job, cfg, results, skipped, load_pair, scorers, dose.figures if dose else ())
     return results[0]

@@ -28,8 +28,10 @@ from hmss_ray.data import preprocess
 from hmss_ray.data.intensity import ct_to_unit
 from hmss_ray.inference import ensemble, slabs
 from hmss_ray.inference.engine import Engine
-from hmss_ray.io import Volume, geometry
+from hmss_ray.io import UnreadableVolume, Volume, geometry
 from hmss_ray.io.geometry import Contract, Grid, GridMap
+from hmss_ray.io.limits import check_voxels
+from hmss_ray.io.volume import check_affine
 from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.factory import resolve_device
 from hmss_ray.registry import load
@@ -279,8 +281,13 @@ class Synthesizer:
         if affine is None:
             affine = np.eye(4)
             affine[:3, :3] = geometry.contract_linear(contract)
-        body = mask_from_mr(mr, affine) if mask is None else (np.asarray(mask) > 0)
+        try:
+            affine = check_affine(affine, "the MR")
+        except UnreadableVolume as exc:
+            raise InputError(str(exc)) from None
         gmap = GridMap.plan(Grid(mr.shape, affine), contract)
+        self._check_grid(gmap.target.shape, contract)  # before the mask is put on that grid
+        body = mask_from_mr(mr, affine) if mask is None else (np.asarray(mask) > 0)
         try:
             place = preprocess.place_body(body, gmap, self.cfg.data.image_size, self.stride)
         except ValueError as exc:  # a body smaller than one voxel of the contract grid
@@ -294,6 +301,15 @@ class Synthesizer:
         )
         del sct_canvas
         return slabs.air_outside(sct, body)  # outside the body is air, as in the CT
+
+    def _check_grid(self, shape: tuple[int, ...], contract: Contract) -> None:
+        """The model's grid (the input's field of view at the contract spacing) and the canvas
+        on it are allocated as whole volumes: both within ``io.max_voxels``, checked before.
+        A 32^3 input of 100 mm voxels would otherwise plan a 3200^3 grid at 1 mm."""
+        check_voxels(shape, 4, self.cfg.io, f"MR on the model's grid ({contract.spacing} mm)")
+        side = max(self.cfg.data.image_size, *shape[:2])  # no canvas is wider than this
+        canvas = (side, side, shape[2])
+        check_voxels(canvas, 4, self.cfg.io, f"MR on the model's canvas ({contract.spacing} mm)")
 
     def _generate(self, mr: np.ndarray, place: preprocess.Placement) -> np.ndarray:
         """int16 HU on the canvas, (S, S, Z): the generator on every slice with body in it."""

@@ -22,9 +22,18 @@ from typing import BinaryIO
 import numpy as np
 
 from hmss_ray.config import IOConfig
+from hmss_ray.io import dicom_file
+from hmss_ray.io.dicom_file import member_bytes
 from hmss_ray.io.dicom_series import DicomSource, SliceHeader, stack_geometry
 from hmss_ray.io.limits import MIB, check_voxels, open_zip
-from hmss_ray.io.volume import LimitExceeded, SeriesError, UnreadableVolume, Volume
+from hmss_ray.io.volume import (
+    LimitExceeded,
+    SeriesError,
+    UnreadableVolume,
+    Volume,
+    check_affine,
+    library_failure,
+)
 
 
 @dataclass(frozen=True)
@@ -69,28 +78,28 @@ def read_series(members: list[Member], limits: IOConfig, where: str) -> Volume:
                 f"{where}: {member.name} is {member.size / MIB:,.0f} MiB, over the limit of "
                 f"{limits.max_file_mb:g} MiB per file (io.max_file_mb)"
             )
-    slices, skipped = _headers(members)
+    budget = dicom_file.Budget(limits)  # parsing cost of all the files, both passes
+    slices, skipped = _headers(members, limits, where, budget)
     series = _one_series(slices, skipped, where)
     geometry = stack_geometry(series, where)
+    check_affine(geometry.affine, f"the series in {where}")
     first = geometry.slices[0]
     check_voxels((first.columns, first.rows, len(geometry.slices)), 4, limits, f"series in {where}")
-    array = _pixels(geometry.slices, where)
+    array = _pixels(geometry.slices, limits, where, budget)
     return Volume(array, geometry.affine, {"dicom": DicomSource.from_slices(geometry.slices)})
 
 
-def _headers(members: list[Member]) -> tuple[list[SliceHeader], dict[str, int]]:
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
+def _headers(
+    members: list[Member], limits: IOConfig, where: str, budget: dicom_file.Budget
+) -> tuple[list[SliceHeader], dict[str, int]]:
     slices: list[SliceHeader] = []
     skipped: dict[str, int] = {}
     for member in members:
+        data = member_bytes(member.open, limits, where)
         try:
-            with member.open() as handle:
-                ds = pydicom.dcmread(handle, stop_before_pixels=True)
-        except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError) as exc:
-            why = "not DICOM" if isinstance(exc, InvalidDicomError) else "unreadable DICOM"
-            skipped[why] = skipped.get(why, 0) + 1
+            ds = dicom_file.parse(data, limits, where, False, budget)
+        except dicom_file.NotDicom:
+            skipped["not DICOM"] = skipped.get("not DICOM", 0) + 1
             continue
         header = SliceHeader.from_dataset(ds, member)
         if isinstance(header, str):
@@ -116,11 +125,13 @@ def _one_series(slices: list[SliceHeader], skipped: dict[str, int], where: str):
     return next(iter(by_series.values()))
 
 
-def _pixels(slices: list[SliceHeader], where: str) -> np.ndarray:
+def _pixels(
+    slices: list[SliceHeader], limits: IOConfig, where: str, budget: dicom_file.Budget
+) -> np.ndarray:
     scaled = any((s.slope, s.intercept) != (1.0, 0.0) for s in slices)
     array: np.ndarray | None = None
     for k, header in enumerate(slices):
-        values, rescaled = _decode(header, where)
+        values, rescaled = _decode(header, limits, where, budget)
         if values.shape != (header.rows, header.columns):
             raise SeriesError(
                 f"{where}: {header.member.name} has pixels {values.shape}, its header says "
@@ -136,41 +147,66 @@ def _pixels(slices: list[SliceHeader], where: str) -> np.ndarray:
     return array
 
 
-def _decode(header: SliceHeader, where: str) -> tuple[np.ndarray, bool]:
+def _decode(
+    header: SliceHeader, limits: IOConfig, where: str, budget: dicom_file.Budget
+) -> tuple[np.ndarray, bool]:
     """The slice's pixels, and whether the rescale is already applied (by GDCM)."""
-    import pydicom
-
-    with header.member.open() as handle:
-        ds = pydicom.dcmread(handle)
+    data = member_bytes(header.member.open, limits, where)
+    try:
+        ds = dicom_file.parse(data, limits, where, True, budget)
+    except dicom_file.NotDicom:  # it was DICOM a moment ago: the file changed under us
+        raise UnreadableVolume(f"{where}: a slice changed while it was read") from None
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    compressed = syntax is not None and syntax.is_transfer_syntax and syntax.is_compressed
+    if compressed:
+        _check_frame_size(ds, header, where)
     try:
         return np.asarray(ds.pixel_array), False
     except Exception as exc:  # a missing codec, corrupt pixel data: either way not decodable
-        syntax = ds.file_meta.get("TransferSyntaxUID")
-        if syntax is None or not syntax.is_compressed:
-            raise UnreadableVolume(
-                f"{where}: {header.member.name}: pixel data not readable ({exc})"
-            ) from None
-        return _decode_with_itk(header, getattr(syntax, "name", str(syntax)), where), True
+        if not compressed:
+            raise library_failure(f"{where}: a slice's pixel data is not readable", exc) from None
+        return _decode_with_itk(header, data, getattr(syntax, "name", "compressed"), where), True
 
 
-def _decode_with_itk(header: SliceHeader, syntax: str, where: str) -> np.ndarray:
+def _check_frame_size(ds, header: SliceHeader, where: str) -> None:
+    """A compressed frame must not declare more pixels than the slice's Rows x Columns: the
+    decoder would allocate what the frame says."""
+    from pydicom.encaps import generate_frames
+
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    except Exception as exc:  # no pixel data, broken encapsulation
+        raise library_failure(
+            f"{where}: a slice's compressed pixel data is malformed", exc
+        ) from None
+    size = dicom_file.frame_size(frame[:65536])
+    if size is not None and size[0] * size[1] > header.rows * header.columns:
+        raise UnreadableVolume(
+            f"{where}: a slice's compressed frame declares {size[0]}x{size[1]} pixels, its "
+            f"header {header.rows}x{header.columns}"
+        )
+
+
+def _decode_with_itk(header: SliceHeader, data: bytes, syntax: str, where: str) -> np.ndarray:
     """GDCM (in SimpleITK) decodes JPEG, JPEG 2000 and JPEG-LS; it applies the rescale itself."""
     import SimpleITK as sitk
 
     def read(path: Path) -> np.ndarray:
-        return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))[0]
+        reader = sitk.ImageFileReader()
+        reader.SetImageIO("GDCMImageIO")
+        reader.SetFileName(str(path))
+        return sitk.GetArrayFromImage(reader.Execute())[0]
 
     try:
         if header.member.path is not None:
             return read(header.member.path)
         with tempfile.TemporaryDirectory(prefix="hmss-dcm-") as tmp:
             path = Path(tmp) / "slice.dcm"
-            with header.member.open() as handle:
-                path.write_bytes(handle.read())
+            path.write_bytes(data)
             return read(path)
     except RuntimeError as exc:
-        raise UnreadableVolume(
-            f"{where}: {header.member.name}: cannot decode {syntax} pixel data ({exc})"
+        raise library_failure(
+            f"{where}: cannot decode a slice's {syntax} pixel data", exc
         ) from None
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydicom.multival import MultiValue
 
 from hmss_ray.io.volume import SeriesError
 
@@ -56,7 +57,14 @@ class SliceHeader:
     @classmethod
     def from_dataset(cls, ds: Any, member: Any) -> SliceHeader | str:
         """The header of an image slice, or why this file is not one (a short reason)."""
-        modality = str(ds.get("Modality", "?"))
+        try:
+            return cls._from_dataset(ds, member)
+        except Exception:  # a value pydicom cannot convert (NumberOfFrames "abc", bad IS/DS)
+            return f"image with malformed tags ({_text(ds, 'Modality', '?')})"
+
+    @classmethod
+    def _from_dataset(cls, ds: Any, member: Any) -> SliceHeader | str:
+        modality = _text(ds, "Modality", "?")
         if "Rows" not in ds or "Columns" not in ds:
             return f"DICOM without an image ({modality})"
         if int(ds.get("NumberOfFrames", 1) or 1) > 1:
@@ -70,43 +78,72 @@ class SliceHeader:
         ]
         if missing:
             return f"image without {'/'.join(missing)} ({modality})"
-        try:
-            orientation = np.asarray([float(v) for v in ds.ImageOrientationPatient])
-            position = np.asarray([float(v) for v in ds.ImagePositionPatient])
-            spacing = tuple(float(v) for v in ds.PixelSpacing)
-            if orientation.shape != (6,) or position.shape != (3,) or len(spacing) != 2:
-                return f"image with malformed geometry tags ({modality})"
-            thickness = float(ds.SliceThickness) if ds.get("SliceThickness") else None
-            between = float(ds.SpacingBetweenSlices) if ds.get("SpacingBetweenSlices") else None
-            slope = float(ds.get("RescaleSlope", 1) or 1)
-            intercept = float(ds.get("RescaleIntercept", 0) or 0)
-        except (TypeError, ValueError):
+        orientation = np.asarray([float(v) for v in ds.ImageOrientationPatient])
+        position = np.asarray([float(v) for v in ds.ImagePositionPatient])
+        spacing = tuple(float(v) for v in ds.PixelSpacing)
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        if not _usable_geometry(orientation, position, spacing) or min(rows, columns) < 1:
             return f"image with malformed geometry tags ({modality})"
+        thickness = float(ds.SliceThickness) if ds.get("SliceThickness") else None
+        between = float(ds.SpacingBetweenSlices) if ds.get("SpacingBetweenSlices") else None
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        if not np.isfinite([slope, intercept]).all():
+            return f"image with a non-finite rescale ({modality})"
         return cls(
             member=member,
-            series_uid=str(ds.get("SeriesInstanceUID", "(no SeriesInstanceUID)")),
+            series_uid=_text(ds, "SeriesInstanceUID", "(no SeriesInstanceUID)"),
             modality=modality,
-            description=str(ds.get("SeriesDescription", "")),
-            rows=int(ds.Rows),
-            columns=int(ds.Columns),
+            description=_text(ds, "SeriesDescription", ""),
+            rows=rows,
+            columns=columns,
             position=position,
             row_dir=orientation[:3],
             col_dir=orientation[3:],
             spacing=(spacing[0], spacing[1]),
-            thickness=thickness,
-            between=between,
+            thickness=thickness if thickness and np.isfinite(thickness) else None,
+            between=between if between and np.isfinite(between) else None,
             slope=slope,
             intercept=intercept,
-            sop_class_uid=str(ds.get("SOPClassUID", "")),
-            sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
+            sop_class_uid=_text(ds, "SOPClassUID", ""),
+            sop_instance_uid=_text(ds, "SOPInstanceUID", ""),
             tags={
-                k: str(ds[k].value) for k in (*PATIENT_TAGS, *STUDY_TAGS, *FRAME_TAGS) if k in ds
+                k: _dicom_text(ds[k].value)
+                for k in (*PATIENT_TAGS, *STUDY_TAGS, *FRAME_TAGS)
+                if k in ds
             },
         )
 
     def describe(self) -> str:
         text = f"{self.modality}, {self.rows}x{self.columns}"
         return f"{text}, {self.description!r}" if self.description else text
+
+
+def _dicom_text(value: Any) -> str:
+    """An element's value as DICOM writes it: several values joined by ``\\`` (pydicom splits
+    them again on writing), not Python's ``"['A1', 'B2']"``."""
+    if isinstance(value, (list, tuple, MultiValue)):
+        return "\\".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _text(ds: Any, key: str, default: str) -> str:
+    """A single-valued text element, or ``default``; never longer than 64 characters."""
+    value = ds.get(key, default)
+    return str(value if value is not None else default)[:64]
+
+
+def _usable_geometry(orientation: np.ndarray, position: np.ndarray, spacing: tuple) -> bool:
+    """Finite tags of the right length; unit, orthogonal direction cosines; positive spacing."""
+    if orientation.shape != (6,) or position.shape != (3,) or len(spacing) != 2:
+        return False
+    if not (np.isfinite(orientation).all() and np.isfinite(position).all()):
+        return False
+    if not all(np.isfinite(v) and v > 0 for v in spacing):
+        return False
+    row, col = orientation[:3], orientation[3:]
+    norms_ok = abs(np.linalg.norm(row) - 1) < 0.01 and abs(np.linalg.norm(col) - 1) < 0.01
+    return bool(norms_ok and abs(float(row @ col)) < 0.01)
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ def volume_from_bytes(data: bytes, limits: IOConfig, what: str = "MR") -> Volume
     """An upload: NIfTI (gzipped or not), MetaImage ``.mha``, NRRD, or a zipped DICOM series."""
     if not data:
         raise UnreadableVolume(f"the {what} is empty")
-    fmt = sniff(data[:1024])
+    fmt = sniff(bytes(data[:1024]))  # data may be a memoryview (a part of a multipart body)
     if fmt is Format.NIFTI:
         from hmss_ray.io.nifti import nifti_from_bytes
 

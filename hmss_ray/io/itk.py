@@ -6,25 +6,24 @@ ITK describes a grid in LPS+ world coordinates (origin, spacing, direction); NIf
 
 The header is read first (``ReadImageInformation``) and checked against the ``io`` limits; only
 then does ITK allocate and inflate the voxels, into a buffer of the size the header declared.
+An upload's header is never given to ITK as sent: see :func:`itk_from_bytes`.
 """
 
 from __future__ import annotations
 
-import re
+import math
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from hmss_ray.config import IOConfig
-from hmss_ray.io.limits import check_voxels
-from hmss_ray.io.volume import UnreadableVolume, Volume
+from hmss_ray.io.limits import MAX_DEFLATE_RATIO, check_voxels
+from hmss_ray.io.text_header import MAX_HEADER_BYTES, metaimage_text, parse_metaimage, parse_nrrd
+from hmss_ray.io.volume import UnreadableVolume, Volume, library_failure
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
-HEADER_BYTES = 65536  # a MetaImage / NRRD text header is far shorter
-_DETACHED_NRRD = re.compile(rb"^\s*data\s*file\s*:", re.IGNORECASE | re.MULTILINE)
-_META_DATA_FILE = re.compile(rb"^\s*ElementDataFile\s*=\s*(\S+)", re.MULTILINE)
 
 
 def affine_from_itk(image) -> np.ndarray:
@@ -49,56 +48,66 @@ def set_itk_geometry(image, affine: np.ndarray) -> None:
 def read_itk(path: str | Path, limits: IOConfig, what: str | None = None) -> Volume:
     """A MetaImage or NRRD file as a :class:`Volume` (array in (x, y, z) order).
 
+    For the commands' own files (``.mhd``/``.nhdr`` find their data file next to them); uploads
+    go through :func:`itk_from_bytes`, which never lets ITK see their header.
+
     Args:
-        path: the file (``.mhd``/``.nhdr`` find their data file next to them).
+        path: the file.
         limits: the ``io`` section; the header's grid is checked before the data is read.
         what: names the input in messages (default: the path).
     """
+    return _read(path, limits, what or str(path), None)
+
+
+def _read(path: str | Path, limits: IOConfig, what: str, io_name: str | None) -> Volume:
+    """ITK's reader on ``path`` (with ``io_name``'s ImageIO only, when given), within limits."""
     import SimpleITK as sitk
 
-    what = what or str(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
+    if io_name:  # no other ImageIO may claim the file by its first bytes
+        reader.SetImageIO(io_name)
+    unreadable = f"{what}: not a readable volume (MetaImage/NRRD header refused by ITK)"
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:  # SimpleITK reports every reader failure as RuntimeError
-        raise UnreadableVolume(f"{what}: not a readable volume ({_last_line(exc)})") from None
+        raise library_failure(unreadable, exc) from None
     size, components = tuple(reader.GetSize()), reader.GetNumberOfComponents()
     if len(size) != 3 or components != 1:
         raise UnreadableVolume(
-            f"{what}: not a 3D scalar volume ({len(size)}D, {components} component(s) per voxel)"
+            f"{what} is not a 3D scalar volume ({len(size)}D, {components} component(s) per voxel)"
         )
     check_voxels(size, _itemsize(reader.GetPixelID()), limits, what)
     try:
         image = reader.Execute()
     except RuntimeError as exc:
-        raise UnreadableVolume(f"{what}: not a readable volume ({_last_line(exc)})") from None
-    array = np.ascontiguousarray(sitk.GetArrayFromImage(image).transpose(2, 1, 0))
+        raise library_failure(f"{what}: its voxel data is truncated or corrupt", exc) from None
+    # (z, y, x) ITK buffer -> (x, y, z): one copy, Fortran-ordered as NIfTI's
+    array = sitk.GetArrayViewFromImage(image).transpose(2, 1, 0).copy(order="K")
     return Volume(array, affine_from_itk(image))
 
 
 def itk_from_bytes(data: bytes, suffix: str, limits: IOConfig, what: str = "volume") -> Volume:
     """A MetaImage (``.mha``) or NRRD (``.nrrd``) upload as a :class:`Volume`.
 
-    Only self-contained files are taken: a header that names another file for its data
-    (``ElementDataFile = /some/path``, NRRD ``data file:``) could make the server read its own
-    disk, and is refused.
+    The header is parsed whole and rewritten (:mod:`hmss_ray.io.text_header`): ITK reads our
+    header and the upload's inline data, never a file the upload names. The declared grid is
+    checked against ``limits``, and uncompressed data against the bytes sent, before ITK runs.
     """
-    head = data[:HEADER_BYTES]
-    if suffix == ".nrrd":
-        if _DETACHED_NRRD.search(head.split(b"\n\n", 1)[0]):
-            raise UnreadableVolume(f"the {what} is a detached NRRD header: send one .nrrd file")
-    else:
-        found = _META_DATA_FILE.search(head)
-        if found is None or found.group(1) != b"LOCAL":
-            raise UnreadableVolume(
-                f"the {what} is not a self-contained MetaImage: its header needs "
-                "'ElementDataFile = LOCAL' (send a .mha, not a .mhd with a separate data file)"
-            )
+    nrrd = suffix == ".nrrd"
+    header = (parse_nrrd if nrrd else parse_metaimage)(bytes(data[: MAX_HEADER_BYTES + 1]))
+    check_voxels(header.shape, header.itemsize, limits, what)
+    sent = len(data) - header.data_offset
+    needed = math.prod(header.shape) * header.itemsize  # ITK allocates this before it inflates
+    if needed > (sent * MAX_DEFLATE_RATIO + 1024 if header.compressed else sent):
+        raise UnreadableVolume(f"the {what} is truncated: its data is shorter than its header says")
+    text = header.text if nrrd else metaimage_text(header, sent)
     with tempfile.TemporaryDirectory(prefix="hmss-upload-") as tmp:
         path = Path(tmp) / f"upload{suffix}"
-        path.write_bytes(data)
-        return read_itk(path, limits, f"the {what}")
+        with path.open("wb") as handle:
+            handle.write(text)
+            handle.write(memoryview(data)[header.data_offset :])  # no copy of the upload
+        return _read(path, limits, f"the {what}", "NrrdImageIO" if nrrd else "MetaImageIO")
 
 
 def write_itk(volume: Volume, path: str | Path, compress: bool = True) -> Path:
@@ -123,8 +132,3 @@ def _itemsize(pixel_id: int) -> int:
 
     probe = sitk.Image([1, 1, 1], pixel_id)
     return int(sitk.GetArrayViewFromImage(probe).dtype.itemsize)
-
-
-def _last_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[-1] if text else "unreadable"

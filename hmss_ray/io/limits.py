@@ -20,12 +20,15 @@ from typing import BinaryIO
 from isal import isal_zlib
 
 from hmss_ray.config import IOConfig
-from hmss_ray.io.volume import LimitExceeded, UnreadableVolume
+from hmss_ray.io.volume import LimitExceeded, UnreadableVolume, library_failure
 
 CHUNK = 1 << 20
 MIB = 2**20
 GZIP_MAGIC = b"\x1f\x8b"
 EOCD = b"PK\x05\x06"  # zip end of central directory record
+# DEFLATE's largest ratio (a 258-byte match in about 2 bits): no gzip of n bytes inflates to
+# more than about 1032 n, so a header claiming more than that is refused before anything is read
+MAX_DEFLATE_RATIO = 1032
 MAX_DIRECTORY_BYTES_PER_ENTRY = 1024  # 46 fixed bytes + a name: generous for a DICOM file name
 
 
@@ -129,7 +132,7 @@ class BoundedReader:
                 parts.append(piece)
                 have += len(piece)
         except isal_zlib.error as exc:
-            raise UnreadableVolume(f"the {self.what} is not a valid gzip stream ({exc})") from None
+            raise library_failure(f"the {self.what} is not a valid gzip stream", exc) from None
         return b"".join(parts)
 
 
@@ -157,8 +160,8 @@ def open_zip(source: BinaryIO, limits: IOConfig, what: str = "zip") -> zipfile.Z
     _check_end_record(source, limits, what)
     try:
         archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise UnreadableVolume(f"the {what} is not a readable zip file ({exc})") from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        raise library_failure(f"the {what} is not a readable zip file", exc) from None
     entries = [info for info in archive.infolist() if not info.is_dir()]
     if len(archive.infolist()) > limits.max_files:
         raise LimitExceeded(

@@ -15,11 +15,10 @@ import numpy as np
 from isal import isal_zlib  # zlib's API, 4x faster at level 1, 10x at crc32 (hmss_ray.io.limits)
 
 from hmss_ray.config import IOConfig
-from hmss_ray.io.limits import BoundedReader, check_voxels
-from hmss_ray.io.volume import UnreadableVolume, Volume
+from hmss_ray.io.limits import CHUNK, MAX_DEFLATE_RATIO, BoundedReader, check_voxels
+from hmss_ray.io.volume import UnreadableVolume, Volume, check_affine, library_failure
 
 HEADER_CLASSES = {348: nib.Nifti1Header, 540: nib.Nifti2Header}
-IMAGE_CLASSES = {348: nib.Nifti1Image, 540: nib.Nifti2Image}
 SLAB = 1 << 22  # bytes of voxels encoded at a time
 STORED_BLOCK = 0xFFFF  # the largest uncompressed deflate block
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime
@@ -35,52 +34,76 @@ def read_nifti(path: str | Path, limits: IOConfig) -> Volume:
     except UnreadableVolume:
         raise
     except Exception as exc:  # nibabel raises ImageFileError, EOFError, zlib.error, ...
-        why = f"{type(exc).__name__}: {exc}"
-        raise UnreadableVolume(f"{path}: not a readable volume ({why})") from None
-    return Volume(array, np.asarray(image.affine, dtype=np.float64), {"nifti_header": header})
+        raise library_failure(f"{path}: not a readable volume (NIfTI)", exc) from None
+    affine = check_affine(image.affine, str(path))
+    return Volume(array, affine, {"nifti_header": header})
 
 
 def nifti_from_bytes(data: bytes, limits: IOConfig, what: str = "volume") -> Volume:
-    """Bytes of a ``.nii``/``.nii.gz`` -> :class:`Volume`, decompressing no more than needed.
+    """Bytes of a single-file ``.nii``/``.nii.gz`` -> :class:`Volume`, bounded by what was sent.
+
+    The header is checked first: the grid against ``limits``, and the bytes it needs (``vox_offset``
+    and the voxels) against what the upload can hold (its own size, or DEFLATE's largest ratio
+    for a gzip). Inflated bytes are appended as they come, so memory grows only with data that
+    is really there. Only integer and float voxels are taken; a scale is applied in float32.
 
     Args:
         data: the file's bytes, gzipped or not.
-        limits: the ``io`` section; the header's grid is checked before its data is inflated.
+        limits: the ``io`` section.
         what: names the input in error messages ("MR", "mask").
     """
     reader = BoundedReader(data, limits.max_bytes, what)
     head = reader.read(540)
+    header, sizeof_hdr, offset = _upload_header(head, what)
+    shape, dtype = header.get_data_shape(), header.get_data_dtype()
+    check_voxels(shape, dtype.itemsize, limits, what)
+    count = int(np.prod(shape, dtype=np.int64))
+    needed = max(offset, sizeof_hdr) + count * dtype.itemsize
+    if needed > (len(data) * MAX_DEFLATE_RATIO + 1024 if reader.gzipped else len(data)):
+        raise UnreadableVolume(f"the {what} is truncated: shorter than its NIfTI header says")
+    body: bytes | bytearray = data
+    if reader.gzipped:  # appended as inflated (no buffer of the header's size up front)
+        body = bytearray(head)
+        while len(body) < needed:
+            piece = reader.read(min(CHUNK, needed - len(body)))
+            if not piece:
+                raise UnreadableVolume(
+                    f"the {what} is truncated: shorter than its NIfTI header says"
+                )
+            body += piece
+    array = np.frombuffer(body, dtype, count, offset).reshape(shape, order="F")
+    slope, inter = header.get_slope_inter()
+    if (slope, inter) not in ((None, None), (1.0, 0.0), (1.0, None), (None, 0.0)):
+        array = array.astype(np.float32, order="F") * np.float32(slope if slope is not None else 1)
+        array += np.float32(inter or 0.0)
+    affine = check_affine(header.get_best_affine(), f"the {what}")
+    return Volume(array, affine, {"nifti_header": header})
+
+
+def _upload_header(head: bytes, what: str) -> tuple[nib.Nifti1Header, int, int]:
+    """A single-file NIfTI header of scalar voxels, its size and its data offset (a .hdr/.img
+    pair's header is refused: its data is in another file)."""
     sizeof_hdr = _header_size(head, what)
+    magic = head[344:348] if sizeof_hdr == 348 else head[4:8]
+    if magic in (b"ni1\0", b"ni2\0"):
+        raise UnreadableVolume(
+            f"the {what} is the header of a NIfTI .hdr/.img pair: send one .nii or .nii.gz file"
+        )
+    if magic not in (b"n+1\0", b"n+2\0"):
+        raise UnreadableVolume(f"the {what} is not a readable NIfTI file (no NIfTI magic)")
     try:
         header = HEADER_CLASSES[sizeof_hdr].from_fileobj(io.BytesIO(head[:sizeof_hdr]))
-        shape, dtype = header.get_data_shape(), header.get_data_dtype()
-        offset = int(header.get_data_offset())
+        dtype, (slope, inter) = header.get_data_dtype(), header.get_slope_inter()
+        offset = int(header.get_data_offset())  # vox_offset is a float: NaN and inf fail here
     except Exception as exc:  # a header nibabel refuses: bad dims, unknown datatype, ...
-        raise UnreadableVolume(f"the {what} is not a readable NIfTI file: {exc}") from None
-    check_voxels(shape, dtype.itemsize, limits, what)
-    needed = max(offset, sizeof_hdr) + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    body, size = data, len(data)
-    if reader.gzipped:  # inflated straight into the buffer the voxels will view: one copy
-        body = bytearray(max(needed, len(head)))
-        body[: len(head)] = head
-        size = len(head) + reader.read_into(memoryview(body)[len(head) :])
-    if size < needed:
+        raise library_failure(f"the {what} is not a readable NIfTI file", exc) from None
+    if dtype.kind not in "iuf" or dtype.itemsize > 8:
         raise UnreadableVolume(
-            f"the {what} is not a readable NIfTI file: truncated ({size} of {needed} bytes)"
+            f"the {what} has {dtype} voxels: send integer or floating-point scalar voxels"
         )
-    slope, inter = header.get_slope_inter()
-    if (slope in (None, 1.0) and inter in (None, 0.0)) and dtype.kind in "iuf":
-        # no scaling: the voxels are a view of the bytes (a .nii upload is not copied)
-        count = int(np.prod(shape, dtype=np.int64))
-        array = np.frombuffer(body, dtype, count, offset).reshape(shape, order="F")
-        affine = np.asarray(header.get_best_affine(), dtype=np.float64)
-        return Volume(array, affine, {"nifti_header": header})
-    try:
-        image = IMAGE_CLASSES[sizeof_hdr].from_bytes(bytes(body))
-        array = np.asanyarray(image.dataobj)
-    except Exception as exc:  # untrusted bytes: any failure to parse means "not a NIfTI"
-        raise UnreadableVolume(f"the {what} is not a readable NIfTI file: {exc}") from None
-    return Volume(array, np.asarray(image.affine, dtype=np.float64), {"nifti_header": image.header})
+    if any(v is not None and not np.isfinite(v) for v in (slope, inter)):
+        raise UnreadableVolume(f"the {what} has a non-finite intensity scale (scl_slope/scl_inter)")
+    return header, sizeof_hdr, offset
 
 
 def nifti_bytes(volume: Volume, compresslevel: int = 1) -> bytes:

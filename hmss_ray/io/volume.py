@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from hmss_ray.config import UserError
+
+log = logging.getLogger("hmss_ray.io")
 
 
 class UnreadableVolume(UserError):
@@ -20,6 +23,43 @@ class LimitExceeded(UnreadableVolume):
 
 class SeriesError(UnreadableVolume):
     """DICOM files that do not make one volume (several series, gaps, mixed planes): HTTP 422."""
+
+
+def library_failure(message: str, exc: BaseException) -> UnreadableVolume:
+    """Our fixed ``message`` for a reader library's failure (ITK, pydicom, nibabel, zlib).
+
+    The library's own words never reach the client: they can quote the upload (header text, a
+    zip member's name, a file the header named). The server log gets the message and the
+    exception's type only, for the same reason.
+    """
+    log.warning("%s [%s.%s]", message, type(exc).__module__, type(exc).__name__)
+    return UnreadableVolume(message)
+
+
+MIN_SPACING_MM, MAX_SPACING_MM = 1e-4, 1e4  # 0.1 micrometre .. 10 m per voxel
+MAX_COORDINATE_MM = 1e7
+
+
+def check_affine(affine, what: str) -> np.ndarray:
+    """``affine`` as float64 4x4 when it is a usable grid, else :class:`UnreadableVolume`:
+    finite, voxel sizes from ``MIN_SPACING_MM`` to ``MAX_SPACING_MM``, axes not (nearly)
+    parallel, origin within ``MAX_COORDINATE_MM``."""
+    matrix = np.asarray(affine, dtype=np.float64)
+    if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
+        raise UnreadableVolume(f"{what} has a voxel-to-world geometry that is not finite")
+    linear = matrix[:3, :3]
+    spacing = np.sqrt((linear**2).sum(axis=0))
+    if spacing.min() < MIN_SPACING_MM or spacing.max() > MAX_SPACING_MM:
+        raise UnreadableVolume(
+            f"{what} has voxel sizes {tuple(round(float(v), 6) for v in spacing)} mm, outside "
+            f"{MIN_SPACING_MM:g}..{MAX_SPACING_MM:g} mm"
+        )
+    if (
+        abs(np.linalg.det(linear / spacing)) < 1e-3
+        or np.abs(matrix[:3, 3]).max() > MAX_COORDINATE_MM
+    ):
+        raise UnreadableVolume(f"{what} has a degenerate voxel-to-world geometry (singular axes)")
+    return matrix
 
 
 @dataclass

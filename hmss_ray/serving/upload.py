@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request
-from starlette.datastructures import UploadFile
 
 from hmss_ray.config import UserError
 from hmss_ray.io import Format, LimitExceeded, SeriesError
 from hmss_ray.io.dicom_write import PatientFields
+from hmss_ray.serving import multipart
 
 # bodies that may hold a volume; what it is comes from its first bytes, not from this
 VOLUME_TYPES = {
@@ -70,8 +70,9 @@ def http_error(exc: UserError) -> HTTPException:
 class Upload:
     """The files and fields of one request."""
 
-    mr: bytes | bytearray  # a bytearray when read into one buffer (see _bounded_body)
-    mask: bytes | None = None
+    # a bytearray when read into one buffer (see _bounded_body); views of it from a form
+    mr: bytes | bytearray | memoryview
+    mask: bytes | memoryview | None = None
     patient: PatientFields = field(default_factory=PatientFields)
     # seconds per phase in the replica (upload, queue, parse, inference, encode): Server-Timing
     timings: dict[str, float] = field(default_factory=dict)
@@ -182,24 +183,18 @@ async def _bounded_body(request: Request, max_bytes: int) -> bytes | bytearray:
 
 
 async def _multipart(request: Request, body: bytes | bytearray) -> Upload:
-    async def replay() -> dict:
-        return {"type": "http.request", "body": bytes(body), "more_body": False}
-
+    """The form's parts as views of ``body`` (:mod:`.multipart`): the MR is held once."""
     try:
-        form = await Request(request.scope, replay).form(max_files=2, max_fields=16)
-    except Exception as exc:  # starlette raises MultiPartException / HTTPException on bad forms
-        raise bad(400, f"the multipart form is malformed: {getattr(exc, 'detail', exc)}") from None
-    mr = form.get("mr")
-    if not isinstance(mr, UploadFile):
+        form = multipart.parse(body, request.headers.get("content-type", ""))
+        patient = {k: form[f"patient_{k}"].text() for k in PATIENT_FIELDS if f"patient_{k}" in form}
+    except ValueError as exc:  # our own fixed texts
+        raise bad(400, f"the multipart form is malformed: {exc}") from None
+    mr, mask = form.get("mr"), form.get("mask")
+    if mr is None or mr.filename is None:
         raise bad(400, "multipart upload needs a file field named 'mr'")
-    mask = form.get("mask")
-    patient = {k: form.get(f"patient_{k}") for k in PATIENT_FIELDS}
     try:
-        fields = PatientFields(**{k: str(v) for k, v in patient.items() if isinstance(v, str)})
+        fields = PatientFields(**patient)
     except UserError as exc:
         raise bad(400, str(exc)) from None
-    return Upload(
-        mr=await mr.read(),
-        mask=await mask.read() if isinstance(mask, UploadFile) else None,
-        patient=fields,
-    )
+    has_mask = mask is not None and mask.filename is not None
+    return Upload(mr=mr.data, mask=mask.data if has_mask else None, patient=fields)

@@ -112,7 +112,7 @@ def test_metaimage_upload_must_carry_its_own_data(tmp_path) -> None:
     with pytest.raises(UnreadableVolume, match="ElementDataFile = LOCAL"):
         volume_from_bytes(header + b"ElementDataFile = /etc/hostname\n", LIMITS)
     nrrd = b"NRRD0004\ntype: uchar\ndimension: 3\nsizes: 4 4 4\ndata file: /etc/hostname\n\n"
-    with pytest.raises(UnreadableVolume, match="detached NRRD"):
+    with pytest.raises(UnreadableVolume, match="separate data file"):
         volume_from_bytes(nrrd, LIMITS)
     bomb = header.replace(b"4 4 4", b"2048 2048 2048") + b"ElementDataFile = LOCAL\n" + bytes(64)
     with pytest.raises(LimitExceeded, match=r"io\.max_voxels"):
