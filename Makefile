@@ -7,8 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: venv demo test test-dose test-all lint format docs bench clean gpu-check cluster-up \
-	cluster-status \
-	cluster-down cluster-test bench-autoscale
+	cluster-status cluster-down cluster-test bench-autoscale lock
 
 venv: $(STAMP)
 
@@ -18,8 +17,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# Lock files with sha256 hashes (Python 3.11, Linux x86_64, as in the image): the image installs
+# requirements/image.lock.txt with --require-hashes; requirements/dev.lock.txt pins the test tools
+# too (`pip install --require-hashes -r requirements/dev.lock.txt && pip install --no-deps -e .`).
+# Refresh after editing pyproject.toml or requirements/torch.in (needs uv: pip install uv).
+LOCK := $(VENV)/bin/uv pip compile pyproject.toml requirements/torch.in --generate-hashes \
+	--python-version 3.11 --python-platform x86_64-manylinux_2_28 --index-url https://pypi.org/simple
+lock: $(STAMP)
+	@test -x $(VENV)/bin/uv || $(PY) -m pip install -q uv
+	$(LOCK) --extra tracking -o requirements/image.lock.txt
+	$(LOCK) --extra tracking --extra dev -o requirements/dev.lock.txt
+
 demo: $(STAMP)
-	$(PY) -m hmss_ray.demo
+	$(PY) -m hmss_ray demo
 
 # two pytest runs: the commands that start their own Ray (own_ray) never share the machine with
 # the session's Ray of the other tests, whatever the order
@@ -41,6 +51,7 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy  # the public API, strictly: [tool.mypy] files in pyproject.toml
 
 # the documentation site into site/, strict (a broken link or a warning fails it); the reference
 # and benchmark pages are generated during the build by scripts/gen_docs.py (mkdocs-gen-files)

@@ -18,8 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hmss_ray import resources
+
 MB = 2**20
-DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"  # the default config
+DEMO = resources.find(resources.CONFIGS, "demo")  # the default config
 
 
 def _psutil():

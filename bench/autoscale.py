@@ -110,8 +110,8 @@ def tune_command(bucket: str, trials: int, mlflow_uri: str) -> list[str]:
     ]
     return [
         "python", "-m", "hmss_ray.tune", "--config", "configs/demo.yaml",
-        "--space", "tune_spaces/demo.yaml", "--data", f"s3://{bucket}/shards",
-        "--storage", f"s3://{bucket}/tune", "--registry", f"s3://{bucket}/registry",
+        "--space", "tune_spaces/demo.yaml", "--shards", f"s3://{bucket}/shards",
+        "--storage", f"s3://{bucket}/tune", "-o", f"s3://{bucket}/registry",
         "--name", SEARCH, *[arg for item in sets for arg in ("--set", item)],
     ]  # fmt: skip
 
@@ -124,7 +124,7 @@ def prepare_phase(rehearsal, env: dict, workdir: Path, bucket: str) -> dict[str,
 
     command = [
         "python", "-m", "hmss_ray.prepare", "--data", str(workdir / "phantom"),
-        "--out", f"s3://{bucket}/shards-ray", "--config", "configs/demo.yaml",
+        "-o", f"s3://{bucket}/shards-ray", "--config", "configs/demo.yaml",
         "--workers", "2", "--quiet",
     ]  # fmt: skip
     job = submit(rehearsal, command, env, timeout=300)

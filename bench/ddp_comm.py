@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import DEMO, command_line, machine_facts, print_header, table, write_json
-from hmss_ray import cli
+from hmss_ray import cli, resources
 
 NAME = "ddp_comm"
 STAGES = ("lrg", "hrg", "joint")
-BRAIN = Path(__file__).resolve().parents[1] / "configs" / "brain.yaml"
+BRAIN = resources.find(resources.CONFIGS, "brain")
 EXAMPLES = """examples:
   python -m bench.ddp_comm                       # demo model, 3 steps per stage (~30 s)
   python -m bench.ddp_comm --steps 5 --set train.grad_compression=bf16 --json out.json

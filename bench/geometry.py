@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from bench import MB, command_line, machine_facts, print_header, table, write_json
+from hmss_ray import resources
 
 NAME = "geometry"
 # name -> (input spacing mm, region, degrees of rotation about z)
@@ -67,7 +68,9 @@ def _pointwise_synth(region: str):
             centre = x.shape[1] // 2
             return {"high": torch.tanh(x[:, centre : centre + 1])}
 
-    cfg = load_config(f"configs/{region}.yaml", ["serve.batch_slices=16", "train.use_gpu=false"])
+    cfg = load_config(
+        resources.find(resources.CONFIGS, region), ["serve.batch_slices=16", "train.use_gpu=false"]
+    )
     info = ModelInfo("pointwise", "-", "-", "-", 0, 0, None, {})
     return Synthesizer(Pointwise(), cfg, info, torch.device("cpu"), cfg.serve.batch_slices)
 

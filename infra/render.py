@@ -8,6 +8,8 @@ These are never edited by hand, so they cannot drift from their source:
   ``infra/kuberay/raycluster.yaml``, copied as text so its comments come along.
 - ``infra/rehearsal/cluster.yaml``, the one-machine rehearsal cluster, is derived whole from
   ``infra/aws/cluster.yaml`` (same node types; GPUs as the custom resource ``accel``).
+- the site's values (``infra/values.yaml``: account, region, image, buckets, AMI, network, secret
+  names) in every deployment file, and the IAM policies whole (``infra/site.py``).
 
 The KubeRay blocks are replaced in place, so the hand-written rest of each manifest keeps its
 comments.
@@ -27,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from infra import memory, site
 from infra.rehearsal import config as rehearsal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,16 +48,28 @@ class RenderError(ValueError):
 
 
 def serve_config_v2(serve_config: dict[str, Any]) -> dict[str, Any]:
-    """The RayService's Serve config: the Serve config file with the pod's HTTP host."""
+    """The RayService's Serve config: the Serve config file with the pod's HTTP host, and each
+    replica's Ray ``memory`` from the endpoint's memory formula (infra/memory.py), so that Ray
+    never packs more replicas into a pod than its memory limit holds."""
     if not serve_config.get("applications"):
         raise RenderError("the Serve config has no `applications` list")
     rendered = dict(serve_config)
     http = dict(serve_config.get("http_options") or {})
     http["host"] = POD_HTTP_HOST
     rendered["http_options"] = http
+    rendered["applications"] = [_with_memory(app) for app in serve_config["applications"]]
     # Applications last, as `serve build` writes them: the long part reads best at the end.
     rendered["applications"] = rendered.pop("applications")
     return rendered
+
+
+def _with_memory(app: dict[str, Any]) -> dict[str, Any]:
+    deployments = []
+    for deployment in app.get("deployments") or []:
+        options = dict(deployment.get("ray_actor_options") or {})
+        options["memory"] = memory.deployment_bytes(deployment)
+        deployments.append({**deployment, "ray_actor_options": options})
+    return {**app, "deployments": deployments}
 
 
 def find_block(
@@ -132,11 +147,26 @@ def render_rayjob(raycluster_text: str, manifest_text: str) -> str:
 def rendered(serve_path: Path = SERVE_CONFIG, out: Path | None = None) -> dict[Path, str]:
     """Each generated manifest and the text it should have."""
     service_out = out or RAYSERVICE
-    return {
-        service_out: render_rayservice(serve_path, RAYSERVICE.read_text()),
-        RAYJOB: render_rayjob(RAYCLUSTER.read_text(), RAYJOB.read_text()),
-        rehearsal.REHEARSAL_CLUSTER: rehearsal.render_text(rehearsal.AWS_CLUSTER),
+    values = site.load_values()
+    texts = site.rendered(values)
+
+    def current(path: Path) -> str:  # with the site's values
+        if path not in texts:
+            texts[path] = site.apply_values(path.read_text(), f"kuberay/{path.name}", values)
+        return texts[path]
+
+    generated = {
+        service_out: render_rayservice(serve_path, current(RAYSERVICE)),
+        RAYJOB: render_rayjob(current(RAYCLUSTER), current(RAYJOB)),
     }
+    if service_out != RAYSERVICE:
+        texts.pop(RAYSERVICE)
+    texts.update(generated)
+    cloud = yaml.safe_load(texts[rehearsal.AWS_CLUSTER])
+    texts[rehearsal.REHEARSAL_CLUSTER] = rehearsal.HEADER + yaml.safe_dump(
+        rehearsal.rehearsal_config(cloud), sort_keys=False, width=100
+    )
+    return texts
 
 
 def stale(expected: dict[Path, str]) -> list[Path]:

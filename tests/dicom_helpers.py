@@ -14,8 +14,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 
+ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"  # Enhanced MR Image Storage
 DICOMDIR_TESTS = Path(get_testdata_file("CT_small.dcm")).parent / "dicomdirtests"
 
 
@@ -78,3 +81,56 @@ def zip_bytes(entries: dict[str, bytes]) -> bytes:
         for name, data in entries.items():
             archive.writestr(name, data)
     return buffer.getvalue()
+
+
+def write_enhanced(
+    path: Path,
+    positions: list[float],
+    pixels: np.ndarray,
+    pixel_spacing: float | None = None,
+    **tags,
+) -> Dataset:
+    """One Enhanced MR Image Storage file holding ``write_series``' slices as frames: the
+    geometry in functional groups (orientation and spacing shared, a position per frame), frames
+    written in reverse position order (a reader must sort them)."""
+    base = pydicom.dcmread(shipped("MR_small.dcm"))
+    iop = [float(v) for v in base.ImageOrientationPatient]
+    normal = np.cross(iop[:3], iop[3:])
+    origin = np.asarray([float(v) for v in base.ImagePositionPatient])
+    ds = copy.deepcopy(base)
+    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+                    "SliceThickness", "SliceLocation", "InstanceNumber"):  # fmt: skip
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.SOPClassUID = ENHANCED_MR
+    ds.file_meta.MediaStorageSOPClassUID = ENHANCED_MR
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SeriesInstanceUID = tags.pop("series_uid", generate_uid())
+    for keyword, value in tags.items():
+        setattr(ds, keyword, value)
+    order = list(range(len(positions)))[::-1]
+    ds.NumberOfFrames = len(order)
+    measures, plane = Dataset(), Dataset()
+    measures.PixelSpacing = [pixel_spacing] * 2 if pixel_spacing else list(base.PixelSpacing)
+    measures.SliceThickness = base.get("SliceThickness", 1.0)
+    plane.ImageOrientationPatient = iop
+    shared = Dataset()
+    shared.PixelMeasuresSequence = Sequence([measures])
+    shared.PlaneOrientationSequence = Sequence([plane])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    per_frame = []
+    for k in order:
+        where = Dataset()
+        where.ImagePositionPatient = [f"{v:.4f}" for v in origin + positions[k] * normal]
+        item = Dataset()
+        item.PlanePositionSequence = Sequence([where])
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    dtype = base.pixel_array.dtype
+    ds.PixelData = b"".join(np.ascontiguousarray(pixels[:, :, k].T).astype(dtype).tobytes()
+                            for k in order)  # fmt: skip
+    ds.Rows, ds.Columns = pixels.shape[1], pixels.shape[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path)
+    return ds

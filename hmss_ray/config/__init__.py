@@ -45,6 +45,7 @@ from hmss_ray.config.training import (
     Sampler,
     TrainConfig,
     TuneConfig,
+    TuneMetric,
 )
 from hmss_ray.config.tree import (
     ConfigError,
@@ -84,6 +85,7 @@ __all__ = [
     "ServeConfig",
     "TrainConfig",
     "TuneConfig",
+    "TuneMetric",
     "UserError",
     "config_diff",
     "data_hash",

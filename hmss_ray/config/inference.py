@@ -36,9 +36,11 @@ class EnsembleSource(StrEnum):
 class MetricsConfig(Section):
     SECTION = "metrics"
     bone_threshold_hu: float = 250.0  # HU at and above which a voxel is bone (bone Dice)
-    inception_weights: str | None = None  # InceptionV3 file for FID; else the torch hub cache
+    # InceptionV3 file for KID (validation) and FID (evaluation); else the torch hub cache
+    inception_weights: str | None = None
     vgg_weights: str | None = None  # VGG16 file for the VGG distance; else the torch hub cache
-    fid_max_slices: int = 512  # FID over at most this many validation slices
+    # KID (validation) over at most this many of the split's first slices
+    fid_max_slices: int = 512
 
     def __post_init__(self) -> None:
         self.at_least(2, "fid_max_slices")  # a covariance needs two slices

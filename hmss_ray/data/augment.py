@@ -5,7 +5,9 @@ the CT and the mask, so the pair stays registered. Intensity changes (bias field
 touch the MR only: the CT is the target in Hounsfield units and must not be distorted.
 
 The transforms are those of MONAI's ``RandFlipd``, ``RandAffined``, ``RandBiasFieldd``,
-``RandAdjustContrastd`` and ``RandGaussianNoised`` (same parameters and distributions), written here
+``RandAdjustContrastd`` and ``RandGaussianNoised`` (same parameters and distributions: MONAI's
+default bias coefficient range (0, 0.1), gamma (0.7, 1.5) as configured here; the noise is added
+inside the body mask only, since the background is exactly -1 at inference), written here
 because Ray Data runs them in short-lived worker processes: ``import monai.transforms`` costs
 8-12 s of CPU in each (it imports torch, torchvision and its networks), longer than augmenting
 a whole demo epoch, and it is paid again by every new worker of every trial.
@@ -23,7 +25,7 @@ from hmss_ray.config import AugmentConfig
 
 PAIRED_KEYS = ("mr", "ct", "mask")
 BIAS_DEGREE = 3  # MONAI RandBiasField's default: a smooth field, a few bumps across the slice
-BIAS_COEFF_RANGE = (0.0, 0.3)
+BIAS_COEFF_RANGE = (0.0, 0.1)  # MONAI RandBiasField's default coeff_range
 GAMMA_RANGE = (0.7, 1.5)
 
 
@@ -44,7 +46,9 @@ class Augmentation:
             mr = adjust_contrast(mr, self.rng.uniform(*GAMMA_RANGE))
         if self.rng.random() < self.cfg.noise_prob:
             std = self.rng.uniform(0.0, self.cfg.noise_std)  # as MONAI's sample_std=True
-            mr = mr + self.rng.normal(0.0, std, mr.shape).astype(np.float32)
+            body = out["mask"] > 0.5  # (1, H, W): the background stays as inference sees it
+            noise = self.rng.normal(0.0, std, mr.shape).astype(np.float32)
+            mr = mr + noise * body
         return {**out, "mr": mr.astype(np.float32, copy=False)}
 
     def _flip(self, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -152,7 +152,7 @@ def read_manifest(root_uri: str) -> Manifest:
     uri = storage.join(root_uri, MANIFEST)
     if not storage.exists(uri):
         raise FileNotFoundError(
-            f"no {MANIFEST} under {root_uri}: run `python -m hmss_ray.prepare --out {root_uri}`"
+            f"no {MANIFEST} under {root_uri}: run `hmss-ray prepare -o {root_uri}`"
         )
     return Manifest.from_dict(storage.read_json(uri))
 

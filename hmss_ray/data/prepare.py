@@ -5,7 +5,8 @@ one case at a time (optionally in a process pool, with identical output), writes
 ``manifest.json`` to a local path or ``s3://``. Bad cases are skipped and listed with their reasons.
 
 Every case is read twice: a validation pass (so that only usable patients are split and the
-``data.max_train_slices`` cap is exact), then the pass that writes the shards.
+``data.max_train_slices`` cap is exact), then the pass that writes the shards; the two passes over
+one case are :mod:`hmss_ray.data.prepare_case`, this module plans and writes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from hmss_ray.config import DataConfig, ExperimentConfig, UserError, data_hash, stable_hash
@@ -32,45 +32,27 @@ from hmss_ray.data.manifest import (
     write_manifest,
 )
 from hmss_ray.data.pool import case_pool, map_cases
-from hmss_ray.data.preprocess import (
-    Placement,
-    contract_map,
-    kept_slices,
-    place_body,
-    prepare_placed,
-    slices_with_context,
-)
+from hmss_ray.data.prepare_case import CaseCheck, CaseJob, CaseResult, check_case, process_case
 from hmss_ray.data.split import split_cases
-from hmss_ray.data.synthrad import Case, CaseRef, find_cases, inspect_case
-from hmss_ray.io.geometry import Grid
+from hmss_ray.data.synthrad import CaseRef, find_cases
+
+__all__ = [
+    "CaseCheck",
+    "CaseJob",
+    "CaseResult",
+    "PrepareError",
+    "PrepareReport",
+    "check_case",
+    "prepare_dataset",
+    "process_case",
+    "train_quotas",
+]
 
 UNUSED = "balance_centres: more training patients than the smallest centre of the region"
 
 
 class PrepareError(UserError):
     """Nothing usable to prepare (no cases, or every paired case is bad)."""
-
-
-@dataclass(frozen=True)
-class CaseJob:
-    ref: CaseRef
-    split: str
-    quota: int | None = None  # at most this many slices (data.max_train_slices)
-
-
-@dataclass
-class CaseCheck:
-    ref: CaseRef
-    problems: list[str]
-    slices: int = 0  # slices above data.min_mask_fraction
-
-
-@dataclass
-class CaseResult:
-    job: CaseJob
-    problems: list[str]
-    rows: dict[str, Any] | None = None
-    info: CaseEntry | None = None
 
 
 @dataclass
@@ -82,92 +64,6 @@ class PrepareReport:
     written: int = 0
     unchanged: int = 0
     removed: list[str] = field(default_factory=list)
-
-
-def _subsample(keep: np.ndarray, quota: int | None) -> np.ndarray:
-    if quota is None or keep.size <= quota:
-        return keep
-    # evenly spaced along the body, deterministic: the cap never depends on the worker count
-    picks = np.unique(np.round(np.linspace(0, keep.size - 1, max(quota, 0))).astype(int))
-    return keep[picks]
-
-
-def _no_slices(cfg: DataConfig) -> str:
-    return f"no axial slice inside the {cfg.image_size}-voxel crop holds any of the mask"
-
-
-def _does_not_fit(place: Placement, cfg: DataConfig, region: str) -> str | None:
-    """Why the body does not fit the canvas (None when it does, within data.max_body_loss)."""
-    if place.lost_fraction <= cfg.max_body_loss:
-        return None
-    sx, sy, _ = cfg.spacing[region]
-    size = cfg.image_size
-    wide, deep = place.body_extent
-    return (
-        f"body does not fit the canvas: {place.lost_fraction:.2%} of its voxels "
-        f"({place.lost_voxels} of {place.body_voxels}) fall outside {size}x{size} px at "
-        f"{sx:g}x{sy:g} mm ({size * sx:g} x {size * sy:g} mm) while the body spans "
-        f"{wide * sx:g} x {deep * sy:g} mm; raise data.image_size, coarsen data.spacing.{region}, "
-        f"or allow the loss with data.max_body_loss (now {cfg.max_body_loss:g})"
-    )
-
-
-def _place(case: Case, cfg: DataConfig) -> Placement:
-    """The case's body on its region's contract grid and the data.image_size canvas around it."""
-    gmap = contract_map(Grid(case.mask.shape, case.affine), cfg, case.id.region)
-    return place_body(case.mask, gmap, cfg.image_size)
-
-
-def check_case(ref: CaseRef, cfg: DataConfig) -> CaseCheck:
-    """Pass 1: validate one case and count the slices it would give (nothing is kept)."""
-    case, problems = inspect_case(ref, cfg)
-    if case is None:
-        return CaseCheck(ref, [p.reason for p in problems])
-    place = _place(case, cfg)
-    misfit = _does_not_fit(place, cfg, case.id.region)
-    if misfit:
-        return CaseCheck(ref, [misfit])
-    _, keep = kept_slices(place.mask, cfg.min_mask_fraction)
-    return CaseCheck(ref, [] if keep.size else [_no_slices(cfg)], int(keep.size))
-
-
-def process_case(job: CaseJob, cfg: DataConfig) -> CaseResult:
-    """Pass 2: load, bring onto the contract grid, preprocess and slice one case into rows."""
-    case, problems = inspect_case(job.ref, cfg)
-    if case is None:  # only if a file changed since pass 1
-        return CaseResult(job, [p.reason for p in problems])
-    place = _place(case, cfg)
-    misfit = _does_not_fit(place, cfg, case.id.region)
-    if misfit:
-        return CaseResult(job, [misfit])
-    prepared = prepare_placed(case.mr, case.ct, place, cfg)
-    if prepared.keep.size == 0:
-        return CaseResult(job, [_no_slices(cfg)])
-    keep = _subsample(prepared.keep, job.quota)
-    rows = {
-        "mr": slices_with_context(prepared.mr, cfg.context_slices, keep),  # (N, 2k+1, S, S)
-        "ct": None if prepared.ct is None else slices_with_context(prepared.ct, 0, keep),
-        "mask": slices_with_context(prepared.mask, 0, keep),  # (N, 1, S, S)
-        "slice_index": keep,
-    }
-    assert place.gmap is not None  # _place always maps onto the contract grid
-    info = CaseEntry(
-        split=job.split,
-        region=case.id.region,
-        centre=case.id.centre,
-        paired=case.ct is not None,
-        source=f"{case.id.region}/{case.id}",
-        slices=int(keep.size),
-        slice_indices=[int(i) for i in keep],
-        crop_box=prepared.box.to_dict(),
-        mr_norm=prepared.mr_params.to_dict(),
-        source_grid=place.gmap.source.to_dict(),
-        grid=place.gmap.target.to_dict(),
-        body_voxels=place.body_voxels,
-        body_voxels_lost=place.lost_voxels,
-        body_fraction_lost=round(place.lost_fraction, 6),
-    )
-    return CaseResult(job, [], rows, info)
 
 
 def _progress(items: Iterable[Any], total: int, desc: str, enabled: bool) -> Iterable[Any]:

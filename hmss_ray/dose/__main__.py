@@ -26,7 +26,7 @@ exit status: 0 checked, 2 bad arguments or inputs
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser(
-        "hmss_ray.dose",
+        "dose",
         "Dose check: a plan optimised on the CT, recomputed on the sCT; DVH differences, gamma "
         "pass rates and the proton range shift.",
         EXAMPLES,

@@ -1,4 +1,5 @@
-"""``python -m hmss_ray.evaluate``: per-patient SynthRAD metrics, tables and figures of a split.
+"""``hmss-ray evaluate`` (``python -m hmss_ray.evaluate``): per-patient SynthRAD metrics, tables
+and figures of a split.
 
 The metrics are those of the data's release, found from its layout: SynthRAD2023 (MAE, PSNR,
 SSIM) or SynthRAD2025 (MAE, PSNR, MS-SSIM, Dice, HD95).
@@ -18,12 +19,12 @@ from hmss_ray.config import SegmentationMethod
 SPLITS = ("train", "val", "test")
 EXIT_OK, EXIT_NOTHING = 0, 3
 EXAMPLES = """examples:
-  python -m hmss_ray.evaluate --model outputs/registry/demo --data data/phantom \\
-      --shards data/shards --split test --out outputs/evaluation
-  python -m hmss_ray.evaluate --model outputs/registry/demo --data data/phantom \\
-      --shards data/shards --dose photon,proton --out outputs/evaluation-dose
-  python -m hmss_ray.evaluate --data /data/SynthRAD2025/Task1 --predictions sct/ \\
-      --config configs/thorax.yaml --segmentation thresholds --out outputs/eval-thorax
+  hmss-ray evaluate --model outputs/demo/registry/demo --data outputs/demo/phantom \\
+      --shards outputs/demo/shards --split test -o outputs/evaluation
+  hmss-ray evaluate --model outputs/demo/registry/demo --data outputs/demo/phantom \\
+      --shards outputs/demo/shards --dose photon,proton -o outputs/evaluation-dose
+  hmss-ray evaluate --data /data/SynthRAD2025/Task1 --predictions sct/ \\
+      --config thorax --segmentation thresholds -o outputs/eval-thorax
 
 exit status: 0 report written (cases left out are listed in it), 2 bad arguments or config,
 3 no case could be evaluated
@@ -32,13 +33,13 @@ exit status: 0 report written (cases left out are listed in it), 2 bad arguments
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser(
-        "hmss_ray.evaluate",
+        "evaluate",
         "SynthRAD2023/2025 metrics, slice metrics, tables and figures for one split.",
         EXAMPLES,
     )
-    parser.add_argument("--model", help="registry entry or checkpoint (path, s3://)")
-    parser.add_argument("--data", required=True, help="SynthRAD Task1 folder (or its parent)")
-    parser.add_argument("--shards", help="shard root whose manifest gives each case's split")
+    cli.add_model(parser, required=False)
+    cli.add_data(parser, "SynthRAD Task1 folder (or its parent)")
+    cli.add_shards(parser, "shard root whose manifest gives each case's split", required=False)
     parser.add_argument("--split", default="test", choices=SPLITS,
                         help="manifest split to score (default test; needs --shards)")  # fmt: skip
     parser.add_argument(
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="photon, proton or photon,proton: per patient, a plan optimised on the CT "
         "recomputed on the sCT (needs the dose extra; docs/dose.md)",
     )
-    parser.add_argument("--out", default="outputs/evaluation", help="report folder (path, s3://)")
+    cli.add_output(parser, "report folder (path, s3://)", default="outputs/evaluation")
+    cli.add_alias(parser, "--out", dest="output", new="-o/--output")
     cli.add_config_args(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     return parser
@@ -65,17 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
 def command(args: argparse.Namespace) -> int:
     from hmss_ray import storage
     from hmss_ray.evaluate.run import EvaluationJob, NothingEvaluated, evaluate, evaluation_config
+    from hmss_ray.resources import config_path
 
     if not args.model and not args.predictions:
         raise cli.UserError("give --model (to synthesise the sCTs) or --predictions (to score)")
     from hmss_ray.dose import parse_modalities
 
     dose = tuple(parse_modalities(args.dose)) if args.dose else ()
-    cfg = evaluation_config(args.model, args.config, args.set)
-    remote = storage.is_remote(args.out)
+    config = config_path(args.config)
+    cfg = evaluation_config(args.model, str(config) if config else None, args.set)
+    remote = storage.is_remote(args.output)
     with tempfile.TemporaryDirectory(prefix="hmss-eval-") as tmp:
         # s3:// reports are staged locally (matplotlib and pandas write files), then copied
-        out = Path(tmp) if remote else Path(args.out)
+        out = Path(tmp) if remote else Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
         job = EvaluationJob(
             data=args.data, out=out, split=args.split, model=args.model, shards=args.shards,
@@ -88,8 +92,8 @@ def command(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_NOTHING
         if remote:
-            storage.copy_dir(str(out), args.out)
-    where = args.out if remote else Path(args.out).resolve()
+            storage.copy_dir(str(out), args.output)
+    where = args.output if remote else Path(args.output).resolve()
     print(f"[hmss] report: {storage.join(str(where), 'report.md')}")
     return EXIT_OK
 

@@ -16,7 +16,7 @@ import torch
 from hmss_ray import metrics
 from hmss_ray.config import Edition, ExperimentConfig
 from hmss_ray.data import synthrad
-from hmss_ray.metrics.segmentation import Segmenter, spacing_of
+from hmss_ray.metrics.segmentation import Segmenter, classes_for, spacing_of
 
 COLUMNS = {
     Edition.SYNTHRAD2023: ("mae", "psnr", "ssim"),
@@ -31,8 +31,9 @@ DEFINITIONS = {
         "SynthRAD2025 cases: MAE, PSNR and masked 5-level MS-SSIM per patient, 3D, in HU inside "
         "the body mask (PSNR and MS-SSIM on [-1024, 3071] HU, data range 4095); Dice and HD95 (mm) "
         "with MONAI's DiceMetric and HausdorffDistanceMetric(percentile=95) between segmentations "
-        "of the CT and the sCT, averaged over the labels of the CT's segmentation, background "
-        "included, as the organisers do."
+        "of the CT and the sCT, each class separately and averaged: the organisers' class list "
+        "per region with TotalSegmentator (absent classes skipped), every non-background label "
+        "with HU thresholds; background never counts."
     ),
 }
 
@@ -58,7 +59,13 @@ def challenge_metrics(
         reference = seg(case.ct, case.mask, case.affine)
         predicted = seg(sct, case.mask, case.affine)
         row.update(
-            metrics.overlap_metrics(reference, predicted, spacing_of(case.affine), seg.names)
+            metrics.overlap_metrics(
+                reference,
+                predicted,
+                spacing_of(case.affine),
+                seg.names,
+                classes=classes_for(case.id.region, seg),
+            )
         )
     else:
         row = dict(metrics.synthrad_metrics(case.ct, sct, case.mask))

@@ -17,14 +17,22 @@ import numpy as np
 
 from hmss_ray.config import DataConfig
 from hmss_ray.data import preprocess
-from hmss_ray.data.intensity import BACKGROUND, MRNorm, mr_apply, mr_norm_of, unit_to_ct
+from hmss_ray.data.intensity import (
+    BACKGROUND,
+    MRNorm,
+    mr_apply,
+    mr_norm_of,
+    norm_region,
+    unit_to_ct,
+)
 from hmss_ray.io.geometry import Box
 
 AIR_HU = -1000
 SLAB_VOXELS = 1 << 22  # voxels of float32 per slab when gathering (16 MiB)
 
-# (B, 2k+1, S, S) float32 stacks -> (B, S, S) float32 generator output in [-1, 1]
-Predict = Callable[[np.ndarray], np.ndarray]
+# (B, 2k+1, S, S) float32 stacks -> (B, S, S) float32 generator output in [-1, 1]; with a
+# spread canvas, also (B, S, S) float32: the spread of the TTA/ensemble passes in HU
+Predict = Callable[[np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray]"]
 
 
 def canvas_part(mr: np.ndarray, place: preprocess.Placement, z0: int, z1: int) -> np.ndarray:
@@ -40,15 +48,15 @@ def canvas_part(mr: np.ndarray, place: preprocess.Placement, z0: int, z1: int) -
 def mr_norm(mr: np.ndarray, place: preprocess.Placement, cfg: DataConfig) -> MRNorm:
     """The MR normalisation of the body on the canvas, as ``prepare_placed`` computes it, from
     slabs: only the body's values are held (one float32 each)."""
-    values = np.empty(int(np.count_nonzero(place.mask)), np.float32)
+    values = np.empty(int(np.count_nonzero(place.mask)), np.float32)  # an upper bound
     depth, filled = place.mask.shape[2], 0
     step = max(1, SLAB_VOXELS // max(place.box.size**2, 1))
     for z0 in range(0, depth, step):
         z1 = min(z0 + step, depth)
-        inside = canvas_part(mr, place, z0, z1)[place.mask[:, :, z0:z1] > 0]
+        inside = canvas_part(mr, place, z0, z1)[norm_region(place.mask[:, :, z0:z1])]
         values[filled : filled + inside.size] = inside
         filled += inside.size
-    return mr_norm_of(values, cfg.mr_percentiles)
+    return mr_norm_of(values[:filled], cfg.mr_percentiles)
 
 
 def generate(
@@ -57,11 +65,14 @@ def generate(
     cfg: DataConfig,
     predict: Predict,
     batch_slices: int,
+    spread: np.ndarray | None = None,
 ) -> np.ndarray:
     """int16 HU on the canvas (S, S, Z): ``predict`` on every axial slice with body in it.
 
     Each batch of slices is sampled from ``mr`` with its ``cfg.context_slices`` neighbours,
-    normalised (:func:`mr_norm`) and masked as in training; empty slices stay air.
+    normalised (:func:`mr_norm`) and masked as in training; empty slices stay air. ``spread``
+    (float32, the canvas's shape, zeros): filled with the passes' spread in HU, which ``predict``
+    then returns beside its output.
     """
     norm, k = mr_norm(mr, place, cfg), cfg.context_slices
     depth = place.mask.shape[2]
@@ -75,7 +86,11 @@ def generate(
         unit[place.mask[:, :, lo:hi] == 0] = BACKGROUND
         # neighbours past the part's ends are clamped only where the volume ends too
         stack = preprocess.slices_with_context(unit, k, idx - lo)
-        hu = unit_to_ct(predict(stack), cfg.hu_range)  # (B, S, S)
+        out = predict(stack)
+        if spread is not None:
+            out, passes_spread = out
+            spread[:, :, idx] = np.moveaxis(passes_spread, 0, 2)
+        hu = unit_to_ct(out, cfg.hu_range)  # (B, S, S)
         np.clip(np.rint(hu, out=hu), -32768, 32767, out=hu)
         sct[:, :, idx] = np.moveaxis(hu, 0, 2)
     return sct

@@ -90,7 +90,7 @@ def _largest_part(mask: np.ndarray) -> np.ndarray:
     for z in range(0, labels.shape[2], step):  # in slabs: bincount's int64 copy stays small
         sizes += np.bincount(labels[:, :, z : z + step].ravel(), minlength=count + 1)
     sizes[0] = 0  # background
-    return labels == int(np.argmax(sizes))
+    return np.asarray(labels == int(np.argmax(sizes)))
 
 
 def mask_from_mr(mr: np.ndarray, affine: np.ndarray | None = None) -> np.ndarray:
@@ -104,7 +104,8 @@ def mask_from_mr(mr: np.ndarray, affine: np.ndarray | None = None) -> np.ndarray
     mask = ndimage.binary_closing(mask, iterations=pad)[pad:-pad, pad:-pad, pad:-pad]
     axial = 2
     if affine is not None:  # the storage axis that nibabel's reorientation maps to I/S
-        axial = int(np.flatnonzero(nib.orientations.io_orientation(affine)[:, 0] == 2)[0])
+        ornt = nib.orientations.io_orientation(affine)  # type: ignore[no-untyped-call]
+        axial = int(np.flatnonzero(ornt[:, 0] == 2)[0])
     _fill_holes_per_slice(mask, axial)
     return _largest_part(mask).view(np.uint8)
 
@@ -146,11 +147,30 @@ class ModelInfo:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Synthesis:
+    """One volume's result on the input grid: the sCT (int16 HU), the body mask it was made
+    with, and the TTA/ensemble spread (float32 HU std, 0 outside the body; None for one pass)."""
+
+    sct: np.ndarray
+    body: np.ndarray
+    spread: np.ndarray | None = None
+
+
 @dataclass
 class Synthesizer:
-    """A loaded generator with its config; ``synth(mr, mask, affine)`` -> int16 HU volume.
+    """A loaded model: an MR :class:`~hmss_ray.io.Volume` in, its sCT (int16 HU) out.
 
-    ``engine`` runs the generator (built from ``cfg.serve`` when not given).
+    Load one with :meth:`from_uri` and call :meth:`predict`; ``synth(mr, mask, affine)`` does the
+    same on bare arrays. ``engine`` runs the generator (built from ``cfg.serve``).
+
+    Example::
+
+        from hmss_ray import Synthesizer, read_volume, write_volume
+
+        synth = Synthesizer.from_uri("outputs/demo/registry/demo", device="cpu")
+        sct = synth.predict(read_volume("mr.nii.gz"))  # on the MR's grid, HU
+        write_volume(sct, "sct.nii.gz")
     """
 
     generator: torch.nn.Module
@@ -168,14 +188,16 @@ class Synthesizer:
 
     def __post_init__(self) -> None:
         self.engine = Engine(self.generator, self.device, self.cfg.serve)
-        hu_range, tta = tuple(self.cfg.data.hu_range), self.cfg.inference.tta
+        low, high = self.cfg.data.hu_range
+        hu_range, tta = (float(low), float(high)), self.cfg.inference.tta
         chosen = self.predictor or ensemble.Predictor([self.generator], tta, hu_range)
         if chosen.generators[0] is not self.generator:  # the winner is always ``generator``
             chosen = replace(chosen, generators=[self.generator, *chosen.generators[1:]])
         self.predictor = chosen
         # every TTA pass and ensemble member runs in the engine the config chooses
         members = [Engine(g, self.device, self.cfg.serve) for g in chosen.generators[1:]]
-        self.runner = replace(chosen, generators=[_Module(e) for e in [self.engine, *members]])
+        modules: list[Any] = [_Module(e) for e in [self.engine, *members]]  # called as modules
+        self.runner = replace(chosen, generators=modules)
 
     @classmethod
     def from_uri(
@@ -229,7 +251,7 @@ class Synthesizer:
     @property
     def stride(self) -> int:
         """The generator's total downsampling: a canvas side must be a multiple of it."""
-        return 2 ** (self.cfg.model.lrg_downsamples + 1)
+        return int(2 ** (self.cfg.model.lrg_downsamples + 1))
 
     def canvas_size(self, mask: np.ndarray) -> int:
         """The training slice size, or larger when the body (``mask`` on the contract grid) does
@@ -275,6 +297,19 @@ class Synthesizer:
                 grid already (contract axes and spacing).
             region: which contract applies (see :meth:`region`).
         """
+        return self.synthesize(mr, mask, affine, region).sct
+
+    @torch.no_grad()
+    def synthesize(
+        self,
+        mr: np.ndarray,
+        mask: np.ndarray | None = None,
+        affine: np.ndarray | None = None,
+        region: str | None = None,
+        spread: bool = False,
+    ) -> Synthesis:
+        """As :meth:`__call__`, with the body mask used and, with ``spread`` and more than one
+        pass (TTA flips or ensemble members), the passes' voxel-wise standard deviation in HU."""
         mr = np.asarray(mr)
         check_volume(mr, mask, self.cfg.serve.min_size)
         contract = self.contract(region)
@@ -292,7 +327,12 @@ class Synthesizer:
             place = preprocess.place_body(body, gmap, self.cfg.data.image_size, self.stride)
         except ValueError as exc:  # a body smaller than one voxel of the contract grid
             raise InputError(f"{exc} (contract spacing {contract.spacing} mm)") from None
-        sct_canvas = self._generate(mr, place)
+        with_spread = spread and self.runner.passes > 1
+        spread_canvas = np.zeros(place.mask.shape, np.float32) if with_spread else None
+        predict = self._predict_spread if with_spread else self._predict
+        sct_canvas = slabs.generate(
+            mr, place, self.cfg.data, predict, self.batch_slices, spread=spread_canvas
+        )
         # the sCT in the MR's memory order: a NIfTI-read MR is Fortran-ordered, and so its sCT
         # is written out without a reordered copy
         layout = "F" if mr.flags.f_contiguous and not mr.flags.c_contiguous else "C"
@@ -300,7 +340,33 @@ class Synthesizer:
             sct_canvas, order=1, cval=AIR_HU, box=place.canvas, dtype=np.int16, layout=layout
         )
         del sct_canvas
-        return slabs.air_outside(sct, body)  # outside the body is air, as in the CT
+        spread_map = None
+        if spread_canvas is not None:
+            spread_map = gmap.inverse(spread_canvas, order=1, box=place.canvas, layout=layout)
+            spread_map[np.asarray(body) == 0] = 0.0
+        # outside the body is air, as in the CT
+        return Synthesis(slabs.air_outside(sct, body), body, spread_map)
+
+    def _predict_spread(self, stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One batch with the passes' spread: ([-1, 1] output, float32 HU std), (B, S, S)."""
+        hu, spread = self.runner.mean_and_spread(torch.from_numpy(stack))
+        return ct_to_unit(hu, self.cfg.data.hu_range), spread
+
+    def predict(
+        self, volume: Volume, mask: Volume | None = None, region: str | None = None
+    ) -> Volume:
+        """The sCT (int16 HU) of the MR ``volume``, on exactly its grid (shape, affine, header).
+
+        Args:
+            volume: the MR, as :func:`hmss_ray.read_volume` returns it (any storage order,
+                spacing or oblique affine).
+            mask: a body mask on the MR's grid; derived from the MR when None.
+            region: which geometry contract applies, for a model of several regions.
+
+        Raises:
+            InputError: a volume that cannot be synthesised (the message says why).
+        """
+        return synthesize_volume(self, volume, mask, region)
 
     def _check_grid(self, shape: tuple[int, ...], contract: Contract) -> None:
         """The model's grid (the input's field of view at the contract spacing) and the canvas
@@ -310,10 +376,6 @@ class Synthesizer:
         side = max(self.cfg.data.image_size, *shape[:2])  # no canvas is wider than this
         canvas = (side, side, shape[2])
         check_voxels(canvas, 4, self.cfg.io, f"MR on the model's canvas ({contract.spacing} mm)")
-
-    def _generate(self, mr: np.ndarray, place: preprocess.Placement) -> np.ndarray:
-        """int16 HU on the canvas, (S, S, Z): the generator on every slice with body in it."""
-        return slabs.generate(mr, place, self.cfg.data, self._predict, self.batch_slices)
 
     def _predict(self, stack: np.ndarray) -> np.ndarray:
         """One batch: float32 (B, 2k+1, S, S) 2.5D stacks -> float32 (B, S, S) in [-1, 1]."""
@@ -343,3 +405,14 @@ def synthesize_volume(
     """
     mask_array = None if mask is None else mask.array
     return mr.like(synth(np.asarray(mr.array), mask_array, mr.affine, region))
+
+
+def synthesize_with_spread(
+    synth: Synthesizer, mr: Volume, mask: Volume | None = None, region: str | None = None
+) -> tuple[Volume, Volume | None, np.ndarray]:
+    """As :func:`synthesize_volume`, plus the passes' spread (float32 HU std on the MR grid,
+    None with a single pass) and the body mask used."""
+    mask_array = None if mask is None else mask.array
+    result = synth.synthesize(np.asarray(mr.array), mask_array, mr.affine, region, spread=True)
+    spread = None if result.spread is None else mr.like(result.spread)
+    return mr.like(result.sct), spread, result.body

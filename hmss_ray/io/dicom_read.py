@@ -23,7 +23,9 @@ import numpy as np
 
 from hmss_ray.config import IOConfig
 from hmss_ray.io import dicom_file
+from hmss_ray.io.dicom_enhanced import frame_headers, is_enhanced
 from hmss_ray.io.dicom_file import member_bytes
+from hmss_ray.io.dicom_select import SeriesRule, choose_series
 from hmss_ray.io.dicom_series import DicomSource, SliceHeader, stack_geometry
 from hmss_ray.io.limits import MIB, check_voxels, open_zip
 from hmss_ray.io.volume import (
@@ -46,16 +48,17 @@ class Member:
     path: Path | None = None  # on disk (lets SimpleITK decode it in place)
 
 
-def read_dicom(path: str | Path, limits: IOConfig) -> Volume:
-    """A DICOM series from a folder (searched recursively), a ``.zip`` or a single file."""
+def read_dicom(path: str | Path, limits: IOConfig, rule: SeriesRule | None = None) -> Volume:
+    """A DICOM series from a folder (searched recursively), a ``.zip`` or a single file; of
+    several series, the one ``rule`` chooses (:mod:`hmss_ray.io.dicom_select`)."""
     path = Path(path)
     if path.is_dir():
-        return read_series(_folder_members(path, limits), limits, f"folder {path}")
+        return read_series(_folder_members(path, limits), limits, f"folder {path}", rule)
     if path.suffix.lower() == ".zip":
         with path.open("rb") as handle:
             archive = open_zip(handle, limits, f"zip {path.name}")
-            return read_series(_zip_members(archive), limits, f"zip {path.name}")
-    return read_series([_file_member(path, path.name)], limits, str(path))
+            return read_series(_zip_members(archive), limits, f"zip {path.name}", rule)
+    return read_series([_file_member(path, path.name)], limits, str(path), rule)
 
 
 def dicom_from_bytes(data: bytes, limits: IOConfig, what: str = "upload") -> Volume:
@@ -66,8 +69,11 @@ def dicom_from_bytes(data: bytes, limits: IOConfig, what: str = "upload") -> Vol
     return read_series(_zip_members(archive), limits, f"{what} zip")
 
 
-def read_series(members: list[Member], limits: IOConfig, where: str) -> Volume:
-    """The one image series among ``members``, checked and stacked (see the module docstring)."""
+def read_series(
+    members: list[Member], limits: IOConfig, where: str, rule: SeriesRule | None = None
+) -> Volume:
+    """The image series among ``members``, checked and stacked (see the module docstring): the
+    only one, or the one ``rule`` (by default: the only MR volume) chooses of several."""
     if len(members) > limits.max_files:
         raise LimitExceeded(
             f"{where} has {len(members)} files, over the limit of {limits.max_files} (io.max_files)"
@@ -80,13 +86,20 @@ def read_series(members: list[Member], limits: IOConfig, where: str) -> Volume:
             )
     budget = dicom_file.Budget(limits)  # parsing cost of all the files, both passes
     slices, skipped = _headers(members, limits, where, budget)
-    series = _one_series(slices, skipped, where)
-    geometry = stack_geometry(series, where)
+    groups = _by_series(slices, skipped, where)
+    if len(groups) == 1 and rule is None:  # one series: whatever it is (an MR, a CT to score)
+        geometry, reason = stack_geometry(next(iter(groups.values())), where), None
+    else:
+        choice = choose_series(groups, rule or SeriesRule(), where)
+        geometry, reason = choice.geometry, choice.reason
     check_affine(geometry.affine, f"the series in {where}")
     first = geometry.slices[0]
     check_voxels((first.columns, first.rows, len(geometry.slices)), 4, limits, f"series in {where}")
     array = _pixels(geometry.slices, limits, where, budget)
-    return Volume(array, geometry.affine, {"dicom": DicomSource.from_slices(geometry.slices)})
+    meta: dict = {"dicom": DicomSource.from_slices(geometry.slices)}
+    if reason:
+        meta["series_choice"] = reason
+    return Volume(array, geometry.affine, meta)
 
 
 def _headers(
@@ -101,28 +114,26 @@ def _headers(
         except dicom_file.NotDicom:
             skipped["not DICOM"] = skipped.get("not DICOM", 0) + 1
             continue
-        header = SliceHeader.from_dataset(ds, member)
-        if isinstance(header, str):
-            skipped[header] = skipped.get(header, 0) + 1
+        headers = (
+            frame_headers(ds, member) if is_enhanced(ds) else SliceHeader.from_dataset(ds, member)
+        )
+        if isinstance(headers, str):
+            skipped[headers] = skipped.get(headers, 0) + 1
         else:
-            slices.append(header)
+            slices.extend(headers if isinstance(headers, list) else [headers])
     return slices, skipped
 
 
-def _one_series(slices: list[SliceHeader], skipped: dict[str, int], where: str):
+def _by_series(
+    slices: list[SliceHeader], skipped: dict[str, int], where: str
+) -> dict[str, list[SliceHeader]]:
     if not slices:
         found = ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())) or "no files"
         raise UnreadableVolume(f"{where} holds no DICOM image slice ({found})")
     by_series: dict[str, list[SliceHeader]] = {}
     for header in slices:
         by_series.setdefault(header.series_uid, []).append(header)
-    if len(by_series) > 1:
-        listing = "; ".join(
-            f"{uid} ({group[0].describe()}, {len(group)} file(s))"
-            for uid, group in sorted(by_series.items(), key=lambda kv: -len(kv[1]))
-        )
-        raise SeriesError(f"{where} holds {len(by_series)} series, send one: {listing}")
-    return next(iter(by_series.values()))
+    return by_series
 
 
 def _pixels(
@@ -130,8 +141,16 @@ def _pixels(
 ) -> np.ndarray:
     scaled = any((s.slope, s.intercept) != (1.0, 0.0) for s in slices)
     array: np.ndarray | None = None
+    frames: dict[str, tuple[np.ndarray, bool]] = {}  # a multi-frame file, decoded once
     for k, header in enumerate(slices):
-        values, rescaled = _decode(header, limits, where, budget)
+        if header.frame is None:
+            values, rescaled = _decode(header, limits, where, budget)
+        else:
+            if header.member.name not in frames:
+                frames.clear()  # one multi-frame file held at a time
+                frames[header.member.name] = _decode(header, limits, where, budget)
+            stack, rescaled = frames[header.member.name]
+            values = stack[header.frame] if stack.ndim == 3 else stack
         if values.shape != (header.rows, header.columns):
             raise SeriesError(
                 f"{where}: {header.member.name} has pixels {values.shape}, its header says "
@@ -195,7 +214,8 @@ def _decode_with_itk(header: SliceHeader, data: bytes, syntax: str, where: str) 
         reader = sitk.ImageFileReader()
         reader.SetImageIO("GDCMImageIO")
         reader.SetFileName(str(path))
-        return sitk.GetArrayFromImage(reader.Execute())[0]
+        frames = sitk.GetArrayFromImage(reader.Execute())
+        return frames if header.frame is not None else frames[0]
 
     try:
         if header.member.path is not None:

@@ -53,6 +53,7 @@ class SliceHeader:
     sop_class_uid: str
     sop_instance_uid: str
     tags: dict[str, str]
+    frame: int | None = None  # the frame of a multi-frame (Enhanced) file; None: a file a slice
 
     @classmethod
     def from_dataset(cls, ds: Any, member: Any) -> SliceHeader | str:

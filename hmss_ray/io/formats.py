@@ -15,9 +15,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hmss_ray.config import IOConfig, UserError
 from hmss_ray.io.volume import UnreadableVolume, Volume
+
+if TYPE_CHECKING:
+    from hmss_ray.io.dicom_select import SeriesRule
+    from hmss_ray.io.dicom_write import SeriesInfo
 
 
 class Format(StrEnum):
@@ -98,19 +103,23 @@ def format_to_write(path: str | Path) -> Format:
     return found
 
 
-def read_volume(path: str | Path, limits: IOConfig | None = None) -> Volume:
+def read_volume(
+    path: str | Path, limits: IOConfig | None = None, series: SeriesRule | None = None
+) -> Volume:
     """A volume file or DICOM series with its data and geometry, within ``limits``.
 
     Args:
         path: a NIfTI, MetaImage or NRRD file, or a DICOM folder / ``.zip`` / ``.dcm``.
         limits: the ``io`` config section (default: its defaults).
+        series: which series of a DICOM study to read (default: the only series, or of several
+            the only MR volume; :mod:`hmss_ray.io.dicom_select`).
     """
     limits = limits or IOConfig()
     fmt = format_to_read(path)
     if fmt is Format.DICOM:
         from hmss_ray.io.dicom_read import read_dicom
 
-        return read_dicom(path, limits)
+        return read_dicom(path, limits, series)
     if fmt is Format.NIFTI:
         from hmss_ray.io.nifti import read_nifti
 
@@ -120,7 +129,7 @@ def read_volume(path: str | Path, limits: IOConfig | None = None) -> Volume:
     return read_itk(path, limits)
 
 
-def write_volume(volume: Volume, path: str | Path, *, series=None) -> Path:
+def write_volume(volume: Volume, path: str | Path, *, series: SeriesInfo | None = None) -> Path:
     """Write ``volume`` in the format ``path`` asks for (see :func:`format_to_write`).
 
     Args:
@@ -167,7 +176,7 @@ def volume_from_bytes(data: bytes, limits: IOConfig, what: str = "MR") -> Volume
 
 
 def volume_to_bytes(
-    volume: Volume, fmt: Format | str, series=None, compresslevel: int = 1
+    volume: Volume, fmt: Format | str, series: SeriesInfo | None = None, compresslevel: int = 1
 ) -> bytes:
     """``volume`` as the bytes of one file: ``.nii.gz``, ``.mha``, ``.nrrd`` or a DICOM zip.
 

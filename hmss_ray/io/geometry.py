@@ -9,8 +9,9 @@ back (the forward and the inverse side by side, MONAI ``Invertd`` style):
 - the input's axes are permuted and flipped to the contract orientation (nibabel
   ``io_orientation``): exact, nothing is interpolated;
 - only when the spacing then differs, or the affine is oblique, is the input resampled (linear for
-  MR/CT, nearest for masks) onto a world-aligned grid at the contract spacing that covers the
-  input's whole field of view, centred on it;
+  MR/CT, after a Gaussian anti-aliasing prefilter where the contract is coarser; nearest for
+  masks, ties broken along the contract axes: :mod:`hmss_ray.io.antialias`) onto a world-aligned
+  grid at the contract spacing that covers the input's whole field of view, centred on it;
 - :meth:`GridMap.inverse` puts a contract-grid array back on exactly the input grid.
 
 Both directions produce any box of their output grid (a z-range of axial slices, the canvas
@@ -28,6 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from hmss_ray.config import DataConfig, UserError
+from hmss_ray.io import antialias
 
 # the contract grid may replace the input's own (no interpolation) when doing so moves no voxel
 # by more than this fraction of a voxel anywhere in the volume (float noise in headers, 0.99999 mm)
@@ -195,7 +197,17 @@ class GridMap:
             return out
         to_source = _snap(np.linalg.inv(self.source.affine) @ self.target.affine) @ box.shift()
         out = np.empty(box.shape, dtype)
-        _resample(np.asarray(array), to_source, out, order, cval)
+        source = np.asarray(array)
+        if order == 0:  # nearest: ties broken along the contract axes, not the storage order
+            _resample(source, antialias.untie(to_source), out, order, cval)
+            return out
+        sigma = antialias.antialias_sigma(to_source[:3, :3])
+        if not antialias.needs_filter(sigma):
+            _resample(source, to_source, out, order, cval)
+            return out
+        # coarser than the input: Gaussian prefilter sized by the ratio (io/antialias.py)
+        part, to_part, lo = antialias.prefiltered(source, to_source, out.shape, sigma)
+        _resample(part, to_part, out, order, cval, edges=(-lo, np.array(source.shape) - lo))
         return out
 
     def inverse(
@@ -279,10 +291,19 @@ def _snap(to_grid: np.ndarray) -> np.ndarray:
     return snapped
 
 
-def _resample(src: np.ndarray, to_src: np.ndarray, out: np.ndarray, order: int, cval: float):
+def _resample(
+    src: np.ndarray,
+    to_src: np.ndarray,
+    out: np.ndarray,
+    order: int,
+    cval: float,
+    edges: tuple[np.ndarray, np.ndarray] | None = None,
+):
     """Fill ``out`` with ``src`` sampled at ``to_src @ index``: edge voxels are extended by half a
-    voxel, anything further outside ``src`` is ``cval``."""
+    voxel, anything further outside ``src`` is ``cval``. ``edges``: the (first, end) indices of
+    the whole input in ``src``'s indices when ``src`` is a part of it."""
     linear, offset = to_src[:3, :3], to_src[:3, 3]
+    first, end = edges if edges is not None else (np.zeros(3), np.array(src.shape))
     monomial = (np.abs(linear) > 1e-12).sum(axis=1) == 1  # each source axis follows one out axis
     diagonal = bool(np.all(np.abs(linear - np.diag(np.diag(linear))) <= 1e-12))
     if monomial.all():
@@ -291,7 +312,9 @@ def _resample(src: np.ndarray, to_src: np.ndarray, out: np.ndarray, order: int, 
         for axis in range(3):
             by = int(np.argmax(np.abs(linear[axis])))
             coord = linear[axis, by] * np.arange(out.shape[by]) + offset[axis]
-            outside = (coord < -0.5 - _EDGE_EPS) | (coord > src.shape[axis] - 0.5 + _EDGE_EPS)
+            outside = (coord < first[axis] - 0.5 - _EDGE_EPS) | (
+                coord > end[axis] - 0.5 + _EDGE_EPS
+            )
             index: list[Any] = [slice(None)] * 3
             index[by] = outside
             out[tuple(index)] = cval
@@ -307,5 +330,7 @@ def _resample(src: np.ndarray, to_src: np.ndarray, out: np.ndarray, order: int, 
         outside = np.zeros(slab.shape, bool)
         for axis in range(3):
             coord = linear[axis, 0] * i + linear[axis, 1] * j + linear[axis, 2] * k + start[axis]
-            outside |= (coord < -0.5 - _EDGE_EPS) | (coord > src.shape[axis] - 0.5 + _EDGE_EPS)
+            outside |= (coord < first[axis] - 0.5 - _EDGE_EPS) | (
+                coord > end[axis] - 0.5 + _EDGE_EPS
+            )
         slab[outside] = cval

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from hmss_ray.config import UserError
 
@@ -40,7 +41,7 @@ MIN_SPACING_MM, MAX_SPACING_MM = 1e-4, 1e4  # 0.1 micrometre .. 10 m per voxel
 MAX_COORDINATE_MM = 1e7
 
 
-def check_affine(affine, what: str) -> np.ndarray:
+def check_affine(affine: ArrayLike, what: str) -> np.ndarray:
     """``affine`` as float64 4x4 when it is a usable grid, else :class:`UnreadableVolume`:
     finite, voxel sizes from ``MIN_SPACING_MM`` to ``MAX_SPACING_MM``, axes not (nearly)
     parallel, origin within ``MAX_COORDINATE_MM``."""

@@ -7,7 +7,11 @@ and validation numbers agree.
 """
 
 from hmss_ray.metrics.fid import FeatureStats, fid, frechet_distance
+from hmss_ray.metrics.kid import KidTerm, kid
+from hmss_ray.metrics.objective import objective, objective_text
+from hmss_ray.metrics.patients import PatientMetrics
 from hmss_ray.metrics.segmentation import (
+    CLASSES_2025,
     SegmentationMethod,
     Segmenter,
     ThresholdSegmenter,
@@ -27,12 +31,15 @@ from hmss_ray.metrics.synthrad2023 import (
 from hmss_ray.metrics.synthrad2025 import masked_ms_ssim, synthrad2025_metrics
 
 __all__ = [
+    "CLASSES_2025",
     "DATA_RANGE",
     "HU_MAX",
     "HU_MIN",
     "SSIM_CROP",
     "SSIM_WIN",
     "FeatureStats",
+    "KidTerm",
+    "PatientMetrics",
     "SegmentationMethod",
     "Segmenter",
     "SliceMetrics",
@@ -40,8 +47,11 @@ __all__ = [
     "bone_dice",
     "fid",
     "frechet_distance",
+    "kid",
     "make_segmenter",
     "masked_ms_ssim",
+    "objective",
+    "objective_text",
     "overlap_metrics",
     "psnr_from_mse",
     "slice_ssim",

@@ -1,8 +1,12 @@
 """SynthRAD2025's geometric metrics: Dice and HD95 between segmentations of the CT and the sCT.
 
 The organisers segment the CT and the sCT with TotalSegmentator (``fast=True``) and score them with
-MONAI's ``DiceMetric`` and ``HausdorffDistanceMetric(percentile=95)`` (mm), averaged over every
-label present in the CT's segmentation, background included (their ``segmentation_metrics.py``).
+MONAI's ``DiceMetric`` and ``HausdorffDistanceMetric(percentile=95)`` (mm). Since 2025-04-16
+(their ``segmentation_metrics.py``, SynthRAD2025/evaluation) each region has a list of classes
+(:data:`CLASSES_2025`); each class present in the CT's segmentation is scored separately as a
+one-hot volume, absent classes are skipped, background never counts, and the patient's Dice and
+HD95 are MONAI's mean over the scored classes (NaN skipped); a patient with none of its region's
+classes scores 0 and 0.
 
 TotalSegmentator is an optional extra (``pip install 'hmss-ray[totalseg]'``) and its weights are
 a download: it is used only when it is installed *and* its fast model's weights are already on
@@ -25,6 +29,13 @@ import torch
 
 from hmss_ray.config import SegmentationMethod, UserError
 
+# the organisers' TotalSegmentator classes per SynthRAD2025 region (segmentation_metrics.py)
+_TRUNK = (2, 3, 5, 6, *range(10, 15), *range(26, 51), 51, 79, *range(92, 116), 116)
+CLASSES_2025: dict[str, tuple[int, ...]] = {
+    "HN": (15, 16, 17, *range(26, 51), 79, 90, 91),
+    "TH": _TRUNK,
+    "AB": _TRUNK,
+}
 TS_FAST_DATASET = "Dataset297_"  # TotalSegmentator's "total" task, fast (3 mm) model
 TS_INSTALL = "pip install 'hmss-ray[totalseg]'"
 
@@ -134,6 +145,14 @@ def make_segmenter(
     return ThresholdSegmenter(bone_hu=bone_hu, reason=why)
 
 
+def classes_for(region: str, segmenter: Segmenter) -> tuple[int, ...] | None:
+    """The organisers' class list for a SynthRAD2025 ``region`` when ``segmenter`` gives
+    TotalSegmentator labels; None (every non-zero label) otherwise (e.g. HU thresholds)."""
+    if isinstance(segmenter, TotalSegmentatorSegmenter):
+        return CLASSES_2025.get(region)
+    return None
+
+
 def spacing_of(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel size (mm) along each array axis of a 4x4 affine."""
     zooms = np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))
@@ -145,40 +164,46 @@ def overlap_metrics(
     predicted: np.ndarray,
     spacing: tuple[float, ...],
     names: dict[int, str] | None = None,
+    classes: tuple[int, ...] | None = None,
 ) -> dict[str, float]:
-    """Dice and HD95 (mm) of ``predicted`` against ``reference`` label volumes.
+    """Dice and HD95 (mm) of ``predicted`` against ``reference`` label volumes, the organisers' way.
 
-    ``dice`` and ``hd95`` are the organisers' aggregates: MONAI's metrics on one-hot volumes of
-    every label present in ``reference`` (background included), averaged over the labels whose
-    value is not NaN. A label missing from ``predicted`` has Dice 0 and HD95 NaN (MONAI finds no
-    surface to measure), which the HD95 mean skips, as the organisers' aggregation does.
-    ``dice_<name>`` and ``hd95_<name>`` are added for the labels ``names`` lists (NaN when the
-    reference lacks the label).
+    Each class of ``classes`` (default: every non-zero label of ``reference``) that ``reference``
+    holds is scored on its own one-hot volume with MONAI's ``DiceMetric`` and
+    ``HausdorffDistanceMetric(percentile=95)``; ``dice`` and ``hd95`` are MONAI's mean over those
+    (a class the sCT lacks: Dice 0, HD95 NaN, which the mean skips). None present: 0 and 0, as
+    the organisers. ``dice_<name>``, ``hd95_<name>`` for the labels ``names`` lists (NaN when
+    the reference lacks it; background is never in the mean, but may be named).
     """
     from monai.metrics import DiceMetric, HausdorffDistanceMetric
 
     reference, predicted = np.asarray(reference), np.asarray(predicted)
     if reference.shape != predicted.shape:
         raise ValueError(f"segmentations differ in shape: {reference.shape} vs {predicted.shape}")
-    labels = np.unique(reference)
-    ref = torch.from_numpy(np.stack([reference == k for k in labels])[None]).float()
-    pred = torch.from_numpy(np.stack([predicted == k for k in labels])[None]).float()
+    present = set(np.unique(reference).tolist())
+    wanted = [c for c in (classes or sorted(present - {0})) if c in present]
+    dice = DiceMetric(include_background=True, reduction="mean", get_not_nans=False)
+    hd95 = HausdorffDistanceMetric(include_background=True, reduction="mean", percentile=95,
+                                   get_not_nans=False)  # fmt: skip
+    mm = [float(s) for s in spacing]
+    side_dice, side_hd95 = (
+        DiceMetric(include_background=True),
+        HausdorffDistanceMetric(include_background=True, percentile=95),
+    )  # named labels outside the mean (background): reported, not aggregated
+    by_label: dict[int, tuple[float, float]] = {}
     with warnings.catch_warnings():  # a class the sCT lacks is scored (Dice 0), not warned about
         warnings.simplefilter("ignore")
-        dice = DiceMetric(include_background=True, reduction="none")(pred, ref)[0]
-        hd95 = HausdorffDistanceMetric(include_background=True, percentile=95, reduction="none")(
-            pred, ref, spacing=[float(s) for s in spacing]
-        )[0]
-    dice_np, hd_np = dice.double().numpy(), hd95.double().numpy()
-    row = {"dice": _mean(dice_np), "hd95": _mean(hd_np)}
-    by_label = {int(k): i for i, k in enumerate(labels)}
+        for label in sorted(set(wanted) | (set(names or {}) & present)):
+            ref = torch.from_numpy(reference == label)[None, None].float()
+            pred = torch.from_numpy(predicted == label)[None, None].float()
+            d_metric, h_metric = (dice, hd95) if label in wanted else (side_dice, side_hd95)
+            d = d_metric(pred, ref)  # also kept in the metric's buffer for aggregate()
+            h = h_metric(pred, ref, spacing=mm)
+            by_label[label] = (float(d.double()), float(h.double()))
+        row = {"dice": 0.0, "hd95": 0.0}
+        if wanted:
+            row = {"dice": float(dice.aggregate()), "hd95": float(hd95.aggregate())}
     for label, name in (names or {}).items():
-        i = by_label.get(label)
-        row[f"dice_{name}"] = float(dice_np[i]) if i is not None else np.nan
-        row[f"hd95_{name}"] = float(hd_np[i]) if i is not None else np.nan
+        d, h = by_label.get(label, (np.nan, np.nan))
+        row[f"dice_{name}"], row[f"hd95_{name}"] = d, h
     return row
-
-
-def _mean(values: np.ndarray) -> float:
-    kept = values[~np.isnan(values)]  # as MONAI's "mean" reduction: NaN skipped
-    return float(kept.mean()) if kept.size else np.nan

@@ -57,9 +57,21 @@ def upsample_block(in_channels: int, out_channels: int, norm: Norm) -> nn.Sequen
     return nn.Sequential(conv, norm_layer(norm, out_channels), nn.ReLU(inplace=True))
 
 
+class Fp32Head(nn.Sequential):
+    """A Sequential that runs in float32 under autocast: the output head rounds the image itself,
+    and bf16's 8-bit mantissa is +-4 HU near air and fat (+-2 HU in soft tissue). Same parameter
+    names as a plain Sequential, so checkpoints are unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = next(self.parameters())
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return super().forward(x.to(weight.dtype))  # bf16 activations -> the fp32 weights
+
+
 def output_head(in_channels: int, out_channels: int) -> nn.Sequential:
-    """7x7 projection to the image and tanh, so outputs live in [-1, 1] like the targets."""
-    return nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_channels, out_channels, 7), nn.Tanh())
+    """7x7 projection to the image and tanh, so outputs live in [-1, 1] like the targets; in
+    float32 even under bf16 autocast (:class:`Fp32Head`)."""
+    return Fp32Head(nn.ReflectionPad2d(3), nn.Conv2d(in_channels, out_channels, 7), nn.Tanh())
 
 
 class ResidualBlock(nn.Module):

@@ -32,6 +32,7 @@ from hmss_ray.io.align import align_to
 from hmss_ray.io.dicom_write import SeriesInfo
 from hmss_ray.io.formats import MEDIA_TYPES
 from hmss_ray.registry.live import follow
+from hmss_ray.serving import audit
 from hmss_ray.serving.metrics import ServeMetrics
 from hmss_ray.serving.upload import (
     Upload,
@@ -131,7 +132,8 @@ class SCTSynthesizer:
     @app.post("/v1/synthesize")
     async def synthesize(self, request: Request, format: str | None = None) -> Response:
         t0 = time.perf_counter()
-        status, fmt = 500, "none"
+        status, fmt, upload = 500, "none", None
+        synth = self.synth  # the model this request uses, whatever a promotion swaps in
         try:
             self._authorise(request)
             fmt = choose_format(format, request.headers.get("accept", ""))
@@ -142,7 +144,7 @@ class SCTSynthesizer:
                 request.client.host if request.client else None,
             )
             region = request.query_params.get("region")
-            response = await self._answer(upload, fmt, region, level, self.synth)
+            response = await self._answer(upload, fmt, region, level, synth)
             status = response.status_code
             return response
         except HTTPException as exc:
@@ -150,6 +152,8 @@ class SCTSynthesizer:
             raise
         finally:
             self.metrics.request(status, time.perf_counter() - t0, str(fmt))
+            info, study = synth.info, upload.study if upload else None
+            audit.record(request, status, info.name, info.version, study)  # serving/audit.py
 
     async def _answer(
         self, upload: Upload, fmt: Format, region: str | None, level: int, synth: Synthesizer
@@ -198,6 +202,7 @@ class SCTSynthesizer:
         """
         t0 = time.perf_counter()
         mr, mask = self._parse(upload)
+        upload.study = audit.study_uid(mr)
         upload.mr = upload.mask = b""  # the parsed volumes (or views of these bytes) live on
         if upload.patient.given() and "dicom" in mr.meta:
             raise UserError(

@@ -11,7 +11,7 @@ import httpx
 
 from hmss_ray.io import Format, format_to_read, read_volume, volume_to_bytes
 from hmss_ray.io.dicom_write import PatientFields, check_series_target
-from hmss_ray.serving.upload import is_loopback
+from hmss_ray.serving.hosts import is_loopback
 
 CONTENT_TYPES = {
     Format.NIFTI: "application/octet-stream",

@@ -15,6 +15,7 @@ from hmss_ray.config import UserError
 from hmss_ray.io import Format, LimitExceeded, SeriesError
 from hmss_ray.io.dicom_write import PatientFields
 from hmss_ray.serving import multipart
+from hmss_ray.serving.hosts import is_loopback
 
 # bodies that may hold a volume; what it is comes from its first bytes, not from this
 VOLUME_TYPES = {
@@ -76,15 +77,7 @@ class Upload:
     patient: PatientFields = field(default_factory=PatientFields)
     # seconds per phase in the replica (upload, queue, parse, inference, encode): Server-Timing
     timings: dict[str, float] = field(default_factory=dict)
-
-
-LOOPBACK = ("127.", "::1", "localhost")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address or a name) is this machine: compressing costs more there
-    than sending the bytes."""
-    return host.strip("[]").lower().startswith(LOOPBACK)
+    study: str | None = None  # the DICOM MR's StudyInstanceUID: hashed into the audit line only
 
 
 def gzip_level(accept_encoding: str, client_host: str | None) -> int:

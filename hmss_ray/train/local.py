@@ -143,7 +143,9 @@ def _train_epoch(
 
 
 def _validate(g: nn.Module, source: BatchSource, cfg: ExperimentConfig, device) -> dict:
-    batches = (steps.prepare_batch(b, device) for b in _batches(source, 0))
+    batches = (
+        {**steps.prepare_batch(b, device), "case_id": b.get("case_id")} for b in _batches(source, 0)
+    )  # case ids group the slices by patient, as the challenge scores
     return validate(g, batches, cfg)
 
 

@@ -199,7 +199,8 @@ def _epochs(
         started = time.perf_counter()
         metrics.update(
             validate(
-                parallel.g, val.batches(), cfg, start=val.start, autocast_dtype=amp,
+                parallel.g, val.batches(), cfg, start=val.start, cases=val.cases,
+                autocast_dtype=amp,
                 reduce=lambda vector: reduce_sum(vector, parallel.device),
             )
         )  # fmt: skip

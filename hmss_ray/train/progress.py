@@ -106,7 +106,7 @@ class ProgressLog:
     def epoch(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        shown = ("score", "ssim", "mae_hu", "psnr", "fid", "bone_dice", "low_mae_hu")
+        shown = ("score", "ssim", "mae_hu", "psnr", "kid", "bone_dice", "low_mae_hu")
         text = " ".join(f"{k}={metrics[k]:.4g}" for k in shown if k in metrics)
         log.info(
             "[hmss] epoch %d (%s) done: %s | %.1f slices/s",

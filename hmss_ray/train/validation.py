@@ -3,15 +3,18 @@
 The split's first ``train.val_max_slices`` slices (all when null) are cut into ``world_size``
 contiguous ranges, one per worker. A worker copies the shard files that overlap its range once,
 at the start of the run, into a local cache (nothing is copied from local storage), and re-reads
-them from local disk at every validation. Its metric accumulators (sums of errors, SSIM, bone
-overlap, the VGG distance and the FID feature statistics) are all-reduced, so every worker ends
-with the metrics of the whole split, equal to one process scoring it alone (up to the order of
-floating-point sums). No Ray here.
+them from local disk at every validation. Its metric accumulators (per-patient sums of errors and
+SSIM, bone overlap, the VGG distance and the KID feature slots) are all-reduced, so every worker
+ends with the metrics of the whole split, equal to one process scoring it alone (up to the order
+of floating-point sums). The image metrics are the challenges' (body only, HU, per patient:
+:mod:`hmss_ray.metrics.patients`), the distribution term unbiased KID on body-masked slices
+(:mod:`hmss_ray.metrics.kid`), the ``score`` the search ranks :func:`~hmss_ray.metrics.objective`.
+No Ray here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,9 @@ from hmss_ray.data.preprocess import centre_channels
 from hmss_ray.data.shards import decode_batch
 from hmss_ray.metrics import SliceMetrics
 from hmss_ray.metrics.features import Kind, load_extractor
+from hmss_ray.metrics.kid import KidTerm, load_kid_extractor
+from hmss_ray.metrics.objective import objective
+from hmss_ray.metrics.patients import SINGLE, PatientMetrics
 from hmss_ray.models.factory import unwrap
 from hmss_ray.train.steps import amp, low_views, model_device, to_model
 
@@ -39,7 +45,8 @@ class ValidationShard:
     """One worker's contiguous share of the validation split.
 
     ``files`` holds (URI or local path, first row, end row) of every shard file it reads;
-    ``start`` is the split index of its first slice, ``total`` the slices all workers score.
+    ``start`` is the split index of its first slice, ``total`` the slices all workers score;
+    ``cases`` every patient of the split, in one order for all workers.
     """
 
     files: tuple[tuple[str, int, int], ...]
@@ -48,6 +55,7 @@ class ValidationShard:
     total: int
     channels: int
     batch_size: int
+    cases: tuple[str, ...] = ()
 
     @classmethod
     def open(
@@ -77,7 +85,8 @@ class ValidationShard:
                 uri = storage.join(data_uri, shard.path)
                 files.append((_cached(uri, cache_dir), a - offset, b - offset))
             offset += shard.rows
-        return cls(tuple(files), lo, hi - lo, total, cfg.in_channels, cfg.train.batch_size)
+        cases = tuple(sorted({case for shard in shards for case in shard.cases}))
+        return cls(tuple(files), lo, hi - lo, total, cfg.in_channels, cfg.train.batch_size, cases)
 
     def batches(self) -> Iterator[dict[str, np.ndarray]]:
         """This share's slices in split order: ``mr``, ``ct``, ``mask`` batches, never augmented."""
@@ -101,6 +110,7 @@ class ValidationShard:
             "mr": centre_channels(batch["mr"], self.channels),
             "ct": batch["ct"],
             "mask": batch["mask"],
+            "case_id": batch["case_id"],
         }
 
 
@@ -143,58 +153,74 @@ def validate(
     cfg: ExperimentConfig,
     *,
     start: int = 0,
+    cases: Sequence[str] | None = None,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
     """Deterministic validation metrics of both outputs, and the Tune ``score``.
 
-    LRG: ``low_mae_hu, low_mse, low_ssim, low_psnr`` against the downsampled CT. HRG: ``mae_hu,
-    mse, ssim, psnr, perceptual, fid, bone_dice``. ``fid_random_features`` and
-    ``perceptual_random_features`` are 1.0 when the fallback extractors were used.
+    LRG: ``low_mae_hu, low_mse, low_ssim, low_psnr`` against the downsampled CT (whole canvas).
+    HRG, as the challenge scores (body only, HU, mean over patients): ``mae_hu, psnr, ssim,
+    patients``; ``kid, kid_std, kid_slices`` (body-masked slices); and ``mse, perceptual,
+    bone_dice``. ``score`` is :func:`~hmss_ray.metrics.objective.objective` (``tune.metric``).
+    ``fid_random_features`` and ``perceptual_random_features`` are 1.0 when the fallback
+    extractors were used.
 
     Args:
         generator: the cascade (plain or DDP-wrapped).
-        batches: this worker's validation slices in split order.
+        batches: this worker's validation slices in split order; a ``case_id`` per slice groups
+            them by patient (without it all slices are one patient).
         cfg: the experiment.
         start: the split index of the first slice in ``batches`` (a worker's share of a sharded
-            split): FID takes the split's first ``metrics.fid_max_slices`` slices wherever they
+            split): KID takes the split's first ``metrics.fid_max_slices`` slices wherever they
             are, so sharded and single-process runs score the same slices.
-        reduce: sums a float64 vector over the workers (an all-reduce); every accumulator,
-            the FID feature statistics included, goes through it before the metrics are
-            computed, so every worker returns the metrics of the whole split.
+        cases: every patient id of the split (:attr:`ValidationShard.cases`), so that every
+            worker's per-patient table has one layout; with ``reduce`` and no list, the slices
+            must carry no case ids (one patient).
+        reduce: sums a float64 vector over the workers (an all-reduce); every accumulator goes
+            through it before the metrics are computed, so every worker returns the metrics of
+            the whole split.
         autocast_dtype: the generator's forward runs under this autocast (training's); the
             metrics are accumulated in float64 either way.
     """
+    if reduce is not None and cases is None:
+        cases = (SINGLE,)  # batches without case ids: one patient, one fixed table row
     model = unwrap(generator)
     was_training = model.training
     model.eval()
     device = model_device(model)
     m = cfg.metrics
     vgg = load_extractor(Kind.VGG_DISTANCE, m.vgg_weights).to(device, torch.float32)
-    inception = load_extractor(Kind.INCEPTION, m.inception_weights).to(device, torch.float32)
+    inception = load_kid_extractor(m.inception_weights).to(device)
     hu_range = cfg.data.hu_range
-    high = SliceMetrics(hu_range, m.bone_threshold_hu, vgg, inception, m.fid_max_slices)
+    high = SliceMetrics(hu_range, m.bone_threshold_hu, vgg)
     low = SliceMetrics(hu_range)
+    patients = PatientMetrics(hu_range, cases)
+    kid_term = KidTerm(inception, m.fid_max_slices)
     index = start
     try:
         for batch in batches:
             b = to_model(batch, model)
             with amp(device, autocast_dtype):
                 out = model(b["mr"])
-            count = len(b["mr"])
-            take = min(count, max(0, m.fid_max_slices - index))
-            high.update(b["ct"], out["high"].float(), b["mask"], fid_slices=take)
+            sct = out["high"].float()
+            high.update(b["ct"], sct, b["mask"])
+            patients.update(b["ct"], sct, b["mask"], batch.get("case_id"))
+            kid_term.update(b["ct"], sct, b["mask"], index)
             _, low_ct, low_mask = low_views(b)
             low.update(low_ct, out["low"].float(), low_mask)
-            index += count
+            index += len(b["mr"])
     finally:
         model.train(was_training)
+    accumulators = (high, low, patients, kid_term)
     if reduce is not None:
-        for acc in (high, low):
+        for acc in accumulators:
             acc.load_packed(reduce(acc.packed()))
-    metrics = {**low.compute("low_"), **high.compute()}
-    t = cfg.tune
-    metrics["score"] = t.w_ssim * (1 - metrics["ssim"]) + t.w_fid * metrics["fid"] / t.fid_ref
+    canvas = high.compute()
+    metrics = {**low.compute("low_"), **{k: canvas[k] for k in ("mse", "bone_dice", "perceptual")}}
+    metrics.update(patients.compute())
+    metrics.update(kid_term.compute())
+    metrics["score"] = objective(metrics, cfg.tune)
     metrics["fid_random_features"] = float(not inception.pretrained)
     metrics["perceptual_random_features"] = float(not vgg.pretrained)
     return metrics

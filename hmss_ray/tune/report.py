@@ -1,4 +1,6 @@
-"""Search results: a :class:`TrialRow` per trial, the SSIM/FID Pareto front, CSV/Markdown/PNG.
+"""Search results: a :class:`TrialRow` per trial, the MAE/KID Pareto front, CSV/Markdown/PNG.
+
+Every row shows the objective (``score``) and the body-masked, per-patient metrics it is made of.
 
 Takes a Tune ``ResultGrid`` (duck-typed: each result has ``metrics_dataframe`` and ``config``)
 but imports no Ray itself.
@@ -16,8 +18,9 @@ import pandas as pd
 from hmss_ray import storage
 from hmss_ray.cli import markdown_table
 from hmss_ray.config import ExperimentConfig
+from hmss_ray.metrics.objective import objective_text as metric_objective_text
 
-COLUMNS = ("ssim", "fid", "mae_hu", "psnr", "bone_dice", "score")
+COLUMNS = ("score", "mae_hu", "psnr", "ssim", "kid", "kid_std", "bone_dice")
 
 
 @dataclass
@@ -29,7 +32,8 @@ class TrialRow:
     checkpoint_path: str
     score: float
     ssim: float = math.nan
-    fid: float = math.nan
+    kid: float = math.nan
+    kid_std: float = math.nan
     mae_hu: float = math.nan
     psnr: float = math.nan
     bone_dice: float = math.nan
@@ -46,8 +50,7 @@ class TrialRow:
 
 
 def objective_text(cfg: ExperimentConfig) -> str:
-    t = cfg.tune
-    return f"score = {t.w_ssim:g} * (1 - SSIM) + {t.w_fid:g} * FID / {t.fid_ref:g} (minimised)"
+    return metric_objective_text(cfg.tune)
 
 
 def _as_uri(path: str, storage_uri: str) -> str:
@@ -100,11 +103,11 @@ def _plain(value: Any) -> Any:
 
 
 def pareto_front(rows: list[TrialRow]) -> list[int]:
-    """Indices of rows no other row beats on both SSIM (higher) and FID (lower)."""
+    """Indices of rows no other row beats on both MAE and KID (both lower)."""
     front = []
     for i, a in enumerate(rows):
         dominated = any(
-            b.ssim >= a.ssim and b.fid <= a.fid and (b.ssim > a.ssim or b.fid < a.fid)
+            b.mae_hu <= a.mae_hu and b.kid <= a.kid and (b.mae_hu < a.mae_hu or b.kid < a.kid)
             for j, b in enumerate(rows)
             if j != i
         )
@@ -139,16 +142,16 @@ def plot_pareto(rows: list[TrialRow]) -> bytes:
     fig = Figure(figsize=(6, 4.5), dpi=100, layout="tight")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    ax.scatter([r.fid for r in rows], [r.ssim for r in rows], c="tab:blue", label="trials")
-    front = sorted((r for r in rows if r.pareto), key=lambda r: r.fid)
+    ax.scatter([r.kid for r in rows], [r.mae_hu for r in rows], c="tab:blue", label="trials")
+    front = sorted((r for r in rows if r.pareto), key=lambda r: r.kid)
     ax.plot(
-        [r.fid for r in front], [r.ssim for r in front], "o-", c="tab:red", label="Pareto front"
+        [r.kid for r in front], [r.mae_hu for r in front], "o-", c="tab:red", label="Pareto front"
     )
     for r in rows:
-        ax.annotate(r.trial_id[-5:], (r.fid, r.ssim), fontsize=7)
-    ax.set_xlabel("FID (lower is better)")
-    ax.set_ylabel("SSIM (higher is better)")
-    ax.set_title("Search: SSIM vs FID per trial")
+        ax.annotate(r.trial_id[-5:], (r.kid, r.mae_hu), fontsize=7)
+    ax.set_xlabel("KID, body-masked (lower is better)")
+    ax.set_ylabel("MAE in the body, HU (lower is better)")
+    ax.set_title("Search: MAE vs KID per trial")
     ax.legend()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

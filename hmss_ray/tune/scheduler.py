@@ -6,7 +6,9 @@ cannot stop a worse one that has passed. With a few concurrent trials (the demo'
 of arrival then decides whether anything is cut. ``tune.asha_recheck`` closes that gap: at each
 report, a trial is also judged again at every rung it has passed, against everyone recorded there
 now, and stops when it has fallen below the rung's cutoff. The cut becomes the one synchronous
-successive halving would make, without waiting for stragglers at the rung.
+successive halving would make, without waiting for stragglers at the rung. A trial stopped at a
+rung leaves the later rungs it reached while running ahead, so it cannot cut the trial that beat
+it (the demo's search once ended with both trials stopped, the winner at epoch 5 of 26).
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ class RecheckingASHA(ASHAScheduler):
                     f"(trial {best}: {sign * recorded[best]:.4g})"
                 )
                 self._num_stopped += 1
+                # cut at this rung, it would never have reached the later ones: its records
+                # there must not cut the trials that did (else both trials can stop)
+                for later, entries in bracket._rungs:
+                    if later > milestone:
+                        entries.pop(trial.trial_id, None)
                 return TrialScheduler.STOP
         return action
 

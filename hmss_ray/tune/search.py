@@ -1,7 +1,8 @@
 """Ray Tune + Optuna over the cascade; the winner goes to the registry.
 
 Each trial is one full Ray Train run (the Train V2 "driver function" pattern). The objective is
-``score = w_ssim * (1 - SSIM) + w_fid * FID / fid_ref`` (weights in ``tune``), minimised, with ASHA
+``score`` = ``tune.metric`` (the body-masked combined objective or the challenge MAE:
+:mod:`hmss_ray.metrics.objective`, weights in ``tune``), minimised, with ASHA
 stopping weak trials early, at rungs counted in epochs and aligned with the staged schedule
 (:func:`hmss_ray.train.schedule.asha_rungs`: the first cut after the HRG stage, never on the
 untrained HRG of the LRG-only stage). Re-running the same command resumes an interrupted search;
@@ -86,7 +87,7 @@ def _searcher(cfg: ExperimentConfig):
         else optuna.samplers.RandomSampler(seed=t.seed)
     )
     if t.multi_objective:
-        return OptunaSearch(metric=["ssim", "fid"], mode=["max", "min"], sampler=sampler)
+        return OptunaSearch(metric=["mae_hu", "kid"], mode=["min", "min"], sampler=sampler)
     return OptunaSearch(metric="score", mode="min", sampler=sampler)
 
 

@@ -189,7 +189,11 @@ def wait_until(
 
 
 def _node_env(state_dir: Path, token_path: Path, metrics_port: int) -> dict[str, str]:
-    """The environment of the head and so of every node: the checkout importable, no AWS_*."""
+    """The environment of the head and so of every node: the checkout importable, no AWS_*;
+    Ray token auth and Serve's HAProxy front through the guard, as the cluster image sets them."""
+    from hmss_ray import haproxy
+    from hmss_ray.cluster import SERVE_ENV
+
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_"))
     }  # S3 access comes from each job's runtime_env; a stale RAY_ADDRESS must not leak in
@@ -209,8 +213,12 @@ def _node_env(state_dir: Path, token_path: Path, metrics_port: int) -> dict[str,
             # and a job's `python` is the one of this environment
             "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
+            **SERVE_ENV,
         }
     )
+    guard = haproxy.install(state_dir / "haproxy")
+    if guard:
+        env["RAY_SERVE_HAPROXY_BINARY_PATH"] = guard
     return env
 
 

@@ -41,7 +41,7 @@ def local_shards(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     out = tmp_path_factory.mktemp("shards")
     code = prepare.main(
-        ["--data", str(phantom_dir), "--out", str(out), "--config", str(ROOT / "configs/demo.yaml")]
+        ["--data", str(phantom_dir), "-o", str(out), "--config", str(ROOT / "configs/demo.yaml")]
     )
     assert code == 0
     return str(out)

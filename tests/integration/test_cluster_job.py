@@ -79,8 +79,8 @@ def _tune(bucket: str, mlflow_uri: str) -> list[str]:
     ]
     return [
         "python", "-m", "hmss_ray.tune", "--config", "configs/demo.yaml",
-        "--space", "tune_spaces/demo.yaml", "--data", f"{bucket}/shards",
-        "--storage", f"{bucket}/tune", "--registry", f"{bucket}/registry", "--name", SEARCH,
+        "--space", "tune_spaces/demo.yaml", "--shards", f"{bucket}/shards",
+        "--storage", f"{bucket}/tune", "-o", f"{bucket}/registry", "--name", SEARCH,
         *[arg for item in sets for arg in ("--set", item)],
     ]  # fmt: skip
 

@@ -25,7 +25,7 @@ def test_demo_runs_end_to_end(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     out = tmp_path / "demo"
     done = subprocess.run(
-        [sys.executable, "-m", "hmss_ray.demo", "--quick", "--cases", "9", "--out", str(out)],
+        [sys.executable, "-m", "hmss_ray.demo", "--quick", "--cases", "9", "-o", str(out)],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -37,7 +37,7 @@ def _demo(out: Path, *extra: str) -> subprocess.CompletedProcess:
         "--edition",
         "2025",
         "--quick",
-        "--out",
+        "-o",
         str(out),
     ]
     return subprocess.run(

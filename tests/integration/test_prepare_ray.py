@@ -27,7 +27,7 @@ def test_prepare_on_ray_writes_the_process_pools_shards(tmp_path: Path, ray_sess
     pool = prepare_dataset(tmp_path / "phantom", str(tmp_path / "pool"), cfg, workers=2)
     sets = [arg for key, value in CFG.items() for arg in ("--set", f"{key}={value}")]
     code = prepare.main(
-        ["--data", str(tmp_path / "phantom"), "--out", str(tmp_path / "ray"), "--ray",
+        ["--data", str(tmp_path / "phantom"), "-o", str(tmp_path / "ray"), "--ray",
          "--workers", "2", "--quiet", *sets]
     )  # fmt: skip
     assert code == 0

@@ -262,7 +262,7 @@ def bad_bodies(case: Path, dicom_mr: Path) -> dict:
     first_slice = next(iter(sorted(dicom_mr.iterdir())))
     other = dicom_mr.parent / "other"
     if not other.exists():
-        write_series(other, [0, 1, 2], template="CT_small.dcm")
+        write_series(other, [0, 1, 2])  # a second MR volume: which one is meant?
     meta = b"ObjectType = Image\nNDims = 3\nDimSize = 8 8 8\nElementType = MET_UCHAR\n"
     return {
         "truncated": good[: len(good) // 2],
@@ -302,7 +302,7 @@ def bad_bodies(case: Path, dicom_mr: Path) -> dict:
         ("zip_bomb", "application/zip", 413, "io.max_file_mb"),
         ("zip_garbage", "application/zip", 400, "no DICOM image slice (5 not DICOM)"),
         ("not_a_zip", "application/zip", 400, "not a"),
-        ("mixed_series", "application/zip", 422, "holds 2 series, send one"),
+        ("mixed_series", "application/zip", 422, "holds 2 MR series: choose one"),
         ("single_slice", "application/zip", 422, "too small"),
         ("outside_file", "application/octet-stream", 400, "ElementDataFile = LOCAL"),
         ("chunked", "application/octet-stream", 413, "over the 2097152 byte limit"),

@@ -29,7 +29,8 @@ def test_tiny_search_on_s3_registers_a_loadable_winner(ray_session, s3_shards, s
     assert rows[0].params != rows[1].params
     for row in rows:
         assert 15.0 <= row.params["loss.lambda_l1"] <= 40.0  # tune_spaces/demo.yaml
-        assert 0 < row.ssim <= 1 and row.mae_hu > 0 and row.fid >= 0 and math.isfinite(row.psnr)
+        assert 0 < row.ssim <= 1 and row.mae_hu > 0 and math.isfinite(row.psnr)
+        assert math.isfinite(row.kid) and row.kid_std >= 0
     winner = out.winner
     assert winner.score == min(r.score for r in rows)
 

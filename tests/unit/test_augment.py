@@ -101,3 +101,17 @@ def test_intensity_transforms_are_monais():
     fixed = RandBiasField(degree=3, coeff_range=(0.2, 0.2), prob=1.0)  # every coefficient 0.2
     expected = np.asarray(fixed(image))
     np.testing.assert_allclose(image * bias_field((40, 48), np.full(10, 0.2)), expected, rtol=1e-5)
+
+
+def test_noise_stays_inside_the_body_and_the_bias_range_is_monais():
+    from hmss_ray.data.augment import BIAS_COEFF_RANGE
+
+    assert BIAS_COEFF_RANGE == (0.0, 0.1)  # MONAI RandBiasField's default, as the docstring says
+    cfg = AugmentConfig(
+        flip_prob=0, rotate_prob=0, bias_field_prob=0, gamma_prob=0, noise_prob=1, noise_std=0.1
+    )
+    batch = _blocks()
+    out = augment_batch(batch, build_augmentation(cfg, seed=5))
+    outside, inside = batch["mask"] < 0.5, batch["mask"] > 0.5
+    np.testing.assert_array_equal(out["mr"][outside], -1.0)  # background exactly as inference
+    assert np.abs(out["mr"][inside] - batch["mr"][inside]).max() > 0  # noise inside the body

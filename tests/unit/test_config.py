@@ -171,13 +171,13 @@ def test_unreadable_config_file_is_a_config_error(tmp_path):
 
 
 COMMANDS = {  # the entry point of each command, and arguments with one mistake in them
-    "phantom": ["--out", "x", "--cases", "-1"],
-    "prepare": ["--data", "x", "--out", "y", "--set", "optim.lr_g=-1"],
-    "train.__main__": ["--data", "x", "--set", "augment.flip_prob=2"],
-    "tune.__main__": ["--data", "x", "--space", "x.yaml", "--set", "tune.num_samples=0"],
-    "inference.__main__": ["--model", "m", "--mr", "/nonexistent/mr.nii.gz", "--out", "o.nii"],
+    "phantom": ["-o", "x", "--cases", "-1"],
+    "prepare": ["--data", "x", "-o", "y", "--set", "optim.lr_g=-1"],
+    "train.__main__": ["--shards", "x", "--set", "augment.flip_prob=2"],
+    "tune.__main__": ["--shards", "x", "--space", "x.yaml", "--set", "tune.num_samples=0"],
+    "inference.__main__": ["--model", "m", "-i", "/nonexistent/mr.nii.gz", "-o", "o.nii"],
     "evaluate.__main__": ["--data", "x", "--predictions", "p", "--set", "loss.lambda_l1=-5"],
-    "client": ["/nonexistent/mr.nii.gz", "-o", "o.nii.gz"],
+    "client": ["-i", "/nonexistent/mr.nii.gz", "-o", "o.nii.gz"],
     "registry.__main__": ["promote", "outputs/registry/..@latest"],
 }
 

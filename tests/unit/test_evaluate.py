@@ -66,7 +66,7 @@ def report(dataset: dict) -> dict:
     out = dataset["root"] / "report"
     env = {**os.environ, "HMSS_RANDOM_FEATURES_OK": "1"}
     args = ["--data", str(dataset["data"]), "--predictions", str(dataset["pred"])]
-    args += ["--config", str(CONFIG), "--out", str(out), "--device", "cpu"]
+    args += ["--config", str(CONFIG), "-o", str(out), "--device", "cpu"]
     done = subprocess.run(
         [sys.executable, "-m", "hmss_ray.evaluate", *args],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
@@ -189,7 +189,7 @@ def test_unreadable_or_misplaced_prediction_is_a_case_error(dataset: dict, tmp_p
 def test_no_case_evaluated_exits_3(dataset: dict, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     argv = ["--data", str(dataset["data"]), "--predictions", str(tmp_path / "empty")]
-    assert evaluate_cli.main([*argv, "--config", str(CONFIG), "--out", str(tmp_path / "r")]) == 3
+    assert evaluate_cli.main([*argv, "--config", str(CONFIG), "-o", str(tmp_path / "r")]) == 3
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +222,7 @@ def test_synthesises_the_test_split_with_the_model(
                                       metrics={}, winner={"trial_id": "t0"})  # fmt: skip
     out = tmp_path / "report"
     argv = ["--model", entry, "--data", str(dataset["data"]), "--shards", shards[0]]
-    assert evaluate_cli.main([*argv, "--split", "test", "--out", str(out), "--device", "cpu"]) == 0
+    assert evaluate_cli.main([*argv, "--split", "test", "-o", str(out), "--device", "cpu"]) == 0
     test_ids = shards[1].case_ids("test")
     assert sorted(pd.read_csv(out / "per_patient.csv")["case_id"]) == test_ids
     written = sorted(p.name for p in (out / "sct").glob("*.nii.gz"))

@@ -55,7 +55,7 @@ def test_every_input_format_gives_the_same_sct_in_every_output_format(workdir) -
         "mr_dicom": "sct_dicom",
     }
     for mr, out in runs.items():
-        assert _run(workdir, "--mr", str(tmp / mr), "--out", str(tmp / out)) == 0
+        assert _run(workdir, "-i", str(tmp / mr), "-o", str(tmp / out)) == 0
     reference = read_volume(tmp / "sct.nii.gz")
     assert reference.shape == (40, 40, 12) and reference.array.dtype == np.int16
     for out in ("sct.mha", "sct_dicom"):
@@ -68,7 +68,7 @@ def test_every_input_format_gives_the_same_sct_in_every_output_format(workdir) -
 
 def test_patient_options_fill_a_series_made_from_nifti(workdir) -> None:
     tmp = workdir["tmp"]
-    argv = ["--mr", str(tmp / "mr.nii.gz"), "--out", str(tmp / "p.zip")]
+    argv = ["-i", str(tmp / "mr.nii.gz"), "-o", str(tmp / "p.zip")]
     patient = ["--patient-id", "P-9", "--patient-name", "Doe^Jane", "--patient-sex", "F"]
     assert _run(workdir, *argv, *patient) == 0
     import zipfile
@@ -81,13 +81,13 @@ def test_patient_options_fill_a_series_made_from_nifti(workdir) -> None:
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["--mr", "{dicomdir}/98892003/MR2", "--out", "{tmp}/x.nii"], "holds 3 series"),
-        (["--mr", "{tmp}/mr_dicom", "--out", "{tmp}/x", "--patient-id", "1"], "drop --patient-*"),
-        (["--mr", "{tmp}/mr.mha", "--out", "{tmp}/x.nii", "--patient-id", "1"], "DICOM output"),
-        (["--mr", "{tmp}/mr.mha", "--out", "{tmp}/x.png"], "cannot tell the output format"),
-        (["--mr", "{tmp}/mr.mha", "--out", "{tmp}/x.nii", "--set", "io.max_voxels=100"], "io.max"),
-        (["--mr", "{tmp}/mr.mha", "--out", "{tmp}/mr_dicom"], "is not empty"),
-        (["--mr", "{tmp}/mr.mha", "--mask", "{tmp}/other.nii", "--out", "{tmp}/y.nii"], "grid"),
+        (["-i", "{dicomdir}/98892003/MR2", "-o", "{tmp}/x.nii"], "holds no MR volume"),
+        (["-i", "{tmp}/mr_dicom", "-o", "{tmp}/x", "--patient-id", "1"], "drop --patient-*"),
+        (["-i", "{tmp}/mr.mha", "-o", "{tmp}/x.nii", "--patient-id", "1"], "DICOM output"),
+        (["-i", "{tmp}/mr.mha", "-o", "{tmp}/x.png"], "cannot tell the output format"),
+        (["-i", "{tmp}/mr.mha", "-o", "{tmp}/x.nii", "--set", "io.max_voxels=100"], "io.max"),
+        (["-i", "{tmp}/mr.mha", "-o", "{tmp}/mr_dicom"], "is not empty"),
+        (["-i", "{tmp}/mr.mha", "--mask", "{tmp}/other.nii", "-o", "{tmp}/y.nii"], "grid"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(workdir, argv, words, capsys) -> None:

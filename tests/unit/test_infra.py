@@ -14,16 +14,14 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pytest brings tomli on 3.10
-    import tomli as tomllib
+import hmss_ray
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # infra/ is not an installed package: import it from the checkout
@@ -53,14 +51,21 @@ def pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
+def requirements() -> list[str]:
+    """The base dependencies and every extra's, less the extras that name the package itself."""
+    project = pyproject()
+    extras = [d for deps in project["optional-dependencies"].values() for d in deps]
+    return [d for d in [*project["dependencies"], *extras] if not d.startswith("hmss-ray")]
+
+
 def pinned_ray_version() -> str:
-    pins = [
+    pins = {
         m.group(1)
-        for dep in pyproject()["dependencies"]
+        for dep in requirements()
         if (m := re.fullmatch(r"ray(?:\[[\w,\s-]+\])?\s*==\s*([\w.]+)", dep.strip()))
-    ]
-    assert len(pins) == 1, "pyproject.toml must pin Ray exactly once, as ray[...]==X.Y.Z"
-    return pins[0]
+    }
+    assert len(pins) == 1, "pyproject.toml must pin one Ray version, as ray[...]==X.Y.Z"
+    return pins.pop()
 
 
 def image_versions(image: str) -> tuple[str, str] | None:
@@ -400,16 +405,25 @@ def test_cluster_spec_autoscales_gpu_groups_from_zero(manifests, which):
             assert int(requests.get("nvidia.com/gpu", 0)) == gpu_limit(c), name
 
 
-def test_every_pod_uses_the_irsa_service_account(manifests):
-    account = load(KUBERAY / "serviceaccount.yaml")
-    assert account["kind"] == "ServiceAccount"
-    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith(
-        "arn:aws:iam"
-    )
+def service_accounts() -> dict[str, dict[str, Any]]:
+    docs = yaml.safe_load_all((KUBERAY / "serviceaccount.yaml").read_text())
+    return {d["metadata"]["name"]: d for d in docs if d}
+
+
+def test_every_pod_uses_an_irsa_service_account_of_its_job(manifests):
+    # training pods may write the buckets; serving pods (untrusted uploads) only read the registry
+    accounts = service_accounts()
+    assert set(accounts) == {"hmss-ray-train", "hmss-ray-serve"}
+    for account in accounts.values():
+        assert account["kind"] == "ServiceAccount"
+        role = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        assert role.startswith("arn:aws:iam") and role.endswith(account["metadata"]["name"])
+    wanted = {"raycluster": "hmss-ray-train", "rayjob": "hmss-ray-train",
+              "rayservice": "hmss-ray-serve"}  # fmt: skip
     for which, spec in cluster_specs(manifests).items():
         for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
             pod = group["template"]["spec"]
-            assert pod.get("serviceAccountName") == account["metadata"]["name"], which
+            assert pod.get("serviceAccountName") == wanted[which], which
 
 
 def entrypoint_args(manifests) -> tuple[list[str], dict[str, str]]:
@@ -423,10 +437,10 @@ def test_rayjob_runs_the_tune_entry_point(manifests):
 
     argv, options = entrypoint_args(manifests)
     assert argv[:3] == ["python", "-m", "hmss_ray.tune"]
-    assert set(options) == {"--config", "--space", "--data", "--storage"}
+    assert set(options) == {"--config", "--space", "--shards", "--storage", "--output"}
     args = build_parser().parse_args(argv[3:])  # the real parser takes the job's arguments
-    assert (args.data, args.storage) == (options["--data"], options["--storage"])
-    assert options["--data"].startswith("s3://") and options["--storage"].startswith("s3://")
+    assert (args.shards, args.storage) == (options["--shards"], options["--storage"])
+    assert all(options[k].startswith("s3://") for k in ("--shards", "--storage", "--output"))
     assert manifests["rayjob"]["spec"]["shutdownAfterJobFinishes"] is True
 
 
@@ -453,7 +467,12 @@ def test_rayservice_serves_the_serve_config_file(manifests):
     served = yaml.safe_load(manifests["rayservice"]["spec"]["serveConfigV2"])
     ServeDeploySchema.model_validate(served)
     source = load(SERVE_CPU)
-    assert served["applications"] == source["applications"]
+    assert served["applications"] == render.serve_config_v2(source)["applications"]
+    for app, want in zip(served["applications"], source["applications"], strict=True):
+        for got, deployment in zip(app["deployments"], want["deployments"], strict=True):
+            options = dict(got["ray_actor_options"])
+            assert options.pop("memory") > 0  # the replica's memory formula (infra/memory.py)
+            assert {**got, "ray_actor_options": options} == deployment
     assert served["http_options"] == {"host": "0.0.0.0", "port": source["http_options"]["port"]}
     head = manifests["rayservice"]["spec"]["rayClusterConfig"]["headGroupSpec"]
     ports = {p["name"]: p["containerPort"] for c in containers(head) for p in c.get("ports", [])}
@@ -557,24 +576,21 @@ def dockerfile_lines() -> list[str]:
 
 def test_dockerfile_base_image_matches_the_pinned_ray():
     froms = [line.split()[1] for line in dockerfile_lines() if line.startswith("FROM ")]
-    assert froms == [f"rayproject/ray:{pinned_ray_version()}-py311-gpu"]
+    assert [f.split("@")[0] for f in froms] == [f"rayproject/ray:{pinned_ray_version()}-py311-gpu"]
 
 
 def test_dockerfile_pins_torch_and_installs_the_package_as_non_root():
     from packaging.requirements import Requirement
 
     lines = dockerfile_lines()
-    args = dict(
-        line.removeprefix("ARG ").split("=", 1)
-        for line in lines
-        if line.startswith("ARG ") and "=" in line
-    )
-    wanted = {Requirement(d).name: Requirement(d) for d in pyproject()["dependencies"]}
-    for name, arg in (("torch", "TORCH_VERSION"), ("torchvision", "TORCHVISION_VERSION")):
-        assert re.fullmatch(r"\d+\.\d+\.\d+", args[arg]), f"{arg} must be an exact version"
-        assert wanted[name].specifier.contains(args[arg]), (
-            f"{arg} breaks pyproject's {wanted[name]}"
-        )
+    wanted = {Requirement(d).name: Requirement(d) for d in requirements()}
+    pins = [Requirement(line) for line in (ROOT / "requirements" / "torch.in").read_text().split(
+        "\n") if line.strip() and not line.startswith("#")]  # fmt: skip
+    assert {p.name for p in pins} == {"torch", "torchvision"}
+    for pin in pins:
+        (spec,) = pin.specifier
+        assert spec.operator == "==", f"{pin} must be an exact version"
+        assert wanted[pin.name].specifier.contains(spec.version), f"{pin} breaks {wanted[pin.name]}"
     assert any("pip install --no-deps ." in line for line in lines)
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1] == "ray", "the image must end as the non-root user ray"
@@ -606,7 +622,7 @@ def test_image_tag_parser():
 
 
 def test_ray_and_package_versions_agree_everywhere(cluster, manifests):
-    ray_version, package_version = pinned_ray_version(), pyproject()["version"]
+    ray_version, package_version = pinned_ray_version(), hmss_ray.__version__
     found: dict[str, tuple[str, str] | str | None] = {
         "cluster.yaml docker.image": image_versions(cluster["docker"]["image"]),
     }

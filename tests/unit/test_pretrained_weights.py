@@ -71,12 +71,12 @@ def test_the_perceptual_loss_needs_vgg19_only_when_it_is_on(empty_hub):
 def test_the_train_command_refuses_before_starting_ray(empty_hub, tmp_path, capsys):
     runs = tmp_path / "runs"
     code = train_cli.main(
-        ["--data", str(tmp_path), "--storage", str(runs), "--set", "train.use_gpu=true"]
+        ["--shards", str(tmp_path), "-o", str(runs), "--set", "train.use_gpu=true"]
     )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: train.use_gpu is set but pretrained weights")
     assert len(err.strip().splitlines()) == 1 and not runs.exists()
-    args = train_cli.build_parser().parse_args(["--data", "x", "--allow-random-features"])
+    args = train_cli.build_parser().parse_args(["--shards", "x", "--allow-random-features"])
     assert args.allow_random_features
 
 
@@ -84,7 +84,7 @@ def test_the_tune_command_takes_allow_random_features(empty_hub, tmp_path, capsy
     base = [
         "--config", str(ROOT / "configs/brain.yaml"),
         "--space", str(ROOT / "tune_spaces/demo.yaml"),
-        "--data", str(tmp_path), "--storage", str(tmp_path / "tune"),
+        "--shards", str(tmp_path), "--storage", str(tmp_path / "tune"),
     ]  # fmt: skip
     assert tune_cli.main(base) == 2
     assert "pretrained weights are missing" in capsys.readouterr().err

@@ -50,7 +50,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
     corrupt = data / "Task1" / "TH" / "1THE005"  # a download that went wrong: reported, skipped
     corrupt.mkdir()
     (corrupt / "mr.mha").write_bytes(b"not a MetaImage\n" * 16)
-    args = ["--data", str(data), "--out", shards, "--config", str(CONFIG), "--quiet"]
+    args = ["--data", str(data), "-o", shards, "--config", str(CONFIG), "--quiet"]
     assert prepare_cli.main([*args, *(a for o in OVERRIDES for a in ("--set", o))]) == 0
     cfg = load_config(CONFIG, OVERRIDES)
     run = run_local(cfg, lambda epoch: iter_batches(shards, "train", 4), epochs=2)
@@ -60,7 +60,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     out = root / "report"
     argv = ["--model", entry, "--data", str(data), "--shards", shards, "--split", "test"]
-    assert evaluate_cli.main([*argv, "--out", str(out), "--device", "cpu"]) == 0
+    assert evaluate_cli.main([*argv, "-o", str(out), "--device", "cpu"]) == 0
     return {"data": data, "shards": shards, "out": out, "cfg": cfg, "steps": len(run.steps)}
 
 
@@ -122,7 +122,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = root / "report"
     argv = ["--data", str(root / "data"), "--predictions", str(pred), "--config", str(CONFIG)]
     argv += ["--set", "data.regions=[brain, HN]", "--segmentation", "thresholds"]
-    assert evaluate_cli.main([*argv, "--out", str(out), "--device", "cpu"]) == 0
+    assert evaluate_cli.main([*argv, "-o", str(out), "--device", "cpu"]) == 0
     return {"out": out}
 
 

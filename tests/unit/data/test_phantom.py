@@ -222,7 +222,7 @@ def test_dataset_layout_matches_synthrad2023(tmp_path: Path) -> None:
 
 def test_cli_writes_a_dataset_and_prints_a_summary(tmp_path: Path) -> None:
     out = tmp_path / "phantom"
-    cmd = [sys.executable, "-m", "hmss_ray.phantom", "--out", str(out), "--cases", "2"]
+    cmd = [sys.executable, "-m", "hmss_ray.phantom", "-o", str(out), "--cases", "2"]
     cmd += ["--regions", "brain", "--corrupt", "1", "--shape", "24", "24", "6", "--quiet"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

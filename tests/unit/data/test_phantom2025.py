@@ -130,7 +130,7 @@ def test_every_corruption_kind_in_metaimage(tmp_path: Path, kind: str) -> None:
 
 def test_cli_2025_and_a_region_of_the_wrong_edition(tmp_path: Path) -> None:
     out = tmp_path / "p2025"
-    cmd = [sys.executable, "-m", "hmss_ray.phantom", "--edition", "2025", "--out", str(out)]
+    cmd = [sys.executable, "-m", "hmss_ray.phantom", "--edition", "2025", "-o", str(out)]
     done = subprocess.run([*cmd, "--cases", "1", "--shape", "16", "16", "6", "--quiet"],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr

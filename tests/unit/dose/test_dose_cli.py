@@ -31,7 +31,7 @@ def test_dose_with_an_oar_without_a_name(tmp_path: Path, capsys) -> None:
     argv = ["--ct", str(ct), "--sct", str(ct), "--target", str(ct), "--oar", "eyes.nii.gz"]
     assert dose_main(argv) == 2
     err = _one_line_error(capsys)
-    assert "expected NAME=MASK" in err or "dose extra" in err
+    assert "expected NAME=MASK" in err or "'dose' extra" in err
 
 
 def test_dose_with_a_target_on_another_grid(tmp_path: Path, capsys) -> None:

@@ -234,7 +234,7 @@ def test_the_cli_keeps_the_input_header_geometry(entry, head, tmp_path: Path, su
     else:
         write_volume(Volume(mr, affine), path)
     out = tmp_path / f"sct{suffix}"
-    argv = ["--model", entry, "--mr", str(path), "--out", str(out), "--device", "cpu"]
+    argv = ["--model", entry, "-i", str(path), "-o", str(out), "--device", "cpu"]
     assert inference_cli.main(argv) == 0
     source, sct = read_volume(path), read_volume(out)
     assert sct.shape == source.shape and sct.array.dtype == np.int16

@@ -3,6 +3,7 @@ that are not one volume refused with what was found."""
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -13,8 +14,9 @@ import SimpleITK as sitk
 
 from hmss_ray.config import IOConfig
 from hmss_ray.io import SeriesError, UnreadableVolume, read_volume, volume_from_bytes
+from hmss_ray.io.dicom_select import SeriesRule
 from hmss_ray.io.itk import affine_from_itk
-from tests.dicom_helpers import DICOMDIR_TESTS, shipped, write_series
+from tests.dicom_helpers import DICOMDIR_TESTS, shipped, write_enhanced, write_series
 
 CT5N = DICOMDIR_TESTS / "98892001" / "CT5N"  # a real 5-slice CT series, listed out of order
 
@@ -83,7 +85,7 @@ def test_slices_are_sorted_by_position_along_the_normal(tmp_path: Path) -> None:
     ("path", "error", "words"),
     [
         (DICOMDIR_TESTS / "77654033" / "CT2", SeriesError, "161 slice position(s) missing"),
-        (DICOMDIR_TESTS / "98892003" / "MR2", SeriesError, "holds 3 series, send one"),
+        (DICOMDIR_TESTS / "98892003" / "MR2", SeriesError, "holds no MR volume"),
         (DICOMDIR_TESTS / "98892003" / "MR700", SeriesError, "mixes 7 image orientations"),
         (DICOMDIR_TESTS / "98892001" / "CT2N", SeriesError, "mixes 2 image orientations"),
         (DICOMDIR_TESTS / "77654033" / "CR1", UnreadableVolume, "without ImagePositionPatient"),
@@ -113,16 +115,83 @@ def test_irregular_series_are_refused(tmp_path: Path, positions, shift, words) -
     assert words in str(caught.value)
 
 
-def test_a_folder_with_two_series_names_both(tmp_path: Path) -> None:
-    write_series(tmp_path / "s", [0, 1, 2], series_uid="1.2.3.4")
-    write_series(tmp_path / "s" / "other", [0, 1], template="CT_small.dcm", series_uid="1.2.3.5")
+def _study(folder: Path) -> None:
+    """A study as a scanner exports it: a localiser (1 slice), a T1 (3 slices), a T2 (4 slices)
+    and a CT (2 slices), in subfolders."""
+    write_series(folder / "loc", [0], series_uid="1.2.3.1")
+    write_series(folder / "t1", [0, 1, 2], series_uid="1.2.3.4")
+    write_series(folder / "t2", [0, 1, 2, 3], series_uid="1.2.3.6")
+    write_series(folder / "ct", [0, 1], template="CT_small.dcm", series_uid="1.2.3.5")
+    for name, description in (("t1", "T1 MPRAGE"), ("t2", "t2 tse ax"), ("loc", "LOCALIZER")):
+        for path in (folder / name).iterdir():
+            ds = pydicom.dcmread(path)
+            ds.SeriesDescription = description
+            ds.save_as(path)
+
+
+def test_a_study_with_several_mr_volumes_names_them_and_asks_for_a_rule(tmp_path: Path) -> None:
+    _study(tmp_path / "s")
     with pytest.raises(SeriesError) as caught:
         read_volume(tmp_path / "s")
-    assert "1.2.3.4 (MR, 64x64, 3 file(s))" in str(caught.value)
-    assert "1.2.3.5 (CT, 128x128, 2 file(s))" in str(caught.value)
+    text = str(caught.value)
+    assert "holds 2 MR series: choose one with --series-uid or --series-description" in text
+    assert "1.2.3.4 (MR, 64x64, 'T1 MPRAGE', 3 slice(s))" in text
+    assert "1.2.3.6 (MR, 64x64, 't2 tse ax', 4 slice(s))" in text
+    assert "1.2.3.5" not in text  # the CT is no candidate
+
+
+@pytest.mark.parametrize(
+    ("rule", "uid", "depth"),
+    [
+        (SeriesRule(description="^t1"), "1.2.3.4", 3),
+        (SeriesRule(description="T2 TSE"), "1.2.3.6", 4),  # case-insensitive
+        (SeriesRule(series_uid="1.2.3.6"), "1.2.3.6", 4),
+    ],
+)
+def test_a_rule_chooses_the_series_and_the_choice_is_recorded(
+    tmp_path: Path, rule: SeriesRule, uid: str, depth: int
+) -> None:
+    _study(tmp_path / "s")
+    volume = read_volume(tmp_path / "s", series=rule)
+    assert volume.shape[2] == depth and volume.meta["dicom"].series_uid == uid
+    reason = volume.meta["series_choice"]
+    assert reason.startswith(f"series {uid} (MR") and "chosen by" in reason
+    assert "1.2.3.1 (MR, 64x64, 'LOCALIZER', 1 slice(s)): 1 slice(s), not a volume" in reason
+    assert "1.2.3.5 (CT, 128x128, 2 slice(s)): modality CT" in reason
+
+
+def test_the_only_mr_volume_of_a_study_is_chosen_without_a_rule(tmp_path: Path) -> None:
+    _study(tmp_path / "s")
+    shutil.rmtree(tmp_path / "s" / "t2")
+    volume = read_volume(tmp_path / "s")
+    assert volume.meta["dicom"].series_uid == "1.2.3.4"
+    assert "chosen by the only candidate" in volume.meta["series_choice"]
+    with pytest.raises(SeriesError, match="no series matches SeriesDescription ~ /flair/"):
+        read_volume(tmp_path / "s", series=SeriesRule(description="flair"))
 
 
 def test_non_dicom_files_beside_a_series_are_skipped(tmp_path: Path) -> None:
     write_series(tmp_path / "s", [0, 1, 2])
     (tmp_path / "s" / "README.txt").write_text("not an image")
     assert read_volume(tmp_path / "s").shape == (64, 64, 3)
+
+
+def test_an_enhanced_multi_frame_mr_reads_as_the_same_classic_series(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 3000, (64, 64, 6)).astype(np.int16)
+    positions = [0, 2, 4, 6, 8, 10]
+    write_series(tmp_path / "classic", positions, pixels=pixels)
+    write_enhanced(tmp_path / "enhanced" / "mr.dcm", positions, pixels, series_uid="1.2.7")
+    classic, enhanced = read_volume(tmp_path / "classic"), read_volume(tmp_path / "enhanced")
+    np.testing.assert_array_equal(enhanced.array, classic.array)
+    np.testing.assert_allclose(enhanced.affine, classic.affine, atol=1e-4)
+    assert enhanced.meta["dicom"].series_uid == "1.2.7"
+    one = read_volume(tmp_path / "enhanced" / "mr.dcm")  # the file alone, or zipped
+    np.testing.assert_array_equal(one.array, classic.array)
+
+
+def test_an_enhanced_mr_with_two_frames_at_one_position_is_refused(tmp_path: Path) -> None:
+    pixels = np.zeros((64, 64, 4), np.int16)
+    write_enhanced(tmp_path / "e" / "mr.dcm", [0, 2, 2, 4], pixels)  # two echoes at 2 mm
+    with pytest.raises(SeriesError, match="share a position"):
+        read_volume(tmp_path / "e")

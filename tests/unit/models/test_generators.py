@@ -92,3 +92,22 @@ def test_factory_uses_context_channels_and_counts_parameters():
 def test_default_generator_has_pix2pixhd_size():
     params = count_parameters(build_generator(ExperimentConfig()))
     assert 40e6 < params < 50e6  # the global generator dominates, as in pix2pixHD
+
+
+def test_the_output_head_runs_in_fp32_under_bf16_autocast():
+    import torch
+
+    from hmss_ray.models.blocks import output_head
+
+    torch.manual_seed(0)
+    head = output_head(4, 1).eval()
+    x = torch.randn(1, 4, 16, 16)
+    with torch.no_grad():
+        exact = head(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under_autocast = head(x)
+            plain = torch.nn.Sequential(*head)(x)  # what a bf16 head gives
+    assert under_autocast.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, exact, rtol=0, atol=1e-6)
+    assert (plain.float() - exact).abs().max() > 1e-4  # bf16 would have rounded it
+    assert list(head.state_dict()) == ["1.weight", "1.bias"]  # checkpoints unchanged

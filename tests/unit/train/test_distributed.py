@@ -153,7 +153,7 @@ def test_sharded_validation_equals_one_process_scoring_the_split(two_ranks):
     assert sharded[0] == sharded[1]  # every rank ends with the whole split's metrics
     for key, value in alone.items():
         assert sharded[0][key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
-    assert math.isfinite(alone["fid"]) and alone["fid"] > 0
+    assert math.isfinite(alone["kid"]) and alone["kid_slices"] == 7
 
 
 @pytest.mark.parametrize(

@@ -138,6 +138,11 @@ def test_asha_recheck_stops_the_worse_trial_whatever_the_order_of_arrival(capsys
     # the worse trial arriving second is stopped on arrival, as plain ASHA does
     late_worse = [("a", 2, 0.4), ("b", 2, 0.6), ("a", 3, 0.35)]
     assert _drive(cfg, late_worse) == {"a": "CONTINUE", "b": "STOP"}
+    # "a" runs ahead past the epoch-4 rung before "b" beats it at epoch 2: a is cut at rung 2,
+    # and its rung-4 record must not then cut b (both would stop, the search end at epoch 5)
+    ahead = [("a", 2, 0.6), ("a", 3, 0.5), ("a", 4, 0.3), ("b", 2, 0.4), ("a", 5, 0.28),
+             ("b", 3, 0.5), ("b", 4, 0.45), ("b", 5, 0.4)]  # fmt: skip
+    assert _drive(cfg, ahead) == {"a": "STOP", "b": "CONTINUE"}
     # a lone trial at a rung is its own cutoff: never stopped by the recheck
     assert _drive(cfg, [("a", 2, 0.6), ("a", 3, 0.5), ("a", 4, 0.4)]) == {"a": "CONTINUE"}
 

@@ -217,11 +217,12 @@ def test_validate_reports_every_metric_deterministically():
     first = validate(g, batches, cfg)
     assert g.training  # the caller's mode is restored
     expected = {"low_mae_hu", "low_mse", "low_ssim", "low_psnr", "mae_hu", "mse", "ssim", "psnr"}
-    expected |= {"perceptual", "fid", "bone_dice", "score"}
+    expected |= {"perceptual", "kid", "kid_std", "bone_dice", "score", "patients"}
     assert expected <= set(first)
     assert first["fid_random_features"] == 1.0  # no weights on a test machine
     assert all(math.isfinite(first[k]) for k in expected)
     assert validate(copy.deepcopy(g), batches, cfg) == first
     t = cfg.tune
-    score = t.w_ssim * (1 - first["ssim"]) + t.w_fid * first["fid"] / t.fid_ref
+    score = t.w_mae * first["mae_hu"] / t.mae_ref + t.w_ssim * (1 - first["ssim"])
+    score += t.w_kid * first["kid"] / t.kid_ref
     assert first["score"] == pytest.approx(score)

@@ -90,7 +90,7 @@ def test_a_remote_share_is_copied_once_and_only_its_own_files(shards, cfg, s3_bu
 
 def test_merged_shares_score_like_one_process(shards, cfg):
     first, second = (ValidationShard.open(cfg, shards, r, 2) for r in range(2))
-    # the FID slice limit falls inside the second share: only part of it counts for FID
+    # the KID slice limit falls inside the second share: only part of it counts for KID
     cfg = cfg.replace({"metrics.fid_max_slices": first.slices + max(1, second.slices // 2)})
     assert first.slices < cfg.metrics.fid_max_slices < first.slices + second.slices
     torch.manual_seed(0)
@@ -98,11 +98,16 @@ def test_merged_shares_score_like_one_process(shards, cfg):
     alone = validate(generator, ValidationShard.open(cfg, shards).batches(), cfg)
     vectors: list[torch.Tensor] = []
     record = lambda v: vectors.append(v) or v  # noqa: E731
-    validate(generator, second.batches(), cfg, start=second.start, reduce=record)
+    assert first.cases == second.cases and len(first.cases) > 1
+    validate(
+        generator, second.batches(), cfg, start=second.start, cases=second.cases, reduce=record
+    )
     others = iter(vectors)
     merged = validate(
-        generator, first.batches(), cfg, start=first.start, reduce=lambda v: v + next(others)
-    )
+        generator, first.batches(), cfg, start=first.start, cases=first.cases,
+        reduce=lambda v: v + next(others),
+    )  # fmt: skip
+    assert alone["patients"] == len(first.cases)
     assert merged.keys() == alone.keys()
     for key, value in alone.items():
         # float32 convolutions differ in the last bits with the batch composition (oneDNN picks

@@ -1,0 +1,280 @@
+"""Batch prediction: a folder of studies in, one folder of planning-ready results per study out.
+
+What is a study (:func:`find_studies`): the input itself when it is a file; a folder with DICOM
+only, its slices at the top level (its other series may sit in subfolders); a folder of DICOM
+subfolders all of one StudyInstanceUID. Otherwise every entry of the input folder is a study: a
+volume file (NIfTI, MetaImage, NRRD), a DICOM ``.zip`` or ``.dcm`` (e.g. an Enhanced MR), or a
+DICOM folder (its series anywhere below it). Hidden entries are ignored.
+
+Each study gets ``<output>/<study>/`` with ``sct.<ext>`` (or ``sct/``, a DICOM series), with
+TTA or an ensemble ``spread.nii.gz`` (the passes' standard deviation in HU), ``qa.png`` and
+``qa.json``; the batch gets ``summary.json`` and ``qa_report.pdf``. A study folder is written
+under a temporary name and renamed when complete, so a planning system's import never sees half
+a study; a study that fails is reported, leaves nothing behind, and the rest go on. The model is
+loaded once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hmss_ray import storage
+from hmss_ray.config import UserError
+from hmss_ray.inference.synthesizer import Synthesizer, synthesize_with_spread
+from hmss_ray.io import Format, Volume, format_to_read, read_volume, write_volume
+from hmss_ray.io.dicom_select import SeriesRule
+from hmss_ray.io.dicom_write import SeriesInfo
+from hmss_ray.qa import figure, flags
+
+DICOM_SUFFIXES = (".dcm", ".ima")
+SUFFIX = {Format.NIFTI: "sct.nii.gz", Format.MHA: "sct.mha", Format.NRRD: "sct.nrrd"}
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str  # the output folder's name
+    path: Path
+
+
+@dataclass
+class StudyResult:
+    study: str
+    status: str  # "ok" or "failed"
+    seconds: float
+    series: str = ""  # what was read: the DICOM series chosen and why, or the file's format
+    error: str = ""
+    outputs: list[str] = field(default_factory=list)
+    qa: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    format: Format = Format.NIFTI
+    region: str | None = None
+    series: SeriesRule | None = None
+    qa: bool = True
+    overwrite: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "format": str(self.format)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchOptions:
+        series = data.get("series")
+        return cls(**{**data, "format": Format(data["format"]),
+                      "series": SeriesRule(**series) if series else None})  # fmt: skip
+
+
+def find_studies(root: Path) -> list[Study]:
+    """The studies under ``root`` (see the module docstring), sorted by name."""
+    if not root.exists():
+        raise UserError(f"{root}: no such file or folder")
+    if not is_batch(root):
+        return [Study(_stem(root), root)]
+    studies = [Study(_stem(p), p) for p in sorted(root.iterdir()) if not p.name.startswith(".")]
+    if not studies:
+        raise UserError(f"{root} holds no study")
+    return studies
+
+
+def is_batch(root: Path) -> bool:
+    """Whether ``root`` is a folder of studies (not one volume file or one DICOM study)."""
+    if not root.is_dir():
+        return False
+    entries = _visible(root)
+    uids = {entry: _study_uid(entry) for entry in entries}
+    if any(uid is None for uid in uids.values()):  # a NIfTI, MetaImage, NRRD or zip
+        return True
+    if any(entry.is_file() for entry in entries):  # DICOM slices at the top: one study
+        return False
+    return len(set(uids.values())) > 1  # DICOM folders: one study, or one each
+
+
+@contextmanager
+def local_folders(input_uri: str, output_uri: str) -> Iterator[tuple[Path, Path]]:
+    """Local folders for an input and an output that may be object storage (``s3://``).
+
+    A remote input is copied into a private temporary folder (0700) first; a remote output is
+    written there and uploaded when the batch is done (``summary.json`` last). The copies are
+    removed whatever happens, so no study stays on this machine's disk.
+    """
+    if not (storage.is_remote(input_uri) or storage.is_remote(output_uri)):
+        yield Path(input_uri), Path(output_uri)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="hmss-predict-"))  # mode 0700
+    try:
+        local_in, local_out = Path(input_uri), Path(output_uri)
+        if storage.is_remote(input_uri):
+            if not storage.listdir(input_uri):
+                raise UserError(f"{input_uri}: nothing there")
+            local_in = tmp / "in"
+            storage.copy_dir(input_uri, str(local_in))
+        if storage.is_remote(output_uri):
+            local_out = tmp / "out"
+        yield local_in, local_out
+        if storage.is_remote(output_uri):
+            summary = local_out / "summary.json"
+            held = summary.read_bytes() if summary.exists() else None
+            summary.unlink(missing_ok=True)
+            storage.copy_dir(str(local_out), output_uri)
+            if held is not None:  # last: its presence says the batch is complete
+                storage.write_bytes(storage.join(output_uri, "summary.json"), held)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def predict_batch(
+    synth: Synthesizer, studies: list[Study], output: Path, options: BatchOptions, progress=None
+) -> list[StudyResult]:
+    """Every study through ``synth``; a failing one is recorded and skipped."""
+    output.mkdir(parents=True, exist_ok=True)
+    results = []
+    for study in studies:
+        if progress is not None:
+            progress.set_postfix_str(study.name)
+        results.append(predict_study(synth, study, output, options))
+        if progress is not None:
+            progress.update(1)
+    finish_batch(results, output, options, synth.info.to_dict())
+    return results
+
+
+def finish_batch(
+    results: list[StudyResult], output: Path, options: BatchOptions, model: dict[str, Any]
+) -> None:
+    """The batch's own files: the QA PDF (a page per study written) and ``summary.json``."""
+    pngs = [output / r.study / "qa.png" for r in results if r.status == "ok" and options.qa]
+    if pngs:
+        figure.write_pdf(pngs, output / "qa_report.pdf")
+    summary = {"model": model, "studies": [asdict(r) for r in results]}
+    (output / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+
+
+def predict_study(
+    synth: Synthesizer, study: Study, output: Path, options: BatchOptions
+) -> StudyResult:
+    target = output / study.name
+    start = time.perf_counter()
+    if target.exists() and not options.overwrite:
+        return StudyResult(study.name, "failed", 0.0, error=f"{target} exists (--overwrite)")
+    staging = Path(tempfile.mkdtemp(prefix=f".{study.name}.partial-", dir=output))
+    try:
+        result = _predict_into(synth, study, staging, options)
+        if target.exists():  # --overwrite: the old result goes only once the new one is whole
+            shutil.rmtree(target)
+        staging.rename(target)
+    except UserError as exc:  # bad input: reported, the batch goes on
+        shutil.rmtree(staging, ignore_errors=True)
+        return StudyResult(study.name, "failed", time.perf_counter() - start, error=str(exc))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result.seconds = time.perf_counter() - start
+    result.outputs = [str(target / name) for name in result.outputs]
+    return result
+
+
+def _predict_into(
+    synth: Synthesizer, study: Study, folder: Path, options: BatchOptions
+) -> StudyResult:
+    mr = read_volume(study.path, synth.cfg.io, options.series)
+    sct, spread, body = synthesize_with_spread(synth, mr, region=options.region)
+    series = mr.meta.get("series_choice") or str(format_to_read(study.path))
+    info = SeriesInfo(
+        model=synth.info.name, version=synth.info.version, source=mr.meta.get("dicom")
+    )
+    name = "sct" if options.format is Format.DICOM else SUFFIX[options.format]
+    write_volume(sct, folder / name, series=info)
+    outputs = [name]
+    if spread is not None:
+        write_volume(spread, folder / "spread.nii.gz")
+        outputs.append("spread.nii.gz")
+    result = StudyResult(study.name, "ok", 0.0, series=series, outputs=outputs)
+    hu_range = tuple(synth.cfg.data.hu_range)
+    sct_ras, body_ras, spread_ras = _canonical(sct, body, spread, mr)
+    qa = flags.check(sct_ras, body_ras, hu_range, spread_ras)  # type: ignore[arg-type]
+    result.qa = qa.to_dict()
+    (folder / "qa.json").write_text(json.dumps({"series": series, **result.qa}, indent=2))
+    if options.qa:
+        images = figure.StudyImages(
+            study.name, mr.affine, mr.array, sct.array, body,
+            None if spread is None else spread.array, qa=qa, caption=_caption(synth),
+        )  # fmt: skip
+        figure.write_png(images, folder / "qa.png")
+        outputs += ["qa.png"]
+    return result
+
+
+def _canonical(sct: Volume, body, spread: Volume | None, mr: Volume):
+    """The QA checks run on RAS+ axes: their per-slice outline is axial whatever the storage."""
+    affine = mr.affine
+    return (
+        figure.canonical(sct.array, affine),
+        figure.canonical(body, affine),
+        None if spread is None else figure.canonical(spread.array, affine),
+    )
+
+
+def _caption(synth: Synthesizer) -> str:
+    info = synth.info
+    return f"model {info.name} {info.version} ({info.inference})\nresearch use, not for diagnosis"
+
+
+def summary_table(results: list[StudyResult]) -> str:
+    """The end-of-batch table: study, status, seconds, series chosen (or the error)."""
+    width = max([len(r.study) for r in results] + [5])
+    lines = [f"{'study':<{width}}  status  seconds  series / error"]
+    for r in results:
+        what = r.error if r.status != "ok" else r.series
+        flagged = f"  [{len(r.qa.get('flags', []))} QA flag(s)]" if r.qa.get("flags") else ""
+        lines.append(f"{r.study:<{width}}  {r.status:<6}  {r.seconds:7.1f}  {what}{flagged}")
+    done = sum(r.status == "ok" for r in results)
+    lines.append(f"{done} of {len(results)} studies written")
+    return "\n".join(lines)
+
+
+def _visible(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _study_uid(entry: Path) -> str | None:
+    """The StudyInstanceUID of a DICOM file, or of the first DICOM file in a folder (searched
+    in name order, a few hundred files at most); None for anything else."""
+    files = [entry] if entry.is_file() else sorted(p for p in entry.rglob("*") if p.is_file())
+    for path in files[:256]:
+        if path.name.startswith(".") or not _is_dicom_file(path):
+            continue
+        import pydicom
+
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
+        except Exception:  # not readable: the study's own read says why
+            return f"unreadable:{path}"
+        return str(ds.get("StudyInstanceUID", f"none:{path}"))
+    return None
+
+
+def _is_dicom_file(path: Path) -> bool:
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as handle:
+            return handle.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".zip", ".dcm"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or name
+    return name
