@@ -81,7 +81,7 @@ def command(args: argparse.Namespace) -> int:
         regions = check_regions(args.edition, args.regions)
     except ValueError as exc:
         raise cli.UserError(str(exc)) from None
-    check_out(Path(args.out))
+    check_out(Path(args.output))
     summary = write_dataset(
         args.output,
         cases=args.cases,
@@ -95,7 +95,7 @@ def command(args: argparse.Namespace) -> int:
         edition=args.edition,
         labels=not args.no_labels,
     )
-    _remember(Path(args.out))
+    _remember(Path(args.output))
     print(f"wrote {summary.root}")
     print(summary_table(summary))
     return 0
@@ -109,7 +109,7 @@ def _case_dirs(out: Path) -> set[str]:
 
 
 def check_out(out: Path) -> None:
-    """Refuse an ``--out`` that holds anything this command did not write (real cases)."""
+    """Refuse an ``--output`` that holds anything this command did not write (real cases)."""
     if not out.exists() or not any(out.iterdir()):
         return
     marker = out / MARKER
@@ -118,7 +118,7 @@ def check_out(out: Path) -> None:
     if not marker.is_file() or foreign:
         shown = f" (e.g. {foreign[0]})" if foreign else ""
         raise cli.UserError(
-            f"--out {out} holds files this command did not write{shown}: phantoms would "
+            f"--output {out} holds files this command did not write{shown}: phantoms would "
             "overwrite them; choose an empty or new folder"
         )
 

@@ -16,7 +16,7 @@ def test_phantom_refuses_a_folder_of_real_cases_and_rewrites_its_own(tmp_path, c
     real = tmp_path / "synthrad" / "Task1" / "brain" / "1BA001"
     real.mkdir(parents=True)
     (real / "mr.nii.gz").write_bytes(b"a real patient")
-    args = ["--cases", "1", "--regions", "brain", "--coarse", "--quiet", "--out"]
+    args = ["--cases", "1", "--regions", "brain", "--coarse", "--quiet", "-o"]
     assert phantom.main([*args, str(tmp_path / "synthrad")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "did not write (e.g. Task1/brain/1BA001)" in err[0]

@@ -141,7 +141,7 @@ def test_a_tampered_weight_is_refused_in_one_line(checkpoints, tmp_path, capsys)
 
     mr = tmp_path / "mr.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((16, 16, 16), np.float32), np.eye(4)), mr)
-    code = inference_cli.main(["--model", str(registry / "brain"), "--mr", str(mr), "--out",
+    code = inference_cli.main(["--model", str(registry / "brain"), "-i", str(mr), "-o",
                                str(tmp_path / "sct.nii.gz"), "--device", "cpu"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "refused" in err[0]
