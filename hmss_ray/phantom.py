@@ -12,8 +12,10 @@ by default; ``--coarse``, ``--shape`` or ``--spacing`` render the same patients 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from hmss_ray import cli
 from hmss_ray.data.phantom import (
@@ -79,6 +81,7 @@ def command(args: argparse.Namespace) -> int:
         regions = check_regions(args.edition, args.regions)
     except ValueError as exc:
         raise cli.UserError(str(exc)) from None
+    check_out(Path(args.output))
     summary = write_dataset(
         args.output,
         cases=args.cases,
@@ -92,9 +95,36 @@ def command(args: argparse.Namespace) -> int:
         edition=args.edition,
         labels=not args.no_labels,
     )
+    _remember(Path(args.output))
     print(f"wrote {summary.root}")
     print(summary_table(summary))
     return 0
+
+
+MARKER = ".hmss-phantom.json"  # the case folders this command wrote into --out
+
+
+def _case_dirs(out: Path) -> set[str]:
+    return {p.relative_to(out).as_posix() for p in out.glob("Task1/*/*") if p.is_dir()}
+
+
+def check_out(out: Path) -> None:
+    """Refuse an ``--output`` that holds anything this command did not write (real cases)."""
+    if not out.exists() or not any(out.iterdir()):
+        return
+    marker = out / MARKER
+    ours = set(json.loads(marker.read_text())["cases"]) if marker.is_file() else set()
+    foreign = sorted(_case_dirs(out) - ours)
+    if not marker.is_file() or foreign:
+        shown = f" (e.g. {foreign[0]})" if foreign else ""
+        raise cli.UserError(
+            f"--output {out} holds files this command did not write{shown}: phantoms would "
+            "overwrite them; choose an empty or new folder"
+        )
+
+
+def _remember(out: Path) -> None:
+    (out / MARKER).write_text(json.dumps({"cases": sorted(_case_dirs(out))}, indent=1) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

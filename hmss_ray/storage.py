@@ -6,18 +6,30 @@
 The S3 endpoint comes from ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``), or the ``endpoint``
 argument; credentials come from the standard AWS chain (environment, profile, instance role), never
 from a config file. Nothing here logs a credential.
+
+Every S3 read and write is retried with exponential backoff (:func:`retried`): ``HMSS_S3_ATTEMPTS``
+tries (default 6), waiting ``HMSS_S3_BACKOFF_S`` (default 0.5 s) doubled after each failure, at
+most 8 s, about 16 s in all; a missing object is an answer, not a failure, and is not retried.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import logging
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+
+log = logging.getLogger(__name__)
+ATTEMPTS_ENV, BACKOFF_ENV = "HMSS_S3_ATTEMPTS", "HMSS_S3_BACKOFF_S"
+MAX_WAIT_S = 8.0
 
 
 def is_remote(uri: str) -> bool:
@@ -56,22 +68,54 @@ def _s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**kwargs)
 
 
+def retried(fn: Callable) -> Callable:
+    """Retry ``fn(uri, ...)`` on an S3 error (any OSError but a missing object) with backoff."""
+
+    @functools.wraps(fn)
+    def call(uri: str, *args: Any, **kwargs: Any) -> Any:
+        remote = [str(uri), *map(str, args[:1])]
+        if not any(is_remote(u) for u in remote):
+            return fn(uri, *args, **kwargs)
+        attempts = max(1, int(os.environ.get(ATTEMPTS_ENV, "6")))
+        wait = float(os.environ.get(BACKOFF_ENV, "0.5"))
+        for attempt in range(1, attempts + 1):
+            try:
+                return fn(uri, *args, **kwargs)
+            except FileNotFoundError:
+                raise
+            except OSError as exc:
+                if attempt == attempts:
+                    raise OSError(
+                        f"{fn.__name__} {uri}: S3 failed {attempts} times: {exc}"
+                    ) from exc
+                log.warning("%s %s failed (%s); retry %d in %.1f s", fn.__name__, uri, exc,
+                            attempt, wait)  # fmt: skip
+                time.sleep(wait)
+                wait = min(wait * 2, MAX_WAIT_S)
+        raise AssertionError("unreachable")
+
+    return call
+
+
 def join(uri: str, *parts: str) -> str:
     """Join path parts onto a URI or local path with '/'."""
     base = str(uri).rstrip("/")
     return "/".join([base, *(p.strip("/") for p in parts)])
 
 
+@retried
 def exists(uri: str) -> bool:
     fs, path = resolve(uri)
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
+@retried
 def makedirs(uri: str) -> None:
     fs, path = resolve(uri)
     fs.create_dir(path, recursive=True)
 
 
+@retried
 def read_bytes(uri: str) -> bytes:
     """The object's bytes as stored (pyarrow would gunzip a ``.gz`` name: not here)."""
     fs, path = resolve(uri)
@@ -79,6 +123,7 @@ def read_bytes(uri: str) -> bytes:
         return f.read()
 
 
+@retried
 def write_bytes(uri: str, data: bytes) -> None:
     """Write atomically where the filesystem allows (local: temp file + rename)."""
     fs, path = resolve(uri)
@@ -111,6 +156,7 @@ def write_text(uri: str, text: str) -> None:
     write_bytes(uri, text.encode())
 
 
+@retried
 def listdir(uri: str) -> list[str]:
     """Base names directly under ``uri`` (empty when it does not exist)."""
     fs, path = resolve(uri)
@@ -120,6 +166,7 @@ def listdir(uri: str) -> list[str]:
     return sorted(info.base_name for info in infos)
 
 
+@retried
 def delete(uri: str) -> None:
     fs, path = resolve(uri)
     info = fs.get_file_info(path)
@@ -129,6 +176,7 @@ def delete(uri: str) -> None:
         fs.delete_file(path)
 
 
+@retried
 def copy_dir(src: str, dst: str) -> None:
     """Copy a directory tree between any two URIs (local <-> s3)."""
     sfs, spath = resolve(src)

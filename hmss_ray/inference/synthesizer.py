@@ -34,6 +34,7 @@ from hmss_ray.io.limits import check_voxels
 from hmss_ray.io.volume import check_affine
 from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.factory import resolve_device
+from hmss_ray.registry import load
 
 AIR_HU = slabs.AIR_HU
 
@@ -128,7 +129,8 @@ class ModelInfo:
     """What a loaded model is: registry name, weights version, where it came from, its metrics."""
 
     name: str
-    version: str  # the first 12 hex digits of the generator weights' sha256
+    # a registry version's id; else the first 12 hex digits of the generator weights' sha256
+    version: str
     uri: str
     stage: str
     epoch: int
@@ -137,6 +139,9 @@ class ModelInfo:
     metrics: dict[str, float]
     # TTA and ensemble: what each slice costs (ensemble.Predictor.describe)
     inference: dict[str, Any] = field(default_factory=dict)
+    # a registry version: {version, digest, alias, pinned}; None for a bare checkpoint
+    registry: dict[str, Any] | None = None
+    card: str | None = None  # the version's MODEL_CARD.md
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -203,25 +208,33 @@ class Synthesizer:
         overrides: dict[str, Any] | None = None,
         tta: str | None = None,
     ) -> Synthesizer:
-        """Load a registry entry or checkpoint.
+        """Load a registry version or a checkpoint.
 
         Args:
-            uri: path or s3:// URI.
+            uri: ``<registry>/<name>`` (its ``production`` alias), ``<registry>/<name>@<alias>``,
+                ``<registry>/<name>@<version>``, or a checkpoint folder (path or s3://).
             device: auto, cpu or cuda[:N].
             batch_slices: slices per generator call (default ``serve.batch_slices``).
             overrides: dotted keys of the model's config to replace before the engine is built
                 (``serve.precision``, ``serve.compile``, ``io.*``).
             tta: overrides the entry's ``inference.tta``.
         """
-        directory = ckpt.localize(uri)
+        opened = load.open_model(uri)  # a registry version: digests checked before loading
+        directory = opened[0] if opened else ckpt.localize(uri)
         dev = resolve_device(device)
         generator, meta = ckpt.load_generator(directory, dev)
         cfg = meta.cfg.replace(overrides) if overrides else meta.cfg
         predictor = ensemble.load_predictor(directory, generator, cfg, dev, tta)
         digest = hashlib.sha256((directory / ckpt.GENERATOR_FILE).read_bytes()).hexdigest()
+        name, version, record = Path(str(uri).rstrip("/")).name, digest[:12], None
+        if opened:
+            found = opened[1]
+            name, version = found.name, found.version
+            record = {"version": found.version, "digest": found.digest, "alias": found.alias,
+                      "pinned": found.pinned}  # fmt: skip
         info = ModelInfo(
-            name=Path(str(uri).rstrip("/")).name,
-            version=digest[:12],
+            name=name,
+            version=version,
             uri=str(uri),
             stage=meta.stage,
             epoch=meta.epoch,
@@ -229,6 +242,8 @@ class Synthesizer:
             parent=meta.parent,
             metrics=meta.metrics,
             inference=predictor.describe(),
+            registry=record,
+            card=load.card(directory) if opened else None,
         )
         batch = batch_slices or cfg.serve.batch_slices
         return cls(generator, cfg, info, dev, batch, predictor)

@@ -10,10 +10,10 @@ checkpoint.json             config (plain dict), stage, epoch, step, metrics, pa
 ```
 
 Weights are safetensors and optimiser state is plain tensors and numbers, so loading a checkpoint
-never runs code. A registry entry ``<registry>/<name>/`` holds what inference needs and nothing
-more: ``generator.safetensors`` and ``checkpoint.json`` (no discriminator, no optimiser state: a
-fifth of a training checkpoint of the brain model), plus ``config.yaml``, ``metrics.json`` and
-``winner.json``; it may live on local disk or ``s3://``.
+never runs code. A registry version (:mod:`hmss_ray.registry`) holds what inference needs and
+nothing more: ``generator.safetensors`` and ``checkpoint.json`` (no discriminator, no optimiser
+state: a fifth of a training checkpoint of the brain model), plus ``config.yaml``,
+``metrics.json``, ``winner.json`` and a model card; it may live on local disk or ``s3://``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ OPTIM_FILE = "optim.pt"
 META_FILE = "checkpoint.json"
 GENERATOR_FILES = (GENERATOR_FILE, META_FILE)  # what inference and a registry entry need
 WEIGHT_FILES = (GENERATOR_FILE, DISCRIMINATOR_FILE, META_FILE)  # a warm start: no optimiser state
-REGISTRY_FILES = (*GENERATOR_FILES, "config.yaml", "metrics.json", "winner.json")
+# a registry version (hmss_ray.registry): these, ensemble members, and manifest.json
+REGISTRY_FILES = (*GENERATOR_FILES, "config.yaml", "metrics.json", "winner.json", "MODEL_CARD.md")
 
 
 @dataclass
@@ -134,12 +135,20 @@ def localize(
 ) -> Path:
     """A local directory holding ``uri``'s files: the path itself, or a cached copy of s3://.
 
+    A registry version (``<registry>/<name>[@alias|@version]``) comes from
+    :func:`hmss_ray.registry.load.open_model`: every digest checked, cached by version and digest.
+
     Args:
-        uri: a checkpoint or registry entry (path or s3://).
-        cache_root: where remote copies go (default: ``<tmp>/hmss-ray-cache``).
+        uri: a checkpoint, a registry version, or an old flat registry entry (path or s3://).
+        cache_root: where remote checkpoint copies go (default: the private model cache).
         files: copy only these names (those present), e.g. :data:`GENERATOR_FILES` to skip the
             discriminator and the optimiser states of a training checkpoint; all when None.
     """
+    from hmss_ray.registry import load
+
+    opened = load.open_model(uri)
+    if opened is not None:
+        return opened[0]
     if not storage.is_remote(uri):
         path = Path(storage.resolve(uri)[1])
         if not path.exists():
@@ -147,10 +156,13 @@ def localize(
         return path
     wanted = "*" if files is None else ",".join(sorted(files))
     key = hashlib.sha256(f"{uri}|{wanted}".encode()).hexdigest()[:16]
-    root = Path(cache_root or Path(tempfile.gettempdir()) / "hmss-ray-cache")
+    root = Path(cache_root) if cache_root else load.cache_root().parent / "checkpoints"
     target = root / key
-    if not (target / META_FILE).exists():
-        root.mkdir(parents=True, exist_ok=True)
+    # a training checkpoint never changes once written; an old flat registry entry (winner.json)
+    # may be replaced in place, so it is fetched again every time
+    reuse = (target / GENERATOR_FILE).exists() and (target / META_FILE).exists()
+    if not reuse or storage.exists(storage.join(uri, "winner.json")):
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
         staging = Path(tempfile.mkdtemp(dir=root))
         if files is None:
             storage.copy_dir(uri, str(staging))
@@ -174,24 +186,17 @@ def write_registry_entry(
     *,
     metrics: dict[str, Any],
     winner: dict[str, Any],
+    **options: Any,
 ) -> str:
-    """Write ``<registry>/<name>/``: the checkpoint's generator and metadata (no discriminator,
-    no optimiser state), config.yaml, metrics.json and winner.json (:data:`REGISTRY_FILES`)."""
-    meta = read_meta(checkpoint_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        staged = Path(tmp) / name
-        staged.mkdir()
-        for filename in GENERATOR_FILES:
-            shutil.copy2(Path(checkpoint_dir) / filename, staged / filename)
-        (staged / "config.yaml").write_text(meta.cfg.to_yaml())
-        (staged / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-        (staged / "winner.json").write_text(json.dumps(winner, indent=2, default=str))
-        target = storage.join(registry_uri, name)
-        if storage.exists(target):
-            storage.delete(target)
-        storage.makedirs(registry_uri)
-        storage.copy_dir(str(staged), target)
-    return target
+    """Register the checkpoint's generator (no discriminator, no optimiser state) with
+    config.yaml, metrics.json, winner.json and a model card as a new immutable version of
+    ``<registry>/<name>`` (:func:`hmss_ray.registry.entry.publish`, which takes ``options``);
+    returns the URI that names exactly that version, ``<registry>/<name>@<version>``."""
+    from hmss_ray.registry.entry import publish
+
+    version = publish(checkpoint_dir, registry_uri, name, metrics=metrics, winner=winner,
+                      **options)  # fmt: skip
+    return f"{storage.join(registry_uri, name)}@{version.id}"
 
 
 def read_registry_json(entry_uri: str, filename: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from hmss_ray.inference.synthesizer import Synthesizer
 from hmss_ray.io import Format
 from hmss_ray.io.formats import MEDIA_TYPES
 from hmss_ray.qa.web import add_routes as add_qa_page
+from hmss_ray.registry.live import follow
 from hmss_ray.serving import audit, guard
 from hmss_ray.serving.flow import client_gone, http_host, model_info, work
 from hmss_ray.serving.metrics import ServeMetrics
@@ -118,7 +119,13 @@ class SCTSynthesizer:
         # every io key is the deployment's; engine: serve.precision / compile / channels_last
         overrides = {f"io.{k}": v for k, v in to_plain(limits).items()}
         overrides.update({f"serve.{k}": v for k, v in (engine or {}).items()})
-        self.synth = Synthesizer.from_uri(model, device=device, overrides=overrides, tta=tta)
+        # registry: the pinned alias is followed; a promotion swaps the model in (live.py)
+        self.live = follow(
+            model,
+            lambda uri: Synthesizer.from_uri(uri, device=device, overrides=overrides, tta=tta),
+            lambda new: setattr(self, "synth", new),
+        )
+        self.synth = self.live.current
         self.limits = self.synth.cfg.io
         self.pace = Pace(
             max_bytes=int(self.cfg.max_upload_mb * 2**20),
@@ -180,11 +187,12 @@ class SCTSynthesizer:
     ) -> Response:
         t0, rid = time.perf_counter(), guard.new_request_id()
         status, fmt = 500, "none"
+        synth = self.synth  # the model this request uses, whatever a promotion swaps in
         try:
             self._admit(request)
             fmt = choose_format(format, request.headers.get("accept", ""))
             response = await asyncio.wait_for(
-                self._handle(request, fmt, region, rid, t0), self.cfg.request_timeout_s
+                self._handle(request, fmt, region, rid, t0, synth), self.cfg.request_timeout_s
             )
         except TimeoutError:
             response = self._error(503, "the request took longer than serve.request_timeout_s: "
@@ -196,7 +204,7 @@ class SCTSynthesizer:
             response = self._error(500, f"internal error; quote request id {rid}", rid)
         status = response.status_code
         self.metrics.request(status, time.perf_counter() - t0, str(fmt))
-        upload, info = getattr(request.state, "upload", None), self.synth.info
+        upload, info = getattr(request.state, "upload", None), synth.info
         study = upload.study if upload else None
         audit.record(request, status, info.name, info.version, study)  # serving/audit.py
         return response
@@ -209,8 +217,9 @@ class SCTSynthesizer:
         return JSONResponse(content, status_code=status, headers=headers)
 
     async def _handle(
-        self, request: Request, fmt: Format, region: str | None, rid: str, t0: float
-    ) -> Response:
+        self, request: Request, fmt: Format, region: str | None, rid: str, t0: float,
+        synth: Synthesizer,
+    ) -> Response:  # fmt: skip
         upload = await read_upload(request, self.pace)
         request.state.upload = upload  # its study (set once parsed) goes to the audit line
         upload.timings["upload"] = time.perf_counter() - t0
@@ -221,7 +230,7 @@ class SCTSynthesizer:
             request.client.host if request.client else None,
         )
         stop = threading.Event()
-        job = asyncio.ensure_future(self._queued(upload, fmt, region, level, rid, stop))
+        job = asyncio.ensure_future(self._queued(upload, fmt, region, level, rid, stop, synth))
         watch = asyncio.ensure_future(client_gone(request))
         try:
             await asyncio.wait({job, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -240,11 +249,11 @@ class SCTSynthesizer:
             content=body,
             media_type=media_type,
             headers={
-                "X-Model-Name": self.synth.info.name,
-                "X-Model-Version": self.synth.info.version,
+                "X-Model-Name": synth.info.name,
+                "X-Model-Version": synth.info.version,
                 "X-Inference-Time-Ms": f"{elapsed * 1000:.1f}",
                 "X-Queue-Time-Ms": f"{waited * 1000:.1f}",
-                "X-Engine": self.synth.engine.info.name if self.synth.engine else "-",
+                "X-Engine": synth.engine.info.name if synth.engine else "-",
                 "X-Request-Id": rid,
                 # where the replica's time went (W3C Server-Timing): the rest of a call's time
                 # is HTTP and the Serve proxy
@@ -257,8 +266,9 @@ class SCTSynthesizer:
         )
 
     async def _queued(
-        self, upload: Upload, fmt: Format, region, level: int, rid: str, stop: threading.Event
-    ) -> tuple[bytes, float, float, int]:
+        self, upload: Upload, fmt: Format, region, level: int, rid: str, stop: threading.Event,
+        synth: Synthesizer,
+    ) -> tuple[bytes, float, float, int]:  # fmt: skip
         """Wait for the one-volume slot (503 when ``serve.max_waiting`` already wait), then
         work in a thread that keeps the slot until it ends, even if this request is dropped."""
         if self.waiting >= self.cfg.max_waiting:
@@ -271,7 +281,7 @@ class SCTSynthesizer:
             self.waiting -= 1
         waited = time.perf_counter() - waited
         task = asyncio.ensure_future(
-            run_in_threadpool(work, self.synth, upload, fmt, region, level, rid, stop)
+            run_in_threadpool(work, synth, upload, fmt, region, level, rid, stop)
         )
         task.add_done_callback(self._release)
         body, elapsed, voxels = await asyncio.shield(task)

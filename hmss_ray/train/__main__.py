@@ -1,7 +1,8 @@
 """``hmss-ray train`` (``python -m hmss_ray.train``): one Ray Train run of the cascade GAN.
 
 On a cluster set ``RAY_ADDRESS`` (or use ``ray job submit``) and pass ``s3://`` URIs.
-Re-running with the same ``--name`` resumes that run from its latest checkpoint;
+Re-running with the same ``--name`` resumes that run from its latest checkpoint, only with the
+same data and config (:mod:`hmss_ray.train.identity`); otherwise it exits 2 with one line.
 ``--init-from`` starts a new run from the weights of a registry entry or checkpoint.
 """
 
@@ -57,13 +58,23 @@ def command(args: argparse.Namespace) -> int:
     from hmss_ray import storage
     from hmss_ray.cluster import init_ray
     from hmss_ray.config import describe
+    from hmss_ray.data.manifest import read_manifest
     from hmss_ray.metrics.features import check_pretrained
+    from hmss_ray.registry.names import entry_name
+    from hmss_ray.train import identity
     from hmss_ray.train.trainer import build_trainer, default_run_name
 
     check_pretrained(cfg)  # before Ray starts: a GPU run without its weights is an error line
     name = args.name or default_run_name(cfg)
+    entry_name(name)  # a path under --output: it may not climb out of it
     print(describe(cfg))
-    storage.write_text(storage.join(args.output, name, "config.yaml"), cfg.to_yaml())
+    run_uri = storage.join(args.output, name)
+    # the same name resumes only the same run; the old run's files are untouched otherwise
+    ident = identity.identity(cfg, read_manifest(args.shards).data_hash)
+    if identity.check_or_record(run_uri, ident, name):
+        print(f"[hmss] resuming run {name} from {run_uri}")
+    else:
+        storage.write_text(storage.join(run_uri, "config.yaml"), cfg.to_yaml())
     init_ray()
     result = build_trainer(cfg, args.shards, args.output, name).fit()
     metrics = result.metrics or {}

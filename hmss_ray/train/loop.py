@@ -21,7 +21,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import ray.train
@@ -32,7 +31,7 @@ from hmss_ray.config import ExperimentConfig
 from hmss_ray.data.manifest import read_manifest
 from hmss_ray.metrics.features import check_pretrained
 from hmss_ray.models import checkpoint as ckpt
-from hmss_ray.train import schedule, steps
+from hmss_ray.train import schedule, steps, upload
 from hmss_ray.train.distributed import StageParallel, reduce_sum
 from hmss_ray.train.progress import EpochMeter, ProgressLog, log
 from hmss_ray.train.validation import ValidationShard, validate
@@ -220,14 +219,14 @@ def _report(metrics: dict[str, Any], nets: steps.Networks, cfg: ExperimentConfig
     """Every worker reports; rank 0 attaches a checkpoint on checkpoint epochs.
 
     The files are written to local disk here (the weights are copied off the device first, so
-    training may go on); Ray uploads them to the run's storage in the background and then
-    deletes the local copy.
+    training may go on); Ray uploads them to the run's storage in the background, retrying
+    through an S3 outage (:mod:`hmss_ray.train.upload`), and then deletes the local copy.
     """
     if not save:
         ray.train.report(metrics, checkpoint=None)
         return
-    directory = ckpt.save_checkpoint(
-        Path(tempfile.mkdtemp(prefix="hmss-ckpt-")),
+    directory = upload.save_local(lambda folder: ckpt.save_checkpoint(
+        folder,
         generator=nets.generator,
         discriminator=nets.discriminator,
         optimizers=nets.optimizers,
@@ -237,11 +236,12 @@ def _report(metrics: dict[str, Any], nets: steps.Networks, cfg: ExperimentConfig
         step=metrics["step"],
         metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
         parent=nets.parent,
-    )
+    ), metrics["epoch"])  # fmt: skip
     ray.train.report(
         metrics,
         checkpoint=ray.train.Checkpoint.from_directory(str(directory)),
         checkpoint_dir_name=f"epoch_{metrics['epoch']:04d}",
         checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC,
-        delete_local_checkpoint_after_upload=True,
+        delete_local_checkpoint_after_upload=True,  # only once uploaded: see train/upload.py
+        checkpoint_upload_fn=upload.patient_upload,
     )

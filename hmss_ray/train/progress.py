@@ -122,13 +122,18 @@ class ProgressLog:
             self._writer.flush()
             self._sync()
 
-    def _sync(self) -> None:
+    def _sync(self) -> bool:
         if self._local and self.log_uri and storage.is_remote(self.log_uri):
-            storage.copy_dir(self._local, self.log_uri)
+            try:  # the whole folder each time: a sync missed in an S3 outage is made up later
+                storage.copy_dir(self._local, self.log_uri)
+            except OSError as exc:
+                log.warning("TensorBoard files not copied to %s (%s); kept in %s", self.log_uri,
+                            exc, self._local)  # fmt: skip
+                return False
+        return True
 
     def close(self) -> None:
         if self._writer:
             self._writer.close()
-            self._sync()
-            if self.log_uri and storage.is_remote(self.log_uri):
+            if self._sync() and self.log_uri and storage.is_remote(self.log_uri):
                 shutil.rmtree(self._local or "", ignore_errors=True)

@@ -15,6 +15,7 @@ from typing import Any
 from hmss_ray import storage
 from hmss_ray.config import ExperimentConfig, UserError
 from hmss_ray.config.tree import flatten
+from hmss_ray.train.identity import config_differences
 from hmss_ray.tune.space import SearchSpace
 
 FILE = "hmss_search.json"
@@ -44,10 +45,7 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     if old.get("data_manifest_hash") != new["data_manifest_hash"]:
         out.append(f"data manifest hash {old.get('data_manifest_hash')} -> "
                    f"{new['data_manifest_hash']}")  # fmt: skip
-    before, after = old.get("config", {}), new["config"]
-    for key in sorted(set(before) | set(after)):
-        if not key.startswith(MAY_CHANGE) and before.get(key) != after.get(key):
-            out.append(f"{key}: {before.get(key)} -> {after.get(key)}")
+    out += config_differences(old.get("config", {}), new["config"], MAY_CHANGE)
     if old.get("space") != new["space"]:
         out.append(f"search space {old.get('space', {}).get('name')} -> {new['space']['name']} "
                    "(or its parameters)")  # fmt: skip

@@ -26,7 +26,10 @@ from hmss_ray import storage
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.data.manifest import read_manifest
 from hmss_ray.inference import ensemble
+from hmss_ray.metrics.features import missing_weights
 from hmss_ray.models import checkpoint as ckpt
+from hmss_ray.registry import names
+from hmss_ray.registry.entry import publish
 from hmss_ray.train.trainer import build_trainer
 from hmss_ray.tune import identity, release, tracking
 from hmss_ray.tune import report as search_report
@@ -160,6 +163,8 @@ def run_search(
 ) -> SearchResult:
     """Run (or resume) the search, write the results table, plot and registry entry."""
     validate_space(space, cfg)
+    names.entry_name(name)  # both become paths: neither may climb out of its root
+    names.entry_name(entry_name)
     tuner = build_tuner(cfg, space, data_uri, storage_uri, name)
     grid, interrupted = _fit(tuner)
     reported = sum(1 for r in grid if r.metrics_dataframe is not None and len(r.metrics_dataframe))
@@ -176,7 +181,8 @@ def run_search(
     written = search_report.write_report(rows, out_uri, cfg)
     winner = rows[0]  # sorted by score
     manifest = read_manifest(data_uri)
-    entry = ckpt.write_registry_entry(
+    ranked = [(r.checkpoint_path, r.score, r.trial_id) for r in rows]
+    version = publish(
         ckpt.localize(winner.checkpoint_path, files=ckpt.GENERATOR_FILES),
         registry_uri,
         entry_name,
@@ -189,17 +195,21 @@ def run_search(
             "space": space.to_dict(),
             "parent": cfg.train.init_from,
             # the full training checkpoint (with the discriminator): --init-from it to fine-tune
-            # both networks; the entry itself holds the generator only
+            # both networks; the version itself holds the generator only
             "checkpoint": winner.checkpoint_path,
             "search": storage.join(storage_uri, name),
             "data": data_uri,
             "data_manifest_hash": manifest.data_hash,
         },
+        facts={"centres": manifest.counts, "pretrained_features": not missing_weights(cfg)},
+        # inference.ensemble: the other members (top trials, or the winner run's best
+        # checkpoints) go into the version, so that Serve and the CLI need nothing outside it
+        extra=lambda staged: ensemble.write_members(str(staged), cfg, ranked),
+        note=f"search {name} winner {winner.trial_id}",
     )
-    # inference.ensemble: copy the other members (top trials, or the winner run's best
-    # checkpoints) into the entry, so that Serve and the CLI need nothing outside it
-    ensemble.write_members(entry, cfg, [(r.checkpoint_path, r.score, r.trial_id) for r in rows])
-    tags = {"data_manifest_hash": manifest.data_hash, "score": f"{winner.score:.6g}"}
+    entry = f"{storage.join(registry_uri, entry_name)}@{version.id}"
+    tags = {"data_manifest_hash": manifest.data_hash, "score": f"{winner.score:.6g}",
+            "registry_version": version.id, "registry_digest": version.digest}  # fmt: skip
     tracked = tracking.register_winner(cfg, name, winner.trial_id, entry, entry_name, tags)
     if tracked:
         print(f"[hmss] MLflow: model {tracked.name} version {tracked.version} <- {entry}")

@@ -4,8 +4,10 @@ Through Ray's integration: :class:`TrialRuns`, a ``MLflowLoggerCallback`` on the
 makes one MLflow run per trial, with the trial's parameters under their dotted config keys
 (``loss.lambda_l1``) and every epoch's metrics at step = epoch. After the search,
 :func:`register_winner` adds the winner as a new version of the registered model named after
-the registry entry; the version's source is the registry entry's URI and its tags carry the
-data manifest hash, the trial and the score, so MLflow points at the model the project serves.
+the registry entry; the version's source is the registry version's URI
+(``<registry>/<name>@<version>``) and its tags carry the registry version id and digest (the sha256
+over the version's files), the data manifest hash, the trial and the score, so MLflow and the
+registry name the same bytes.
 
 Only the Tune driver talks to MLflow, so one machine can use a ``sqlite:///`` (or ``file://``)
 store; on a cluster whose driver may move, use a tracking server (``http://...``).

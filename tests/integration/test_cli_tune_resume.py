@@ -90,4 +90,4 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(local_shar
         assert path.read_text() == text, f"{path.parent.name} was run again"
     trial_dirs = [p for p in search_dir.iterdir() if (p / "result.json").exists()]
     assert len(trial_dirs) == 2
-    assert (tmp_path / "registry" / "resume" / "winner.json").exists()
+    assert list((tmp_path / "registry" / "resume" / "versions").glob("*/winner.json"))

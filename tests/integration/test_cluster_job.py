@@ -23,6 +23,7 @@ import ray
 
 from hmss_ray import storage
 from hmss_ray.data.manifest import read_manifest
+from hmss_ray.registry.load import Resolved, resolve
 from infra.rehearsal.cluster import RehearsalError, down, up, wait_until
 from infra.rehearsal.jobs import NodeSampler, actor_nodes, kill_node, node_holders, submit
 
@@ -152,15 +153,17 @@ def test_search_job_autoscales_from_zero_survives_a_lost_node_with_all_state_on_
     assert len(trial_checkpoints) == TRIALS, tune_keys[:40]
     rows = storage.read_text(f"{s3_bucket}/tune/{SEARCH}/report/results.csv").splitlines()
     assert len(rows) == 1 + TRIALS, rows  # no trial failed or went missing
-    entry = f"{s3_bucket}/registry/{SEARCH}"
+    found = resolve(f"{s3_bucket}/registry/{SEARCH}")  # its production alias: the first version
+    assert found is not None
+    entry = found.uri
     winner = json.loads(storage.read_text(f"{entry}/winner.json"))
     assert "generator.safetensors" in _keys(entry)
     assert winner["data_manifest_hash"] == read_manifest(s3_shards).data_hash
 
-    _check_mlflow(mlflow_uri, entry, winner)
+    _check_mlflow(mlflow_uri, found, winner)
 
 
-def _check_mlflow(uri: str, entry: str, winner: dict) -> None:
+def _check_mlflow(uri: str, found: Resolved, winner: dict) -> None:
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -180,7 +183,9 @@ def _check_mlflow(uri: str, entry: str, winner: dict) -> None:
     ]
     assert resumed, "no trial resumed from a checkpoint after its node was lost"
     (version,) = client.search_model_versions(f"name = '{SEARCH}'")
-    assert version.source == entry
+    assert version.source == found.pinned  # MLflow and the registry name the same bytes
+    assert version.tags["registry_version"] == found.version
+    assert version.tags["registry_digest"] == found.digest
     assert version.tags["data_manifest_hash"] == winner["data_manifest_hash"]
     assert version.tags["trial_id"] == winner["trial_id"]
     run = client.get_run(version.run_id)

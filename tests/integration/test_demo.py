@@ -37,7 +37,8 @@ def test_demo_runs_end_to_end(tmp_path):
     for step in range(1, 7):
         assert f"[{step}/6]" in done.stdout
     assert "1BA010" in log  # the corrupt case is reported, not fatal
-    assert (out / "registry" / "demo" / "winner.json").exists()
+    assert (out / "registry" / "demo" / "aliases" / "production").exists()
+    assert list((out / "registry" / "demo" / "versions").glob("*/winner.json"))
     served = sorted((out / "served_sct").glob("*.nii.gz"))
     assert served, "no sCT came back from the endpoint"
     rows = list(csv.DictReader((out / "report" / "per_patient.csv").open()))

@@ -34,10 +34,12 @@ def test_tiny_search_on_s3_registers_a_loadable_winner(ray_session, s3_shards, s
     winner = out.winner
     assert winner.score == min(r.score for r in rows)
 
-    entry = f"{s3_bucket}/registry/winner"
+    entry = str(localize(out.registry_entry))  # the version, its digests checked
+    assert out.registry_entry.startswith(f"{s3_bucket}/registry/winner@")
     # the generator, config and metrics: no discriminator, no optimiser state; with the demo's
     # inference.ensemble=run, the other ensemble members (generators only) and their index
-    assert set(storage.listdir(entry)) == {*REGISTRY_FILES, "members", "ensemble.json"}
+    assert set(storage.listdir(entry)) == {*REGISTRY_FILES, "members", "ensemble.json",
+                                           "manifest.json"}  # fmt: skip
     for member in storage.listdir(f"{entry}/members"):
         assert "discriminator.safetensors" not in storage.listdir(f"{entry}/members/{member}")
     record = storage.read_json(f"{entry}/winner.json")

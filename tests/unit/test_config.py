@@ -178,6 +178,7 @@ COMMANDS = {  # the entry point of each command, and arguments with one mistake 
     "inference.__main__": ["--model", "m", "-i", "/nonexistent/mr.nii.gz", "-o", "o.nii"],
     "evaluate.__main__": ["--data", "x", "--predictions", "p", "--set", "loss.lambda_l1=-5"],
     "client": ["-i", "/nonexistent/mr.nii.gz", "-o", "o.nii.gz"],
+    "registry.__main__": ["promote", "outputs/registry/..@latest"],
 }
 
 

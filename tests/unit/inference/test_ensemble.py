@@ -109,11 +109,14 @@ def test_registry_entry_records_the_run_ensemble_and_synthesizer_uses_it(tmp_pat
     over = {"inference.ensemble": "run", "inference.ensemble_size": 2, "inference.tta": "flip_lr"}
     cfg = ExperimentConfig().replace({**TINY, **over})
     paths = _run(tmp_path, cfg, [0.3, 0.1, 0.2])  # epoch 1 is the winner, epoch 2 the next best
-    entry = ckpt.write_registry_entry(paths[1], str(tmp_path / "registry"), "e", metrics={},
-                                      winner={"trial_id": "t0"})  # fmt: skip
-    members = ensemble.write_members(entry, cfg, [(paths[1], 0.1, "t0")])
+    members: list = []
+    ranked = [(paths[1], 0.1, "t0")]
+    entry = ckpt.write_registry_entry(
+        paths[1], str(tmp_path / "registry"), "e", metrics={}, winner={"trial_id": "t0"},
+        extra=lambda d: members.extend(ensemble.write_members(str(d), cfg, ranked)),
+    )  # fmt: skip
     assert [m.checkpoint for m in members] == [paths[1], paths[2]]
-    record = json.loads((Path(entry) / ensemble.ENSEMBLE_FILE).read_text())
+    record = json.loads((ckpt.localize(entry) / ensemble.ENSEMBLE_FILE).read_text())
     assert record["source"] == "run" and record["tta"] == "flip_lr"
     assert [m["score"] for m in record["members"]] == [0.1, 0.2]
     assert record["members"][0]["version"] != record["members"][1]["version"]
@@ -132,10 +135,12 @@ def test_a_search_ensemble_takes_the_top_trials(tmp_path) -> None:
     cfg = ExperimentConfig().replace({**TINY, "inference.ensemble": EnsembleSource.SEARCH.value,
                                       "inference.ensemble_size": 2})  # fmt: skip
     trials = [_run(tmp_path / f"t{i}", cfg, [s])[0] for i, s in enumerate([0.1, 0.2, 0.3])]
-    entry = ckpt.write_registry_entry(trials[0], str(tmp_path / "registry"), "s", metrics={},
-                                      winner={"trial_id": "t0"})  # fmt: skip
     ranked = [(p, s, f"t{i}") for i, (p, s) in enumerate(zip(trials, [0.1, 0.2, 0.3], strict=True))]
-    members = ensemble.write_members(entry, cfg, ranked)
+    members: list = []
+    entry = ckpt.write_registry_entry(
+        trials[0], str(tmp_path / "registry"), "s", metrics={}, winner={"trial_id": "t0"},
+        extra=lambda d: members.extend(ensemble.write_members(str(d), cfg, ranked)),
+    )  # fmt: skip
     assert [m.trial_id for m in members] == ["t0", "t1"]
     synth = Synthesizer.from_uri(entry, device="cpu")
     assert synth.info.inference["members"] == 2

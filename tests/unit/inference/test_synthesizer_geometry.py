@@ -69,10 +69,11 @@ def _in_world(volume: Volume, reference: Volume) -> np.ndarray:
 
 
 def test_the_registry_entry_carries_the_contract(entry: str, synth: Synthesizer) -> None:
-    saved = (Path(entry) / "config.yaml").read_text()
+    version = ckpt.localize(entry)
+    saved = (version / "config.yaml").read_text()
     assert "orientation: RAS" in saved and "spacing:" in saved
     assert synth.contract().to_dict() == {"orientation": "RAS", "spacing": [8.0, 8.0, 8.0]}
-    assert ckpt.read_meta(entry).cfg.data.spacing["brain"] == (8.0, 8.0, 8.0)
+    assert ckpt.read_meta(version).cfg.data.spacing["brain"] == (8.0, 8.0, 8.0)
 
 
 def test_all_48_storage_orders_give_the_same_sct_in_world_space(synth, head) -> None:

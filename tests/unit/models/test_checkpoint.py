@@ -58,11 +58,12 @@ def test_a_registry_entry_holds_the_generator_config_and_metrics_only(
         directory, str(tmp_path / "registry"), "best", metrics={"score": 0.3},
         winner={"trial_id": "t1"},
     )  # fmt: skip
-    assert set(storage.listdir(entry)) == set(ckpt.REGISTRY_FILES)  # no D, no optimiser state
-    weights = load_file(f"{entry}/{ckpt.GENERATOR_FILE}")
+    folder = ckpt.localize(entry)  # the version: no D, no optimiser state
+    assert set(storage.listdir(str(folder))) == {*ckpt.REGISTRY_FILES, "manifest.json"}
+    weights = load_file(f"{folder}/{ckpt.GENERATOR_FILE}")
     assert all(torch.equal(weights[k], v) for k, v in g.state_dict().items())
-    assert json.loads((tmp_path / "registry/best/metrics.json").read_text()) == {"score": 0.3}
-    loaded, meta = ckpt.load_generator(entry)
+    assert json.loads((folder / "metrics.json").read_text()) == {"score": 0.3}
+    loaded, meta = ckpt.load_generator(folder)
     assert (meta.stage, meta.epoch, meta.step) == ("joint", 7, 70)
     out = loaded(torch.zeros(1, 1, 32, 32))["high"]
     assert torch.equal(out, g.eval()(torch.zeros(1, 1, 32, 32))["high"])

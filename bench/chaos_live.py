@@ -1,0 +1,182 @@
+"""The two chaos runs that need Ray: promotion under a live Serve deployment, and an S3 outage
+during a training run's checkpoint uploads (used by :mod:`bench.chaos` and the tests)."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+POLL_S = 0.5  # how often the replicas re-read their alias in these runs
+TINY_SERVE = {"data.spacing.brain": [8.0, 8.0, 8.0]}  # a 16-voxel MR fits the 32 px canvas
+
+
+def two_versions(registry: Path) -> tuple[str, str]:
+    """An entry ``tiny`` with two versions of a tiny generator; ``production`` names the first."""
+    import torch
+
+    from hmss_ray.config import ExperimentConfig
+    from hmss_ray.models import checkpoint as ckpt
+    from hmss_ray.models.factory import build_generator
+    from hmss_ray.registry.names import split_uri
+    from tests.small import TINY_MODEL
+
+    cfg = ExperimentConfig().replace({**TINY_MODEL, **TINY_SERVE})
+    made = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        folder = ckpt.save_checkpoint(registry.parent / f"ckpt{seed}",
+                                      generator=build_generator(cfg), cfg=cfg)  # fmt: skip
+        uri = ckpt.write_registry_entry(folder, str(registry), "tiny", metrics={"ssim": 0.5},
+                                        winner={"trial_id": f"t{seed}"})  # fmt: skip
+        made.append(split_uri(uri).ref)
+    return made[0], made[1]
+
+
+def mr_bytes() -> bytes:
+    import nibabel as nib
+
+    mr = np.zeros((16, 16, 16), np.float32)
+    mr[3:13, 3:13, 3:13] = 100.0
+    return gzip.compress(nib.Nifti1Image(mr, np.diag([8.0, 8.0, 8.0, 1.0])).to_bytes())
+
+
+class Client(threading.Thread):
+    """Sends the same MR over and over; records (HTTP status or error, X-Model-Version)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.body = url, mr_bytes()
+        self.answers: list[tuple[Any, str | None]] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=60) as http:
+            while not self.stopped.is_set():
+                try:
+                    r = http.post(f"{self.url}/v1/synthesize", content=self.body,
+                                  headers={"Content-Type": "application/gzip"})  # fmt: skip
+                    self.answers.append((r.status_code, r.headers.get("x-model-version")))
+                except Exception as exc:  # a failed request, counted
+                    self.answers.append((type(exc).__name__, None))
+
+    def wait_for(self, version: str, then: int = 3, timeout: float = 120.0) -> float:
+        """Seconds until ``version`` answered (from now on), then ``then`` more answers."""
+        t0, start = time.monotonic(), len(self.answers)
+        while not any(v == version for _, v in self.answers[start:]):
+            if time.monotonic() - t0 > timeout:
+                raise TimeoutError(f"version {version} never answered")
+            time.sleep(0.05)
+        seen = time.monotonic() - t0
+        mark = len(self.answers)
+        while len(self.answers) < mark + then:
+            time.sleep(0.05)
+        return seen
+
+
+def promotion_under_serve(workdir: Path | None = None) -> dict[str, Any]:
+    """Promote then roll back ``production`` under a live deployment with a client sending."""
+    from ray import serve
+
+    from hmss_ray.cluster import free_port, init_ray
+    from hmss_ray.registry import ops
+    from hmss_ray.serving.app import deploy
+
+    registry = Path(workdir or tempfile.mkdtemp(prefix="hmss-chaos-serve-")) / "registry"
+    old, new = two_versions(registry)
+    init_ray()
+    url = deploy(f"{registry}/tiny", port=free_port(), name="chaos", route_prefix="/chaos",
+                 env={"HMSS_REGISTRY_POLL_S": str(POLL_S)}, device="cpu")  # fmt: skip
+    import httpx
+
+    shown = httpx.get(f"{url}/v1/model", timeout=30).json()  # the version and its model card
+    client = Client(url)
+    client.start()
+    try:
+        client.wait_for(old)
+        ops.promote(str(registry), "tiny", new, "production", note="chaos promotion")
+        promote_s = client.wait_for(new)
+        ops.rollback(str(registry), "tiny", "production", note="chaos rollback")
+        rollback_s = client.wait_for(old)
+    finally:
+        client.stopped.set()
+        client.join(timeout=120)
+        serve.delete("chaos")
+    versions = [v for _, v in client.answers]
+    switches = sum(1 for a, b in itertools.pairwise(versions) if a != b)
+    return {
+        "answers": len(client.answers),
+        "model_info": {"version": shown.get("version"), "registry": shown.get("registry"),
+                       "card_shown": "not a medical device" in (shown.get("card") or "")},
+        "failed": sum(1 for status, _ in client.answers if status != 200),
+        "mixed": max(0, switches - 2),  # old -> new -> old is two switches
+        "order": _runs(versions),
+        "old": old, "new": new,
+        "promotion_seen_s": round(promote_s, 2), "rollback_seen_s": round(rollback_s, 2),
+    }  # fmt: skip
+
+
+def _runs(versions: list[str | None]) -> list[str]:
+    """``["<version> x<n>", ...]``: the answers' versions as consecutive runs."""
+    out: list[list[Any]] = []
+    for v in versions:
+        if out and out[-1][0] == v:
+            out[-1][1] += 1
+        else:
+            out.append([v, 1])
+    return [f"{v} x{n}" for v, n in out]
+
+
+def checkpoint_outage(s3: Any, bucket: str, outage_s: float = 30.0) -> dict[str, Any]:
+    """A Ray Train run checkpointing to ``bucket`` while S3 is down ``outage_s`` seconds (from
+    its first checkpoint on); every checkpoint the schedule names must be there and load."""
+    from hmss_ray import prepare, storage
+    from hmss_ray.cluster import init_ray
+    from hmss_ray.data.phantom import COARSE_SHAPE, write_dataset
+    from hmss_ray.models import checkpoint as ckpt
+    from hmss_ray.train import schedule
+    from hmss_ray.train.trainer import build_trainer
+    from tests.integration.conftest import ROOT, tiny_config
+
+    work = Path(tempfile.mkdtemp(prefix="hmss-chaos-train-"))
+    write_dataset(work / "phantom", cases=9, regions=["brain"], shape=COARSE_SHAPE,
+                  progress=False)  # fmt: skip
+    demo = str(ROOT / "configs" / "demo.yaml")
+    assert prepare.main(["--data", str(work / "phantom"), "--out", str(work / "shards"),
+                         "--config", demo]) == 0  # fmt: skip
+    cfg = tiny_config("train.stage_epochs=[3, 0, 3]", "train.keep_checkpoints=20")
+    run_uri = f"{bucket}/runs/outage"
+    init_ray()
+
+    def first_checkpoint() -> bool:
+        return any(n.startswith("epoch_") for n in storage.listdir(run_uri))
+
+    t0 = time.monotonic()
+    outage = s3.outage(outage_s, when=first_checkpoint)
+    result = build_trainer(cfg, str(work / "shards"), f"{bucket}/runs", "outage").fit()
+    outage.join()
+    expected = [
+        e for e in range(schedule.total_epochs(cfg)) if schedule.is_checkpoint_epoch(cfg, e)
+    ]
+    present = []
+    for epoch in expected:
+        uri = f"{run_uri}/epoch_{epoch:04d}"
+        try:
+            ckpt.load_generator(ckpt.localize(uri, files=ckpt.GENERATOR_FILES))
+            present.append(epoch)
+        except Exception as exc:  # missing or unreadable: lost
+            print(f"  checkpoint of epoch {epoch}: {exc}")
+    return {
+        "expected": len(expected), "present": len(present),
+        "lost": len(expected) - len(present), "outage_s": outage_s,
+        "run_error": None if result.error is None else str(result.error)[:300],
+        "wall_s": round(time.monotonic() - t0, 1),
+    }  # fmt: skip

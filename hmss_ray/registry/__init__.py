@@ -1,0 +1,6 @@
+"""The model registry: immutable, verified versions, aliases and a change log (docs/registry.md).
+
+Layout and writing: :mod:`.store`; model URIs and names: :mod:`.names`; resolving, verifying and
+caching for loading: :mod:`.load`; publishing a checkpoint: :mod:`.entry`; promotion, rollback,
+export and import: :mod:`.ops`; the command: ``python -m hmss_ray.registry``.
+"""
