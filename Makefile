@@ -25,8 +25,8 @@ LOCK := $(VENV)/bin/uv pip compile pyproject.toml requirements/torch.in --genera
 	--python-version 3.11 --python-platform x86_64-manylinux_2_28
 lock: $(STAMP)
 	@test -x $(VENV)/bin/uv || $(PY) -m pip install -q uv
-	$(LOCK) --extra tracking -o requirements/image.lock.txt
-	$(LOCK) --extra tracking --extra dev -o requirements/dev.lock.txt
+	$(LOCK) --extra all --extra tracking -o requirements/image.lock.txt
+	$(LOCK) --extra all --extra tracking --extra dev -o requirements/dev.lock.txt
 
 demo: $(STAMP)
 	$(PY) -m hmss_ray demo
