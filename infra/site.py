@@ -83,9 +83,10 @@ RULES = (
     ),
     Rule(
         "kuberay/rayjob.yaml",
-        r"--(?:data|storage) s3://(?P<v>[\w.-]+)/",
+        r"--(?:data|shards|storage) s3://(?P<v>[\w.-]+)/",
         lambda v: v["data_bucket"],
     ),
+    Rule("kuberay/rayjob.yaml", r"--output s3://(?P<v>[\w.-]+)/", lambda v: v["models_bucket"]),
     Rule(
         "docker/Dockerfile",
         r"(?m)^FROM (?P<v>\S+)$",

@@ -36,7 +36,7 @@ exit status: 0 done, 1 verify found a changed or broken version, 2 bad arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = cli.parser("hmss_ray.registry", "The model registry: versions, aliases, changes.",
+    parser = cli.parser("registry", "The model registry: versions, aliases, changes.",
                         EXAMPLES)  # fmt: skip
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("list", help="entries of a registry, or versions of an entry").add_argument(

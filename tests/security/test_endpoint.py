@@ -249,3 +249,38 @@ def test_a_replica_killed_mid_request_leaves_no_temp_file(endpoint, valid):
             time.sleep(2)
     assert not _scratch_folders(pid) and not folder.exists()  # swept by the new replica
     endpoint["pid"] = hostile.replica_pid("hostile")
+
+
+def test_a_request_past_its_deadline_gets_503_with_retry_after(endpoint, workdir, valid):
+    """serve.request_timeout_s covers upload, queue and work: a body still arriving (within the
+    upload grace, so no 408) when the deadline passes is answered 503 with Retry-After at the
+    deadline, and the endpoint answers the next request."""
+    from ray import serve
+
+    from hmss_ray.serving.app import deploy
+
+    port = int(endpoint["url"].rsplit(":", 1)[1])
+    serve_config = {**hostile.SERVE, "request_timeout_s": 0.3, "num_cpus": 0}
+    deploy(hostile.tiny_entry(workdir / "deadline"), port=port, name="deadline",
+                 route_prefix="/deadline", serve_config=serve_config, io=hostile.IO,
+                 env={"HMSS_API_TOKEN": hostile.TOKEN})  # fmt: skip
+    try:
+        chunks = [valid[i : i + 4096] for i in range(0, len(valid), 4096)]
+        head = (f"POST /deadline/v1/synthesize HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {hostile.TOKEN}\r\nContent-Type: application/gzip\r\n"
+                f"Content-Length: {len(valid)}\r\n\r\n")  # fmt: skip
+        started = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(head.encode())
+            for chunk in chunks:  # the whole body over ~0.9 s: inside the 1 s grace
+                sock.sendall(chunk)
+                time.sleep(0.9 / len(chunks))
+            answer = sock.recv(4096).decode("latin-1")
+        seconds = time.perf_counter() - started
+        status, headers = int(answer.split()[1]), answer.lower()
+        assert status == 503, answer[:300]
+        assert "retry-after:" in headers and "request_timeout_s" in answer
+        assert seconds < MAX_ANSWER_S and not hostile.leaks(answer)
+        assert _valid_ok(endpoint["url"], valid) < 60
+    finally:
+        serve.delete("deadline")

@@ -198,3 +198,16 @@ def test_node_start_puts_the_ray_token_from_the_secret_store_where_ray_reads_it(
         assert code == 2 and why in said.err
         assert len(said.err.strip().splitlines()) == 1, said.err
     assert out.read_text() == token  # a failed fetch leaves the good token in place
+
+
+def test_a_guard_never_wraps_a_guard(tmp_path, monkeypatch):
+    """With RAY_SERVE_HAPROXY_BINARY_PATH at a guard (a local Ray sets it), the real binary is
+    still HAProxy itself: a guard around a guard would rewrite the config twice and refuse."""
+    from hmss_ray import haproxy
+
+    real = haproxy.real_binary()
+    if real is None:
+        pytest.skip("no HAProxy binary")
+    guard = haproxy.install(tmp_path / "guard", real)
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_BINARY_PATH", guard)
+    assert haproxy.real_binary() == real

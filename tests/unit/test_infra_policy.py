@@ -357,6 +357,8 @@ def test_the_image_installs_from_the_hashed_lock():
     image = [d for k in ("client", "train", "serve", "tracking") for d in extras[k]]
     for dep in project["dependencies"] + image:  # every stage's role extra is in the image
         req = Requirement(dep)
+        if req.name == "hmss-ray":  # an extra made of other extras
+            continue
         name = next((n for n in pins if n.lower().replace("_", "-") == req.name.lower()), None)
         assert name, f"{req.name} is not in the lock: run `make lock`"
         assert req.specifier.contains(pins[name]), f"lock {name}=={pins[name]} breaks {req}"

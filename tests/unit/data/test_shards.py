@@ -117,7 +117,7 @@ def test_iter_batches_streams_all_rows_in_order_in_even_batches(tmp_path: Path) 
 
 
 def test_readers_explain_a_missing_manifest_and_a_bad_split(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"run `python -m hmss_ray\.prepare"):
+    with pytest.raises(FileNotFoundError, match=r"run `hmss-ray prepare"):
         read_manifest(str(tmp_path))
     with pytest.raises(ValueError, match="unknown split 'training'"):
         shards.shard_uris(str(tmp_path), "training")

@@ -94,13 +94,13 @@ def test_read_upload_takes_a_form_and_refuses_a_malformed_one() -> None:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from hmss_ray.serving.upload import read_upload
+    from hmss_ray.serving.upload import Pace, read_upload
 
     app = FastAPI()
 
     @app.post("/")
     async def echo(request: Request) -> dict:
-        upload = await read_upload(request, 2**22)
+        upload = await read_upload(request, Pace(max_bytes=2**22))
         return {
             "mr_is_view": isinstance(upload.mr, memoryview),
             "mr": len(upload.mr),
