@@ -84,11 +84,10 @@ class Client(threading.Thread):
 
 def promotion_under_serve(workdir: Path | None = None) -> dict[str, Any]:
     """Promote then roll back ``production`` under a live deployment with a client sending."""
-    from ray import serve
 
     from hmss_ray.cluster import free_port, init_ray
     from hmss_ray.registry import ops
-    from hmss_ray.serving.app import deploy
+    from hmss_ray.serving.app import deploy, shutdown
 
     registry = Path(workdir or tempfile.mkdtemp(prefix="hmss-chaos-serve-")) / "registry"
     old, new = two_versions(registry)
@@ -111,7 +110,7 @@ def promotion_under_serve(workdir: Path | None = None) -> dict[str, Any]:
         client.join(timeout=120)
         # Serve keeps the port it first started on: shut it down, so that the next deploy()
         # (a test module, a bench) starts Serve on the port it asks for
-        serve.shutdown()
+        shutdown()
     versions = [v for _, v in client.answers]
     switches = sum(1 for a, b in itertools.pairwise(versions) if a != b)
     return {

@@ -343,10 +343,9 @@ def run_cases(url: str, pid: int, all_cases: list[Case], valid: bytes) -> list[d
 
 
 def measure(workdir: Path) -> dict[str, Any]:
-    from ray import serve
 
     from hmss_ray.cluster import free_port, init_ray
-    from hmss_ray.serving.app import deploy
+    from hmss_ray.serving.app import deploy, shutdown
 
     entry, valid = tiny_entry(workdir), valid_body(workdir)
     all_cases = cases(secret_file(workdir), valid)
@@ -359,7 +358,7 @@ def measure(workdir: Path) -> dict[str, Any]:
         alone = min(valid_time(url, valid, TOKEN) for _ in range(3))
         beside = beside_slow_uploads(url, valid, TOKEN)
     finally:
-        serve.shutdown()
+        shutdown()
     return {"rows": rows, "alone": alone, "beside": beside}
 
 

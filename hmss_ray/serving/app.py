@@ -361,3 +361,18 @@ def deploy(
         blocking=blocking,
     )
     return f"http://{host}:{port}{route_prefix.rstrip('/')}"
+
+
+def shutdown(timeout_s: float = 60.0) -> None:
+    """``serve.shutdown()``, then wait until Serve's controller is gone: it dies after the call
+    returns, and a ``deploy()`` in that window finds the dying controller by name and fails."""
+    import ray
+
+    serve.shutdown()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve")
+        except ValueError:  # no such actor: gone
+            return
+        time.sleep(0.2)

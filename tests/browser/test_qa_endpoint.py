@@ -26,10 +26,9 @@ DROP = """async ([name, b64]) => {
 
 @pytest.fixture(scope="module")
 def endpoint(browser, ray_session, tiny_entry: str):
-    from ray import serve
 
     from hmss_ray.cluster import free_port
-    from hmss_ray.serving.app import deploy
+    from hmss_ray.serving.app import deploy, shutdown
 
     url = deploy(
         tiny_entry,
@@ -40,7 +39,7 @@ def endpoint(browser, ray_session, tiny_entry: str):
         device="cpu",
     )
     yield url
-    serve.shutdown()
+    shutdown()
 
 
 def test_the_endpoint_serves_the_page_and_niivue_without_a_token(endpoint: str) -> None:

@@ -45,9 +45,8 @@ def entry(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def server(ray_session, entry):
-    from ray import serve
 
-    from hmss_ray.serving.app import deploy
+    from hmss_ray.serving.app import deploy, shutdown
 
     port = free_port()
     # small limits so that the bombs below stay small; the voxel limit is the default
@@ -61,7 +60,7 @@ def server(ray_session, entry):
         api_token_env="HMSS_TEST_TOKEN",
     )
     yield {"url": url, "secure": secure}
-    serve.shutdown()
+    shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -49,10 +49,9 @@ def cases(workdir, valid) -> list[hostile.Case]:
 @pytest.fixture(scope="module")
 def endpoint(ray_session, workdir):
     """One deployment for the module: a token, a Host allow-list, small limits, a UID root."""
-    from ray import serve
 
     from hmss_ray.cluster import free_port
-    from hmss_ray.serving.app import deploy
+    from hmss_ray.serving.app import deploy, shutdown
 
     entry = hostile.tiny_entry(workdir)
     url = deploy(
@@ -64,7 +63,7 @@ def endpoint(ray_session, workdir):
         env={"HMSS_API_TOKEN": f"old-token-abcdefgh, {hostile.TOKEN}"},  # two: rotation
     )
     yield {"url": url, "pid": hostile.replica_pid("hostile")}
-    serve.shutdown()  # the next module's deploy() starts Serve on its own port
+    shutdown()  # the next module's deploy() starts Serve on its own port
 
 
 def _valid_ok(url: str, body: bytes) -> float:
