@@ -23,8 +23,8 @@ ARTEFACTS = Path(__file__).resolve().parents[2] / "outputs" / "test-artefacts"
 PLANES = ("axial", "coronal", "sagittal")  # NiiVue's axCorSag 0, 1, 2
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator:
+@pytest.fixture(scope="module")  # not the session: Playwright's sync API runs an event loop in
+def browser() -> Iterator:  # the main thread while open, and later tests use asyncio.run
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

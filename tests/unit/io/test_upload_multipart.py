@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from starlette.datastructures import UploadFile
@@ -44,7 +45,8 @@ def test_parts_are_views_of_the_body_and_match_starlette(boundary) -> None:
     assert parts["mr"].data.obj is body  # a view: no copy of the MR
     assert bytes(parts["mr"].data) == MR and bytes(parts["mask"].data) == MASK
     assert parts["mr"].filename == "mr.nii.gz" and parts["patient_id"].filename is None
-    theirs = asyncio.run(_starlette(bytes(body), content_type))
+    with ThreadPoolExecutor(1) as pool:  # a loop of its own, whatever runs in this thread
+        theirs = pool.submit(asyncio.run, _starlette(bytes(body), content_type)).result()
     assert theirs["mr"] == MR and theirs["mask"] == MASK
     assert {k: p.text() for k, p in parts.items() if p.filename is None} == {
         "patient_id": theirs["patient_id"],
