@@ -159,7 +159,7 @@ def series_files(volume: Volume, info: SeriesInfo | None = None) -> Iterator[tup
         raise UserError(
             "patient fields are taken from the DICOM MR; give them only for NIfTI/MetaImage input"
         )
-    grid = _grid(volume)
+    grid = lps_grid(volume)
     stored, slope, intercept = to_int16(np.asarray(volume.array))
     shared = _shared_dataset(info, source, grid, slope, intercept)
     for k in range(stored.shape[2]):
@@ -191,7 +191,7 @@ class _Grid:
     normal: np.ndarray
 
 
-def _grid(volume: Volume) -> _Grid:
+def lps_grid(volume: Volume) -> _Grid:
     lps = LPS_TO_RAS @ np.asarray(volume.affine, dtype=np.float64)  # the flip is its own inverse
     axes = lps[:3, :3]
     spacing = np.sqrt((axes**2).sum(axis=0))
@@ -209,7 +209,7 @@ def _grid(volume: Volume) -> _Grid:
 def _shared_dataset(info: SeriesInfo, source: DicomSource | None, grid: _Grid, slope, intercept):
     from pydicom.dataset import Dataset
 
-    generate_uid = _uid_maker(info.uid_root)
+    generate_uid = uid_maker(info.uid_root)
     now = dt.datetime.now()
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds = Dataset()
@@ -267,7 +267,7 @@ def _pixel_module(ds, grid: _Grid, slope: float, intercept: float) -> None:
     ds.AcquisitionNumber = ""
 
 
-def _uid_maker(root: str):
+def uid_maker(root: str):
     """``generate_uid`` under ``root`` (io.uid_root), or under pydicom's root when empty."""
     from pydicom.uid import PYDICOM_ROOT_UID, generate_uid
 
@@ -281,7 +281,7 @@ def _slice_bytes(shared, grid: _Grid, plane: np.ndarray, k: int, source, uid_roo
 
     ds = Dataset()
     ds.update(shared)
-    ds.SOPInstanceUID = _uid_maker(uid_root)()
+    ds.SOPInstanceUID = uid_maker(uid_root)()
     ds.InstanceNumber = k + 1
     position = grid.origin + k * grid.step
     ds.ImagePositionPatient = [as_ds(float(v)) for v in position]

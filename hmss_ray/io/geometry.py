@@ -334,3 +334,20 @@ def _resample(
                 coord > end[axis] - 0.5 + _EDGE_EPS
             )
         slab[outside] = cval
+
+
+def resample_onto(
+    array: np.ndarray,
+    affine: np.ndarray,
+    target_affine: np.ndarray,
+    shape: tuple[int, ...],
+    order: int = 1,
+    cval: float = float("nan"),
+) -> np.ndarray:
+    """float32 ``array`` (voxel -> RAS+ ``affine``) sampled on the grid (``target_affine``,
+    ``shape``) at ``order`` (1: trilinear); ``cval`` outside its field of view (edge voxels
+    extended by half a voxel, as everywhere here)."""
+    to_src = _snap(np.linalg.inv(np.asarray(affine, np.float64)) @ np.asarray(target_affine))
+    out = np.empty(tuple(int(n) for n in shape), np.float32)
+    _resample(np.asarray(array, np.float32), to_src, out, order, cval)
+    return out
