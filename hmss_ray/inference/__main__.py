@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "studies a folder of CTs named as the studies",
     )
     parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bars (they are off anyway when stderr is no terminal)")  # fmt: skip
+                        help="no progress bars (off anyway off a terminal)")  # fmt: skip
     parser.add_argument("--ray", action="store_true",
                         help="a batch on Ray Data: an actor pool sized to the GPUs or CPUs "
                         "(RAY_ADDRESS: a cluster's; else a local Ray)")  # fmt: skip
