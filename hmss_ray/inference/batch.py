@@ -109,10 +109,11 @@ def find_studies(root: Path, ct: Path | None = None) -> list[Study]:
         return [Study(_stem(root), root, ct)]
     if ct is not None and not ct.is_dir():
         raise UserError(f"--ct {ct}: for a folder of studies, give a folder of CTs by study name")
+    cts = None if ct is None else ct.resolve()  # a CT folder inside the input is no study
     studies = [
         Study(_stem(p), p, None if ct is None else find_volume(ct, _stem(p)))
         for p in sorted(root.iterdir())
-        if not p.name.startswith(".")
+        if not p.name.startswith(".") and p.resolve() != cts
     ]
     if not studies:
         raise UserError(f"{root} holds no study")
