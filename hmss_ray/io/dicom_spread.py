@@ -21,7 +21,7 @@ import numpy as np
 
 from hmss_ray.config import UserError
 from hmss_ray.io.dicom_series import FRAME_TAGS, PATIENT_TAGS, STUDY_TAGS, DicomSource
-from hmss_ray.io.dicom_write import lps_grid, uid_maker
+from hmss_ray.io.dicom_write import lps_grid, series_reference, uid_maker
 from hmss_ray.io.volume import Volume
 
 PARAMETRIC_MAP_STORAGE = "1.2.840.10008.5.1.4.1.1.30"
@@ -67,7 +67,7 @@ def _dataset_bytes(spread: Volume, values, sct: DicomSource, mr: DicomSource | N
     new_uid = uid_maker(root)
     ds = Dataset()
     _header(ds, sct, new_uid)
-    ds.ReferencedSeriesSequence = [_series_ref(s) for s in (sct, mr) if s is not None]
+    ds.ReferencedSeriesSequence = [series_reference(s) for s in (sct, mr) if s is not None]
     _image(ds, values.shape)
     ds.SharedFunctionalGroupsSequence = [_shared(spread)]
     ds.PerFrameFunctionalGroupsSequence = _per_frame(spread)
@@ -115,21 +115,6 @@ def _header(ds, sct: DicomSource, new_uid) -> None:
     ds.ContentCreatorName = ""
     ds.ContentQualification = "RESEARCH"
     ds.ImageComments = "Uncertainty of a SYNTHETIC CT computed from MR; not an acquired image."
-
-
-def _series_ref(source: DicomSource):
-    """A Referenced Series item naming every instance of ``source`` (once each)."""
-    from pydicom.dataset import Dataset
-
-    item = Dataset()
-    item.SeriesInstanceUID = source.series_uid
-    refs = []
-    for uid in dict.fromkeys(source.sop_instance_uids):  # an Enhanced MR: one UID, many frames
-        ref = Dataset()
-        ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = source.sop_class_uid, uid
-        refs.append(ref)
-    item.ReferencedInstanceSequence = refs
-    return item
 
 
 def _image(ds, shape: tuple[int, ...]) -> None:

@@ -5,9 +5,10 @@ SOPInstanceUID in one new SeriesInstanceUID; Modality CT, ImageType DERIVED\\SEC
 ImagePositionPatient / ImageOrientationPatient / PixelSpacing / SliceThickness of the volume's grid
 (LPS); int16 pixels with RescaleSlope/RescaleIntercept (HU = stored x slope + intercept); "synthetic
 CT" in SeriesDescription, ImageComments and DerivationDescription. From a DICOM MR: its patient,
-study and FrameOfReferenceUID are kept (the sCT registers with the MR) and each slice references
-its MR slice (SourceImageSequence). Otherwise: a new study and frame of reference, and the patient
-fields given in :class:`PatientFields`.
+study and FrameOfReferenceUID are kept (the sCT registers with the MR), each slice references
+its MR slice (SourceImageSequence; its frame for an Enhanced MR) and the series lists the MR
+series' instances (ReferencedSeriesSequence, the Common Instance Reference). Otherwise: a new
+study and frame of reference, and the patient fields given in :class:`PatientFields`.
 """
 
 from __future__ import annotations
@@ -237,6 +238,8 @@ def _shared_dataset(info: SeriesInfo, source: DicomSource | None, grid: _Grid, s
     if source is not None:
         for keyword, value in source.tags.items():
             setattr(ds, keyword, value)
+        if source.sop_class_uid:  # Common Instance Reference: the series SourceImage points in
+            ds.ReferencedSeriesSequence = [series_reference(source)]
     else:
         patient = info.patient
         ds.PatientName, ds.PatientID = patient.name, patient.id
@@ -267,6 +270,22 @@ def _pixel_module(ds, grid: _Grid, slope: float, intercept: float) -> None:
     ds.AcquisitionNumber = ""
 
 
+def series_reference(source: DicomSource):
+    """A Referenced Series item naming every instance of ``source`` once (an Enhanced MR: one
+    instance, many frames)."""
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.SeriesInstanceUID = source.series_uid
+    refs = []
+    for uid in dict.fromkeys(source.sop_instance_uids):
+        ref = Dataset()
+        ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = source.sop_class_uid, uid
+        refs.append(ref)
+    item.ReferencedInstanceSequence = refs
+    return item
+
+
 def uid_maker(root: str):
     """``generate_uid`` under ``root`` (io.uid_root), or under pydicom's root when empty."""
     from pydicom.uid import PYDICOM_ROOT_UID, generate_uid
@@ -291,6 +310,9 @@ def _slice_bytes(shared, grid: _Grid, plane: np.ndarray, k: int, source, uid_roo
         ref = Dataset()
         ref.ReferencedSOPClassUID = source.sop_class_uid
         ref.ReferencedSOPInstanceUID = source.sop_instance_uids[k]
+        frame = source.frames[k] if len(source.frames) > k else None
+        if frame is not None:  # a frame of an Enhanced MR
+            ref.ReferencedFrameNumber = frame + 1
         ds.SourceImageSequence = [ref]
     ds.PixelData = np.ascontiguousarray(plane.T).astype("<i2").tobytes()  # rows are y
     meta = FileMetaDataset()
