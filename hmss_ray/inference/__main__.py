@@ -95,7 +95,14 @@ def command(args: argparse.Namespace) -> int:
     from hmss_ray import storage
     from hmss_ray.inference.batch import is_batch
 
-    if args.ct or storage.is_remote(args.input) or is_batch(Path(args.input)):
+    if storage.is_remote(args.input) or is_batch(Path(args.input)):
+        return batch_command(args)
+    if args.ct:  # one study with its CT: a result folder, as a batch of one
+        from hmss_ray.config import UserError
+        from hmss_ray.io.formats import SUFFIXES
+
+        if args.output.lower().endswith(tuple(SUFFIXES)):
+            raise UserError(f"with --ct, -o is a folder for the study's results, not {args.output}")
         return batch_command(args)
     return volume_command(args)
 

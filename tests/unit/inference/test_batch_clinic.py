@@ -183,3 +183,6 @@ def test_one_study_with_ct_on_the_command_line_writes_a_result_folder(
     assert values["ct_mae_hu"] > 0 and (tmp_path / "out" / "anna" / "qa.png").exists()
     assert inference_cli.main([*argv[:-4], "--ct", str(tmp_path / "none.nii.gz")]) == 2
     assert "no such file or folder (--ct)" in capsys.readouterr().err
+    argv[5] = str(tmp_path / "sct.nii.gz")  # -o a file: the results need a folder
+    assert inference_cli.main(argv) == 2
+    assert "-o is a folder" in capsys.readouterr().err and not Path(argv[5]).exists()
