@@ -71,6 +71,7 @@ class StudyResult:
     error: str = ""
     outputs: list[str] = field(default_factory=list)
     qa: dict[str, Any] = field(default_factory=dict)
+    ct: str = ""  # the CT the QA compared with (--ct), if any
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,8 @@ def _predict_into(
     qa, written = write_qa(
         folder, study.name, arrays, mr, (low, high), _caption(synth), series, options.qa
     )
-    return StudyResult(study.name, "ok", 0.0, series=series, outputs=outputs + written, qa=qa)
+    return StudyResult(study.name, "ok", 0.0, series=series, outputs=outputs + written, qa=qa,
+                       ct=str(study.ct or ""))  # fmt: skip
 
 
 def _caption(synth: Synthesizer) -> str:

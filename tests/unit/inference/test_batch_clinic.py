@@ -151,6 +151,7 @@ def test_a_ct_given_by_study_name_puts_ct_difference_and_mae_into_the_qa(
     ]  # fmt: skip
     results = {r.study: r for r in predict_batch(synth, studies, tmp_path / "out", BatchOptions())}
     assert "does not overlap" in results["dirk"].error
+    assert results["bert"].ct == str(cts / "bert.mha") and results["cora"].ct == ""
     sct = read_volume(tmp_path / "out" / "anna" / "sct.nii.gz").array
     body = mask_from_mr(case.mr, case.affine) > 0
     expected = float(np.abs(sct[body].astype(float) - case.ct[body]).mean())
