@@ -3,7 +3,8 @@ QA values, figure and page, and, when a CT is given, the CT and the difference b
 
 The spread follows the sCT's format: ``spread.nii.gz``, ``spread.mha`` or ``spread.nrrd``; with a
 DICOM sCT series, ``spread.dcm``, a Parametric Map on the series' grid that references it and
-the MR (:mod:`hmss_ray.io.dicom_spread`). A CT (``--ct``) is read, put on the MR's grid
+the MR (:mod:`hmss_ray.io.dicom_spread`), and ``spread.nii.gz`` for tools that read no
+Parametric Map. A CT (``--ct``) is read, put on the MR's grid
 (exactly when it differs only in storage order, else trilinear; :func:`~hmss_ray.io.align.
 onto_grid`) and compared with the sCT inside the body where the CT covers it.
 """
@@ -57,8 +58,10 @@ def write_volumes(
         source = mr.meta.get("dicom")
         write_spread_map(spread, folder / SPREAD_NAME[fmt], series_source(folder / name), source,
                          info.uid_root)  # fmt: skip
-    else:
-        write_volume(spread, folder / SPREAD_NAME[fmt])
+        # and as NIfTI: GDCM (ITK, SimpleITK) and many planning systems read no Parametric Map
+        write_volume(spread, folder / SPREAD_NAME[Format.NIFTI])
+        return [name, SPREAD_NAME[fmt], SPREAD_NAME[Format.NIFTI]]
+    write_volume(spread, folder / SPREAD_NAME[fmt])
     return [name, SPREAD_NAME[fmt]]
 
 

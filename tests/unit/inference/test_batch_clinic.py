@@ -49,7 +49,8 @@ def test_a_dicom_sct_gets_its_spread_as_a_parametric_map_on_its_grid_referencing
     predict_batch(synth, study, tmp_path / "dcm", BatchOptions(Format.DICOM, qa=False))
     predict_batch(synth, study, tmp_path / "nii", BatchOptions(Format.NIFTI, qa=False))
     folder = tmp_path / "dcm" / "carl"
-    assert sorted(p.name for p in folder.iterdir()) == ["qa.json", "sct", "spread.dcm"]
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["qa.json", "sct", "spread.dcm", "spread.nii.gz"]
     sct, spread = read_volume(folder / "sct"), read_volume(folder / "spread.dcm")
     assert spread.shape == sct.shape and np.allclose(spread.affine, sct.affine, atol=1e-4)
     expected = read_volume(tmp_path / "nii" / "carl" / "spread.nii.gz")
