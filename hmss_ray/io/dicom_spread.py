@@ -78,6 +78,7 @@ def _dataset_bytes(spread: Volume, values, sct: DicomSource, mr: DicomSource | N
     index.DimensionIndexPointer, index.FunctionalGroupPointer = IMAGE_POSITION, PLANE_POSITION
     index.DimensionDescriptionLabel = "Image Position (Patient)"
     ds.DimensionIndexSequence = [index]
+    ds.DimensionOrganizationType = "3D"  # the frames are one regular volume
     stored = np.clip(np.rint(values / HU_PER_UNIT), 0, 65535).astype("<u2")
     ds.PixelData = np.ascontiguousarray(stored.transpose(2, 1, 0)).tobytes()  # frames, rows=y
     meta = FileMetaDataset()
@@ -155,6 +156,7 @@ def _shared(spread: Volume):
     shared.ParametricMapFrameTypeSequence = [frame_type]
     window = Dataset()
     window.WindowCenter, window.WindowWidth = "500", "1000"  # stored units: 0..100 HU
+    window.VOILUTFunction = "LINEAR"
     shared.FrameVOILUTSequence = [window]
     shared.RealWorldValueMappingSequence = [_hu_mapping()]
     return shared
