@@ -145,7 +145,7 @@ def test_every_wildcard_spelling_is_pinned(tmp_path, real_haproxy, spelling):
         "no-defaults",
         "peers",
         "log-forward",
-    ],  # fmt: skip
+    ],
 )
 def test_guard_fails_closed_when_it_cannot_prove_the_listeners(tmp_path, real_haproxy, breaks):
     wrapper = haproxy.install(tmp_path / "bin", real_haproxy)
