@@ -5,8 +5,9 @@ the app then requires); Ray 2.60's template binds the stats page (8404) and the 
 exporter (9101) on every interface too. Through the guard, this machine's non-loopback address
 answers on the endpoint's port and refuses every other port HAProxy listens on, while each of
 those answers on 127.0.0.1 (so they are up, only not reachable from the network); and no socket
-of the cluster's HAProxy processes is on a wildcard address but the endpoint's. One rehearsal
-head, one ``accel`` worker node for the replica: ~60-80 s on 2 cores.
+of the cluster's HAProxy processes is on a wildcard address but the endpoint's. The rest of the
+cluster's listeners are checked too (see the last helper). One rehearsal head, one ``accel``
+worker node for the replica: ~40-50 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -83,6 +84,19 @@ def haproxy_pids(state: str) -> list[int]:
     ]
 
 
+def cluster_listeners(state: str) -> list[tuple[str, str, int]]:
+    """(process, address, port) of every TCP listener of the rehearsal's processes; a process
+    by its argv[0] (Ray names its workers ``ray::<actor>``, HAProxy is the real binary's path)."""
+    found = []
+    for pid in marked_pids(state):
+        try:
+            name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+            found += [(name, host, port) for host, port in listeners(pid)]
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
 def refused(host: str, port: int) -> bool:
     try:
         socket.create_connection((host, port), timeout=3).close()
@@ -136,5 +150,37 @@ def test_serve_on_the_rehearsal_keeps_stats_and_metrics_off_the_network(entry):
             socket.create_connection(("127.0.0.1", other), timeout=3).close()
         stats = httpx.get("http://127.0.0.1:9101/metrics", timeout=5)
         assert stats.status_code == 200 and "haproxy_" in stats.text  # the exporter, on loopback
+        _only_serves_paths_to_the_app_off_loopback(state, address, port)
     finally:
         down(state)
+
+
+def _only_serves_paths_to_the_app_off_loopback(state: str, address: str, port: int) -> None:
+    """What else of the cluster listens off loopback, as Ray 2.60 runs it with HAProxy: GCS,
+    raylets, dashboard and agents stay on 127.0.0.1; on every interface are only the endpoint,
+    Serve's fallback proxy (port 8500, on the endpoint's host), each replica's direct-ingress
+    HTTP port (which Ray binds on every interface so that HAProxy on another node reaches it) and
+    its inter-deployment gRPC port (Ray's token interceptor). The HTTP ones reach the app, which
+    asks for the token."""
+    from ray.serve._private import constants as serve
+
+    direct = range(serve.RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT,
+                   serve.RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT)  # fmt: skip
+    every = cluster_listeners(state)
+    assert not [row for row in every if row[1] == address], every
+    http = []
+    for name, host, bound in every:
+        if host not in WILDCARDS:
+            assert host.removeprefix("::ffff:").startswith("127.") or host == "::1", (name, host)
+        elif name.endswith("haproxy"):
+            assert bound == port, (name, bound)
+        elif name == "ray::ProxyActor":
+            assert bound == serve.RAY_SERVE_FALLBACK_PROXY_HTTP_PORT, (name, bound)
+            http.append(bound)
+        else:
+            assert name.startswith("ray::ServeReplica:"), f"{name} listens on {host}:{bound}"
+            http += [bound] if bound in direct else []
+    assert http, every  # the fallback proxy and the replica's HTTP port were found
+    for bound in http:
+        answer = httpx.get(f"http://{address}:{bound}/v1/model", timeout=5)
+        assert answer.status_code == 401, (bound, answer.status_code)
