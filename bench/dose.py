@@ -69,8 +69,9 @@ def brain_lesion(ct: np.ndarray, body: np.ndarray, spacing) -> Structures:
 def dose_of(cases: dict, spacing, log=print) -> tuple[dict, float]:
     """Mean over cases of the headline numbers per modality, and seconds per case."""
     rows, seconds = {m: [] for m in KEYS}, []
+    affine = np.diag([*spacing, 1.0])  # the contract grid: RAS axes
     for case, (ct, sct, body) in cases.items():
-        check = check_case(ct, sct, brain_lesion(ct, body, spacing), spacing)
+        check = check_case(ct, sct, brain_lesion(ct, body, spacing), affine)
         seconds.append(check.seconds)
         for modality, row in check.rows.items():
             rows[str(modality)].append(row)
@@ -92,7 +93,7 @@ def large_case_seconds(workdir: Path) -> dict[str, float]:
     sct = ct + 30.0 + rng.normal(0, 20, ct.shape).astype(np.float32)
     structures = phantom_structures(case.labels, case.mask > 0, "brain", case.spacing)
     started = time.perf_counter()
-    check = check_case(ct, sct, structures, case.spacing)
+    check = check_case(ct, sct, structures, case.affine)
     row = check.flat()
     return {"seconds": time.perf_counter() - started, "shape": list(ct.shape),
             **{k: row[k] for k in ("photon_gamma_2_2_pct", "proton_gamma_2_2_pct",

@@ -28,8 +28,10 @@ INSTALL_HINT = (
     "&& pip install --no-deps pyradplan==0.5.0 (docs/decisions/dose-engine.md)"
 )
 PRESCRIPTION_GY = 2.0  # one fraction; every reported dose is relative to it
+# gantry angles (IEC 61217, patient supine head first: 0 from anterior, 90 from the patient's
+# left) on arrays in the patient (LPS) frame, which hmss_ray.dose.grid.PatientFrame provides
 PHOTON_ANGLES = (0.0, 72.0, 144.0, 216.0, 288.0)  # five equispaced coplanar beams
-PROTON_ANGLES = (90.0, 270.0, 0.0)  # two opposed lateral fields and one more: 3 fields
+PROTON_ANGLES = (90.0, 270.0, 0.0)  # left and right lateral, anterior: 3 fields
 BIXEL_MM = 5.0
 MAX_ITERATIONS = 100  # L-BFGS-B; the objective is flat well before (docs/dose.md)
 
@@ -94,7 +96,8 @@ def _quiet() -> Iterator[None]:
 
 
 def _image(array: np.ndarray, grid: DoseGrid) -> Any:
-    """(X, Y, Z) array -> SimpleITK image of the dose grid (origin 0)."""
+    """(X, Y, Z) array in the LPS frame -> SimpleITK image of the dose grid (origin 0, identity
+    direction: SimpleITK's world is LPS, so the engine's gantry angles are IEC 61217 ones)."""
     import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(array, (2, 1, 0))))

@@ -38,25 +38,26 @@ def dvh_figure(check: DoseCheck, title: str = "") -> Figure:
 
 
 def difference_figure(check: DoseCheck, title: str = "") -> Figure:
-    """Per modality: the CT dose and sCT − CT on the axial slice through the target's centre."""
+    """Per modality: the CT dose and sCT − CT on the axial slice through the target's centre,
+    seen from the feet (radiological view: the patient's left on the right, anterior up)."""
     modalities = list(check.plans)
     fig = Figure(figsize=(9.0, 4.0 * len(modalities)), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = np.atleast_2d(fig.subplots(len(modalities), 2))
     z = round(float(np.argwhere(check.structures.target)[:, 2].mean()))
-    aspect = check.grid.spacing[0] / check.grid.spacing[1]
+    aspect = check.grid.spacing[1] / check.grid.spacing[0]  # pixel height / width
     for row, modality in zip(axes, modalities, strict=True):
         plan = check.plans[modality]
-        shown = row[0].imshow(100 * plan.dose_ct[:, :, z].T, origin="lower", cmap="jet",
+        shown = row[0].imshow(100 * plan.dose_ct[:, :, z].T, origin="upper", cmap="jet",
                               vmin=0, vmax=110, aspect=aspect)  # fmt: skip
         fig.colorbar(shown, ax=row[0], label="CT dose (% Rx)")
         diff = 100 * (plan.dose_sct - plan.dose_ct)[:, :, z].T
-        shown = row[1].imshow(diff, origin="lower", cmap="RdBu_r", vmin=-DIFF_WINDOW_PCT,
+        shown = row[1].imshow(diff, origin="upper", cmap="RdBu_r", vmin=-DIFF_WINDOW_PCT,
                               vmax=DIFF_WINDOW_PCT, aspect=aspect)  # fmt: skip
         fig.colorbar(shown, ax=row[1], label="sCT − CT (% Rx)")
         row[1].contour(check.structures.target[:, :, z].T, levels=[0.5], colors="k")
         for ax, name in zip(row, ("CT dose", "sCT − CT"), strict=True):
-            ax.set_title(f"{modality}: {name} (slice {z}, storage order)")
+            ax.set_title(f"{modality}: {name} (axial slice {z})")
             ax.set_xticks([])
             ax.set_yticks([])
     if title:
