@@ -68,6 +68,7 @@ class PlanResult:
     dose_sct: np.ndarray
     angles: tuple[float, ...]
     range_shift_mm: list[float] | None = None  # per proton field: median WEPL change at target
+    range_shift_abs_mm: list[float] | None = None  # per proton field: mean |WEPL change| there
     seconds: float = 0.0
 
 
@@ -161,9 +162,12 @@ def _plan(modality: Modality, ct: Any, angles: Sequence[float]) -> Any:
     return IonPlan(radiation_mode="protons", machine="Generic", **props)
 
 
-def range_shifts(ct: Any, sct: Any, stf: Any, target: np.ndarray) -> list[float]:
+def range_shifts(
+    ct: Any, sct: Any, stf: Any, target: np.ndarray
+) -> tuple[list[float], list[float]]:
     """Per field: the median over target voxels of the water-equivalent path length from the
-    source, sCT minus CT (mm, through the engine's own HU -> stopping-power table). Positive: the
+    source, sCT minus CT (mm, through the engine's own HU -> stopping-power table), and the mean
+    of its magnitude (no cancelling between voxels whose errors differ in sign). Positive: the
     sCT holds more stopping power upstream, so the CT's spots stop short of where they were
     planned to."""
     import SimpleITK as sitk
@@ -174,12 +178,13 @@ def range_shifts(ct: Any, sct: Any, stf: Any, target: np.ndarray) -> list[float]
     tracer = RayTracerSiddon([ct.compute_wet(hlut), sct.compute_wet(hlut)])
     tracer.lateral_cut_off = 50.0
     inside = np.transpose(target, (2, 1, 0))  # SimpleITK's (Z, Y, X)
-    shifts = []
+    medians, magnitudes = [], []
     for beam in stf.beams:
         depth_ct, depth_sct = (sitk.GetArrayFromImage(c) for c in tracer.trace_cubes(beam))
         delta = (depth_sct - depth_ct)[inside & np.isfinite(depth_ct) & np.isfinite(depth_sct)]
-        shifts.append(float(np.median(delta)) if delta.size else float("nan"))
-    return shifts
+        medians.append(float(np.median(delta)) if delta.size else float("nan"))
+        magnitudes.append(float(np.mean(np.abs(delta))) if delta.size else float("nan"))
+    return medians, magnitudes
 
 
 def plan_and_recompute(
@@ -212,8 +217,10 @@ def plan_and_recompute(
         # than the engine's forward calculation here, and the same numbers
         dij_sct = calc_dose_influence(sct, sct_cst, stf, pln)
         dose_sct = _array(dij_sct.compute_result_ct_grid(weights * scale)["physical_dose"])
-        shifts = (
-            range_shifts(ct, sct, stf, structures.target) if modality is Modality.PROTON else None
+        shifts, spread = (
+            range_shifts(ct, sct, stf, structures.target)
+            if modality is Modality.PROTON
+            else (None, None)
         )
-    return PlanResult(modality, dose_ct * scale, dose_sct, angles, shifts,
+    return PlanResult(modality, dose_ct * scale, dose_sct, angles, shifts, spread,
                       time.perf_counter() - started)  # fmt: skip
