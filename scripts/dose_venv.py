@@ -38,7 +38,7 @@ def main(base: str, target: str) -> int:
     base_python = Path(base).resolve() / "bin" / "python"
     python = Path(target).resolve() / "bin" / "python"
     if not python.exists():
-        venv.EnvBuilder(with_pip=True).create(target)
+        venv.EnvBuilder(with_pip=True, symlinks=True).create(target)
     line = f"import site; site.addsitedir({str(site_packages(base_python))!r})\n"
     (site_packages(python) / "_hmss_base_venv.pth").write_text(line)
     pip = [str(python), "-m", "pip", "install", "-q"]
