@@ -72,16 +72,16 @@ class DosePanel:
         return [png, data]
 
 
-def summary_line(check: DoseCheck) -> str:
-    """``photon: γ 2%/2mm 99.8 %, ... ΔD98 -0.41 %; proton: ...`` (the numbers a physicist
-    reads first)."""
-    parts = []
+def summary_lines(check: DoseCheck) -> list[str]:
+    """Per modality: ``photon: γ 2%/2mm 99.8 %, ... ΔD98 -0.41 %`` (what a physicist reads
+    first)."""
+    lines = []
     for modality, row in check.rows.items():
         # rounded first, and + 0.0: a difference of -1e-9 reads "+0.00", not "-0.00"
         shown = [f"{label} {spec.format(round(row[key], 2) + 0.0)}" for key, label, spec in HEADLINE
                  if key in row and np.isfinite(row[key])]  # fmt: skip
-        parts.append(f"{modality}: " + ", ".join(shown))
-    return "; ".join(parts)
+        lines.append(f"{modality}: " + ", ".join(shown))
+    return lines
 
 
 def dose_panel(
@@ -128,7 +128,7 @@ def dose_panel(
         oars={n: mask(m, f"organ {n}") for n, m in (oars or {}).items()},
     )
     check = check_case(ct.array, on_ct, structures, ct.affine, modalities, grid_mm)
-    summary = summary_line(check)
+    lines = summary_lines(check)
     heading = f"{title}: dose check" if title else "dose check"
-    figure = panel_figure(check, f"{heading} (research check, not a clinical dose)\n{summary}")
-    return DosePanel(check, figure, summary)
+    figure = panel_figure(check, "\n".join([f"{heading} (research check, not clinical)", *lines]))
+    return DosePanel(check, figure, "; ".join(lines))
