@@ -51,12 +51,18 @@ test: $(STAMP)
 	$(PY) -m pytest -m "not slow and not gpu and not own_ray" $(PYTEST_ARGS)
 	$(PY) -m pytest -m "own_ray and not slow and not gpu" $(PYTEST_ARGS)
 
-# the dose check's tests (tests/unit/dose/test_dose_engine.py skips them without the extra):
-# installs the `dose` extra and pyRadPlan without its AI dependencies (docs/decisions/dose-engine.md)
-test-dose: $(STAMP)
-	$(PY) -m pip install -q -e '.[dev,dose]'
-	$(PY) -m pip install -q --no-deps pyradplan==0.5.0
-	$(PY) -m pytest tests/unit/dose $(PYTEST_ARGS)
+# the dose check's tests (tests/unit/dose skips them without the extra) in a venv of their own,
+# .venv-dose: .venv's packages plus the `dose` extra and pyRadPlan --no-deps, so that pyRadPlan's
+# pydantic<2.12 never changes .venv (scripts/dose_venv.py, docs/decisions/dose-engine.md)
+DOSE_VENV := .venv-dose
+DOSE_STAMP := $(DOSE_VENV)/.installed
+
+$(DOSE_STAMP): pyproject.toml scripts/dose_venv.py $(STAMP)
+	$(PY) scripts/dose_venv.py $(VENV) $(DOSE_VENV)
+	@touch $(DOSE_STAMP)
+
+test-dose: $(DOSE_STAMP)
+	$(DOSE_VENV)/bin/python -m pytest tests/unit/dose $(PYTEST_ARGS)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -m "not gpu and not own_ray" $(PYTEST_ARGS)
@@ -106,4 +112,4 @@ bench-autoscale: $(STAMP)
 	$(PY) -m bench.autoscale
 
 clean:
-	rm -rf $(VENV) build site *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DOSE_VENV) build site *.egg-info .pytest_cache .ruff_cache
