@@ -203,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = _step(5, "client: held-out test MRs over HTTP -> sCT NIfTI")
     served = out / "served_sct"
-    served.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(served, ignore_errors=True)  # the demo's own: an earlier run's sCTs go
+    served.mkdir(parents=True)
     for case in held_out_cases(data, shards):
         mr = upload_file(case, out / "upload")
         # with the case's body mask, as SynthRAD provides it: the sCT is air outside it, and

@@ -24,6 +24,11 @@ def _no_shared_ray():
 def test_demo_runs_end_to_end(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     out = tmp_path / "demo"
+    # what an earlier run leaves: its served sCTs (a second make demo refused to replace them)
+    earlier = out / "served_sct"
+    earlier.mkdir(parents=True)
+    for name in [f"1B{c}{i:03d}" for c in "ABC" for i in range(1, 10)] + ["gone"]:
+        (earlier / f"{name}.nii.gz").write_bytes(b"an earlier run's sCT")
     done = subprocess.run(
         [sys.executable, "-m", "hmss_ray.demo", "--quick", "--cases", "9", "-o", str(out)],
         env=env,
