@@ -64,8 +64,13 @@ def test_s3_down_during_registration_keeps_the_previous_version_served(tmp_path,
         s3.stop()
 
 
-def test_promotion_and_rollback_under_live_serve_lose_no_request(ray_session, tmp_path, cache):
+def test_promotion_and_rollback_switch_every_replica_at_once_and_lose_no_request(
+    ray_session, tmp_path, cache
+):
+    """2 replicas, 2 clients over HTTP: every answer before a change's activation time is the
+    old version, every answer after it the new one, none failed."""
     result = chaos_live.promotion_under_serve(tmp_path)
+    assert result["replicas"] == 2 and result["answers"] > 20, result
     assert result["failed"] == 0, result
     assert result["mixed"] == 0, result
     info = result["model_info"]  # GET /v1/model: the pinned alias's version, its card
