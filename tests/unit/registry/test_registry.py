@@ -314,3 +314,13 @@ def test_s3_errors_are_retried_a_missing_object_is_not(tmp_path, monkeypatch):
             storage.read_text(f"{bucket}/x")
     finally:
         s3.stop()
+
+
+def test_without_auto_promotion_the_first_version_waits_for_a_promotion(checkpoints, tmp_path):
+    registry = tmp_path / "registry"
+    first = split_uri(publish(checkpoints[0], registry, auto_promote=False)).ref
+    assert store.aliases(str(registry), "brain") == {"latest": first}
+    with pytest.raises(RegistryError, match="no alias 'production'"):
+        Synthesizer.from_uri(str(registry / "brain"), device="cpu")
+    assert cli("promote", f"{registry}/brain@latest", "--activate-in", "0") == 0
+    assert Synthesizer.from_uri(str(registry / "brain"), device="cpu").info.version == first
