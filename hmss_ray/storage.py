@@ -14,13 +14,16 @@ most 8 s, about 16 s in all; a missing object is an answer, not a failure, and i
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -188,3 +191,49 @@ def copy_dir(src: str, dst: str) -> None:
 def open_input(uri: str) -> io.BufferedIOBase:
     fs, path = resolve(uri)
     return fs.open_input_file(path)
+
+
+@contextlib.contextmanager
+def output_dir(uri: str, last: str | None = None) -> Iterator[Path]:
+    """A local folder to write a command's whole output into; it becomes ``uri`` on success.
+
+    Local ``uri``: the folder is ``.<name>.partial-*`` beside it and is renamed to ``uri`` when
+    the block ends; a previous output there is renamed aside first and removed after. A failure
+    in the block removes the partial folder: no half output ever carries the final name, and the
+    previous one is untouched. ``s3://`` (no rename there): the folder is a local temporary one,
+    uploaded only once complete, ``last`` (the file readers look for: a report, a manifest)
+    after every other file; a failure in the block leaves S3 untouched, one during the upload
+    leaves the previous ``last`` in place.
+    """
+    if is_remote(uri):
+        with tempfile.TemporaryDirectory(prefix="hmss-out-") as tmp:
+            yield Path(tmp)
+            held = Path(tmp) / last if last else None
+            data = held.read_bytes() if held and held.is_file() else None
+            if data is not None:
+                held.unlink()  # type: ignore[union-attr]
+            copy_dir(tmp, uri)
+            if data is not None:
+                write_bytes(join(uri, last), data)  # type: ignore[arg-type]
+        return
+    target = Path(resolve(uri)[1])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    partial.chmod(0o777 & ~umask)  # as a folder made by mkdir (mkdtemp makes it 0700)
+    try:
+        yield partial
+        old = target.with_name(f".{target.name}.old-{os.getpid()}") if target.exists() else None
+        if old is not None:
+            os.rename(target, old)
+        try:
+            os.rename(partial, target)
+        except OSError:
+            if old is not None:
+                os.rename(old, target)  # the previous output back under its name
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
