@@ -174,7 +174,8 @@ class SCTSynthesizer:
     @app.get("/v1/model")
     def model(self, request: Request) -> dict[str, Any]:
         self._admit(request)
-        return model_info(self.synth, self.cfg.max_upload_mb)
+        synth = self.live.model_now() or self.synth  # the version the pin names now
+        return model_info(synth, self.cfg.max_upload_mb)
 
     @app.post(
         "/v1/synthesize",
