@@ -249,7 +249,7 @@ def test_a_scheduled_promotion_names_the_old_version_until_its_time_then_the_new
         return loader(uri, at)
 
     live = LiveModel(f"{registry}/brain", flaky, poll_s=3600, wait_s=0.2)
-    ops.promote(str(registry), "brain", second, "production", activate_in_s=1.5)
+    ops.promote(str(registry), "brain", second, "production", activate_in_s=4.0)
     due = store.read_alias(str(registry), "brain", "production").effective_at
     assert store.get_alias(str(registry), "brain", "production") == second
     # every reader names the old version until the activation time, the new one from then on
@@ -269,9 +269,9 @@ def test_a_scheduled_promotion_names_the_old_version_until_its_time_then_the_new
     assert load.resolve(f"{registry}/brain").version == second
     # a due version that this replica could not load: requests wait, then a clear refusal
     storage_down.append(True)
-    ops.rollback(str(registry), "brain", "production", activate_in_s=0.3)
+    ops.rollback(str(registry), "brain", "production", activate_in_s=1.0)
     assert live.check() is False and live.model_now().info.version == second  # not yet due
-    time.sleep(0.4)
+    time.sleep(1.1)
     assert live.model_now() is None
     with pytest.raises(NotReady, match=f"{first} is still loading"):
         asyncio.run(live.model_at_arrival())
