@@ -79,25 +79,27 @@ def retried(fn: Callable) -> Callable:
         remote = [str(uri), *map(str, args[:1])]
         if not any(is_remote(u) for u in remote):
             return fn(uri, *args, **kwargs)
-        attempts = max(1, int(os.environ.get(ATTEMPTS_ENV, "6")))
-        wait = float(os.environ.get(BACKOFF_ENV, "0.5"))
-        for attempt in range(1, attempts + 1):
-            try:
-                return fn(uri, *args, **kwargs)
-            except FileNotFoundError:
-                raise
-            except OSError as exc:
-                if attempt == attempts:
-                    raise OSError(
-                        f"{fn.__name__} {uri}: S3 failed {attempts} times: {exc}"
-                    ) from exc
-                log.warning("%s %s failed (%s); retry %d in %.1f s", fn.__name__, uri, exc,
-                            attempt, wait)  # fmt: skip
-                time.sleep(wait)
-                wait = min(wait * 2, MAX_WAIT_S)
-        raise AssertionError("unreachable")
+        return with_retries(functools.partial(fn, uri, *args, **kwargs), f"{fn.__name__} {uri}")
 
     return call
+
+
+def with_retries(call: Callable[[], Any], what: str) -> Any:
+    """``call()``, retried on an S3 error (any OSError but a missing object) with backoff."""
+    attempts = max(1, int(os.environ.get(ATTEMPTS_ENV, "6")))
+    wait = float(os.environ.get(BACKOFF_ENV, "0.5"))
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if attempt == attempts:
+                raise OSError(f"{what}: S3 failed {attempts} times: {exc}") from exc
+            log.warning("%s failed (%s); retry %d in %.1f s", what, exc, attempt, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, MAX_WAIT_S)
+    raise AssertionError("unreachable")
 
 
 def join(uri: str, *parts: str) -> str:
