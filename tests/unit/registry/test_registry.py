@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -234,8 +235,6 @@ def loader(uri: str, at: float | None) -> Synthesizer:
 def test_a_scheduled_promotion_names_the_old_version_until_its_time_then_the_new(
     checkpoints, tmp_path
 ):
-    import time
-
     from hmss_ray.registry.live import LiveModel
 
     registry = tmp_path / "registry"
@@ -289,8 +288,6 @@ def test_a_scheduled_promotion_names_the_old_version_until_its_time_then_the_new
 
 @pytest.mark.integration
 def test_s3_errors_are_retried_a_missing_object_is_not(tmp_path, monkeypatch):
-    import time
-
     from bench.chaos import Moto, make_bucket, s3_env
     from hmss_ray import storage
 
@@ -324,3 +321,16 @@ def test_without_auto_promotion_the_first_version_waits_for_a_promotion(checkpoi
         Synthesizer.from_uri(str(registry / "brain"), device="cpu")
     assert cli("promote", f"{registry}/brain@latest", "--activate-in", "0") == 0
     assert Synthesizer.from_uri(str(registry / "brain"), device="cpu").info.version == first
+
+
+def test_a_rollback_before_the_activation_time_cancels_the_promotion(checkpoints, tmp_path):
+    registry = tmp_path / "registry"
+    first = split_uri(publish(checkpoints[0], registry)).ref
+    second = split_uri(publish(checkpoints[1], registry)).ref
+    assert cli("promote", f"{registry}/brain@{second}", "--activate-in", "60") == 0
+    pointer = store.read_alias(str(registry), "brain", "production")
+    assert pointer.scheduled() and (pointer.previous, pointer.version) == (first, second)
+    assert cli("rollback", f"{registry}/brain") == 0
+    pointer = store.read_alias(str(registry), "brain", "production")
+    assert not pointer.scheduled() and pointer.version == first and pointer.effective_at is None
+    assert load.resolve(f"{registry}/brain", at=time.time() + 3600).version == first
