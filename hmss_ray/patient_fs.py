@@ -62,8 +62,8 @@ class PatientHandler(pafs.FileSystemHandler):
     def __reduce__(self) -> tuple[Any, ...]:  # Ray sends the filesystem to its workers
         return PatientHandler, (self.fs,)
 
-    def _retry(self, name: str, *args: Any) -> Any:
-        return with_retries(lambda: getattr(self.fs, name)(*args), f"{name} {args[:1]}")
+    def _retry(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return with_retries(lambda: getattr(self.fs, name)(*args, **kwargs), f"{name} {args[:1]}")
 
     def get_type_name(self) -> str:
         return f"hmss-patient-{self.fs.type_name}"
@@ -78,16 +78,16 @@ class PatientHandler(pafs.FileSystemHandler):
         return self._retry("get_file_info", selector)
 
     def create_dir(self, path: str, recursive: bool) -> None:
-        self._retry("create_dir", path, recursive)
+        self._retry("create_dir", path, recursive=recursive)
 
     def delete_dir(self, path: str) -> None:
         self._retry("delete_dir", path)
 
     def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
-        self._retry("delete_dir_contents", path, missing_dir_ok)
+        self._retry("delete_dir_contents", path, missing_dir_ok=missing_dir_ok)
 
     def delete_root_dir_contents(self) -> None:
-        self._retry("delete_dir_contents", "/", True)
+        self._retry("delete_dir_contents", "/", missing_dir_ok=True)
 
     def delete_file(self, path: str) -> None:
         self._retry("delete_file", path)

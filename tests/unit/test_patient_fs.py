@@ -42,6 +42,10 @@ def test_state_written_and_read_during_an_outage_arrives_whole(outage_s3):
     assert time.monotonic() - t0 >= 1.5  # it waited for S3
     with kept.open_input_stream(f"{root}/before.json") as f:
         assert f.read() == b'{"epoch": 1}'
+    kept.create_dir(f"{root}/checkpoint_1", recursive=True)
+    kept.copy_file(f"{root}/before.json", f"{root}/checkpoint_1/copy.json")
     names = [i.base_name for i in kept.get_file_info(pafs.FileSelector(root))]
-    assert sorted(names) == ["before.json", "checkpoint_manager_snapshot.json"]
+    assert sorted(names) == ["before.json", "checkpoint_1", "checkpoint_manager_snapshot.json"]
+    kept.delete_dir_contents(f"{root}/checkpoint_1", missing_dir_ok=True)
+    kept.delete_file(f"{root}/before.json")
     assert storage.read_json(f"{bucket}/runs/r1/checkpoint_manager_snapshot.json") == {"epoch": 2}
