@@ -5,7 +5,8 @@ reported checkpoint, and Tune syncs its experiment state there, through the ``py
 filesystem they are given; neither retries, so an S3 outage that begins at that moment fails a
 run whose checkpoints themselves are kept safe (:mod:`hmss_ray.train.upload`). Wrapped in
 :func:`patient`, every call is retried with the backoff of :func:`hmss_ray.storage.with_retries`
-(``HMSS_S3_ATTEMPTS``, ``HMSS_S3_BACKOFF_S``); a file being written is held in memory and
+for up to ``patience_s`` seconds (the trainer gives ``HMSS_CHECKPOINT_UPLOAD_PATIENCE_S``, as
+for the checkpoints themselves); a file being written is held in memory and
 uploaded, with retries, when it is closed (these state files are small). A local filesystem is
 returned unchanged. Decision and exit plan: docs/decisions/patient-filesystem.md.
 """
@@ -21,19 +22,20 @@ import pyarrow.fs as pafs
 from hmss_ray.storage import with_retries
 
 
-def patient(fs: pafs.FileSystem) -> pafs.FileSystem:
-    """``fs`` with every S3 call retried (a local filesystem as it is)."""
+def patient(fs: pafs.FileSystem, patience_s: float = 900.0) -> pafs.FileSystem:
+    """``fs`` with every S3 call retried for ``patience_s`` (a local filesystem as it is)."""
     if isinstance(fs, (pafs.LocalFileSystem, pafs.PyFileSystem)):
         return fs
-    return pafs.PyFileSystem(PatientHandler(fs))
+    return pafs.PyFileSystem(PatientHandler(fs, patience_s))
 
 
 class _Upload(io.RawIOBase):
     """A file being written: bytes kept here, uploaded (retried) on close."""
 
-    def __init__(self, fs: pafs.FileSystem, path: str, metadata: Any) -> None:
+    def __init__(self, fs: pafs.FileSystem, path: str, metadata: Any, patience_s: float) -> None:
         super().__init__()
         self.fs, self.path, self.metadata, self.buffer = fs, path, metadata, io.BytesIO()
+        self.patience_s = patience_s
 
     def writable(self) -> bool:
         return True
@@ -44,7 +46,7 @@ class _Upload(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             data = self.buffer.getvalue()
-            with_retries(lambda: self._put(data), f"write {self.path}")
+            with_retries(lambda: self._put(data), f"write {self.path}", self.patience_s)
         super().close()
 
     def _put(self, data: bytes) -> None:
@@ -56,14 +58,15 @@ class _Upload(io.RawIOBase):
 class PatientHandler(pafs.FileSystemHandler):
     """Delegates to ``fs``, retrying each call (see the module)."""
 
-    def __init__(self, fs: pafs.FileSystem) -> None:
-        self.fs = fs
+    def __init__(self, fs: pafs.FileSystem, patience_s: float) -> None:
+        self.fs, self.patience_s = fs, patience_s
 
     def __reduce__(self) -> tuple[Any, ...]:  # Ray sends the filesystem to its workers
-        return PatientHandler, (self.fs,)
+        return PatientHandler, (self.fs, self.patience_s)
 
     def _retry(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return with_retries(lambda: getattr(self.fs, name)(*args, **kwargs), f"{name} {args[:1]}")
+        call = lambda: getattr(self.fs, name)(*args, **kwargs)  # noqa: E731
+        return with_retries(call, f"{name} {args[:1]}", self.patience_s)
 
     def get_type_name(self) -> str:
         return f"hmss-patient-{self.fs.type_name}"
@@ -103,13 +106,13 @@ class PatientHandler(pafs.FileSystemHandler):
             with self.fs.open_input_stream(path, compression=None) as f:
                 return f.read()
 
-        return pa.BufferReader(with_retries(read, f"read {path}"))
+        return pa.BufferReader(with_retries(read, f"read {path}", self.patience_s))
 
     def open_input_file(self, path: str) -> pa.NativeFile:
         return self._retry("open_input_file", path)
 
     def open_output_stream(self, path: str, metadata: Any) -> pa.NativeFile:
-        return pa.PythonFile(_Upload(self.fs, path, metadata), mode="w")
+        return pa.PythonFile(_Upload(self.fs, path, metadata, self.patience_s), mode="w")
 
     def open_append_stream(self, path: str, metadata: Any) -> pa.NativeFile:
         raise OSError(f"{path}: appending is not supported on object storage")

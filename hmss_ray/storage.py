@@ -84,22 +84,26 @@ def retried(fn: Callable) -> Callable:
     return call
 
 
-def with_retries(call: Callable[[], Any], what: str) -> Any:
-    """``call()``, retried on an S3 error (any OSError but a missing object) with backoff."""
+def with_retries(call: Callable[[], Any], what: str, patience_s: float | None = None) -> Any:
+    """``call()``, retried on an S3 error (any OSError but a missing object) with backoff:
+    ``HMSS_S3_ATTEMPTS`` tries, or for ``patience_s`` seconds when given."""
     attempts = max(1, int(os.environ.get(ATTEMPTS_ENV, "6")))
     wait = float(os.environ.get(BACKOFF_ENV, "0.5"))
-    for attempt in range(1, attempts + 1):
+    deadline = None if patience_s is None else time.monotonic() + patience_s
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return call()
         except FileNotFoundError:
             raise
         except OSError as exc:
-            if attempt == attempts:
-                raise OSError(f"{what}: S3 failed {attempts} times: {exc}") from exc
+            out = attempt >= attempts if deadline is None else time.monotonic() > deadline
+            if out:
+                raise OSError(f"{what}: S3 failed {attempt} times: {exc}") from exc
             log.warning("%s failed (%s); retry %d in %.1f s", what, exc, attempt, wait)
             time.sleep(wait)
             wait = min(wait * 2, MAX_WAIT_S)
-    raise AssertionError("unreachable")
 
 
 def join(uri: str, *parts: str) -> str:

@@ -12,6 +12,7 @@ from hmss_ray import storage
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.data.stream import build_datasets, ingest_options
 from hmss_ray.patient_fs import patient
+from hmss_ray.train import upload
 from hmss_ray.train.loop import LoopConfig, train_loop_per_worker
 
 
@@ -28,7 +29,7 @@ def run_config(
         name=name,
         storage_path=path,
         # Ray Train writes its run state there after each checkpoint, without retrying: retried
-        storage_filesystem=patient(fs),
+        storage_filesystem=patient(fs, upload.patience_s()),
         checkpoint_config=ray.train.CheckpointConfig(
             num_to_keep=cfg.train.keep_checkpoints,
             checkpoint_score_attribute="score",
