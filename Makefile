@@ -11,15 +11,29 @@ PYTEST_ARGS ?=
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# From the lock (exact versions, sha256 hashes), then the project itself without resolving anything
+# (--no-build-isolation: built with the lock's setuptools, not one fetched unpinned). The lock is
+# for CPython 3.11 on Linux x86_64 (the image's); on another interpreter or platform the wheels it
+# names do not exist, so the venv falls back to pyproject's ranges, and says so.
+LOCK_FITS := import sys, platform; sys.exit(sys.version_info[:2] != (3, 11) or \
+	sys.platform != "linux" or platform.machine() != "x86_64")
+$(STAMP): pyproject.toml requirements/dev.lock.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	@if $(PY) -c '$(LOCK_FITS)'; then \
+		echo "$(PY) -m pip install --require-hashes -r requirements/dev.lock.txt"; \
+		$(PY) -m pip install -q --require-hashes -r requirements/dev.lock.txt && \
+		$(PY) -m pip install -q --no-deps --no-build-isolation -e . ; \
+	else \
+		echo "warning: requirements/dev.lock.txt is for CPython 3.11 on Linux x86_64;" \
+			"installing from pyproject.toml's ranges instead (not reproducible)"; \
+		$(PY) -m pip install -q -e '.[dev]'; \
+	fi
 	@touch $(STAMP)
 
 # Lock files with sha256 hashes (Python 3.11, Linux x86_64, as in the image): the image installs
-# requirements/image.lock.txt with --require-hashes; requirements/dev.lock.txt pins the test tools
-# too (`pip install --require-hashes -r requirements/dev.lock.txt && pip install --no-deps -e .`).
+# requirements/image.lock.txt with --require-hashes; `make venv` (and so CI, .ci/run) installs
+# requirements/dev.lock.txt, which pins the test, lint and docs tools too.
 # Refresh after editing pyproject.toml or requirements/torch.in (needs uv: pip install uv).
 LOCK := $(VENV)/bin/uv pip compile pyproject.toml requirements/torch.in --generate-hashes \
 	--python-version 3.11 --python-platform x86_64-manylinux_2_28
@@ -37,12 +51,18 @@ test: $(STAMP)
 	$(PY) -m pytest -m "not slow and not gpu and not own_ray" $(PYTEST_ARGS)
 	$(PY) -m pytest -m "own_ray and not slow and not gpu" $(PYTEST_ARGS)
 
-# the dose check's tests (tests/unit/dose/test_dose_engine.py skips them without the extra):
-# installs the `dose` extra and pyRadPlan without its AI dependencies (docs/decisions/dose-engine.md)
-test-dose: $(STAMP)
-	$(PY) -m pip install -q -e '.[dev,dose]'
-	$(PY) -m pip install -q --no-deps pyradplan==0.5.0
-	$(PY) -m pytest tests/unit/dose $(PYTEST_ARGS)
+# the dose check's tests (tests/unit/dose skips them without the extra) in a venv of their own,
+# .venv-dose: .venv's packages plus the `dose` extra and pyRadPlan --no-deps, so that pyRadPlan's
+# pydantic<2.12 never changes .venv (scripts/dose_venv.py, docs/decisions/dose-engine.md)
+DOSE_VENV := .venv-dose
+DOSE_STAMP := $(DOSE_VENV)/.installed
+
+$(DOSE_STAMP): pyproject.toml scripts/dose_venv.py $(STAMP)
+	$(PY) scripts/dose_venv.py $(VENV) $(DOSE_VENV)
+	@touch $(DOSE_STAMP)
+
+test-dose: $(DOSE_STAMP)
+	$(DOSE_VENV)/bin/python -m pytest tests/unit/dose $(PYTEST_ARGS)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -m "not gpu and not own_ray" $(PYTEST_ARGS)
@@ -92,4 +112,4 @@ bench-autoscale: $(STAMP)
 	$(PY) -m bench.autoscale
 
 clean:
-	rm -rf $(VENV) build site *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DOSE_VENV) build site *.egg-info .pytest_cache .ruff_cache

@@ -7,8 +7,9 @@ as ``$RAY_SERVE_HAPROXY_BINARY_PATH -db -f CONFIG [...]``; :func:`install` write
 at that path which calls :func:`run`, which rewrites CONFIG and then execs the real binary:
 
 - every listener other than the endpoint's own frontends (``http_frontend``,
-  ``grpc_frontend``) is bound on the endpoint's host, or on 127.0.0.1 when the endpoint listens
-  on every interface (a pod's Service needs that; its stats page must not follow). Every
+  ``grpc_frontend``) is bound on loopback: 127.0.0.1, or the endpoint's own loopback host
+  (``::1``). Whether the endpoint listens on every interface (a pod's Service needs that) or on
+  one network address, its stats page and exporter do not follow it off the node. Every
   wildcard spelling is recognised: ``:N``, ``*:N``, ``0.0.0.0:N``, ``[::]:N``, ``:::N`` and
   the ``ipv4@`` / ``ipv6@`` prefixed forms;
 - the admin socket is mode 600;
@@ -17,7 +18,8 @@ at that path which calls :func:`run`, which rewrites CONFIG and then execs the r
   ``ssl crt <that PEM>``: the endpoint speaks only TLS.
 
 It fails closed: when the config is not what it can prove safe (no endpoint frontend, a bind it
-cannot parse, a TCP stats socket off loopback) HAProxy is not started: one line on stderr and
+cannot parse, a TCP stats socket off loopback, a ``peers`` or ``log-forward`` section, whose
+``peer`` / ``dgram-bind`` lines listen too) HAProxy is not started: one line on stderr and
 exit status 78 (EX_CONFIG), which Serve reports as a proxy that failed to start.
 """
 
@@ -46,11 +48,12 @@ TIMEOUTS = {
 }
 ENDPOINT_FRONTENDS = ("http_frontend", "grpc_frontend")
 LOOPBACK = "127.0.0.1"
-WILDCARD_HOSTS = {"", "*", "0.0.0.0", "::", "[::]"}
 FAMILY_PREFIX = re.compile(r"^(ipv4@|ipv6@|tcp@|tcp4@|tcp6@)")
 SECTION = re.compile(r"^(global|defaults|frontend|backend|listen|peers|resolvers|userlist|"
                      r"program|mailers|cache|ring|http-errors|log-forward)\b\s*(\S*)")  # fmt: skip
 EX_CONFIG = 78
+# sections whose `peer` / `dgram-bind` lines open listeners the guard does not rewrite
+UNPINNED_SECTIONS = ("peers", "log-forward")
 TLS_PEM_ENV = "HMSS_SERVE_TLS_PEM"  # certificate chain + key for the endpoint (serving/tls.py)
 
 SCRIPT = """#!{python}
@@ -87,10 +90,6 @@ def split_address(address: str) -> tuple[str, str, str]:
     return family, host, port
 
 
-def is_wildcard(host: str) -> bool:
-    return host in WILDCARD_HOSTS
-
-
 def _sections(lines: list[str]) -> list[tuple[str, str]]:
     """For each line, the (kind, name) of the section it belongs to."""
     current = ("", "")
@@ -103,8 +102,13 @@ def _sections(lines: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def is_loopback(host: str) -> bool:
+    return host.strip("[]").lower().startswith(("127.", "::1", "localhost"))
+
+
 def endpoint_host(lines: list[str]) -> str:
-    """Where the other listeners go: the endpoint's host, or loopback for a wildcard endpoint."""
+    """Where the other listeners go: the endpoint's host when that is loopback, else 127.0.0.1
+    (an endpoint on every interface, or on a network address)."""
     sections = _sections(lines)
     hosts = [
         split_address(line.split()[1].split(",")[0])[1]
@@ -113,7 +117,7 @@ def endpoint_host(lines: list[str]) -> str:
     ]
     if len(hosts) != 1:
         raise UnsafeConfig(f"expected one `bind` in `frontend http_frontend`, found {len(hosts)}")
-    return LOOPBACK if is_wildcard(hosts[0]) else hosts[0]
+    return hosts[0] if is_loopback(hosts[0]) else LOOPBACK
 
 
 def _pin_bind(line: str, host: str) -> str:
@@ -171,6 +175,9 @@ def secure_config(text: str) -> str:
     sections = _sections(lines)
     if not any(kind == "defaults" for kind, _ in sections):
         raise UnsafeConfig("no `defaults` section to put the timeouts in")
+    unpinned = sorted({kind for kind, _ in sections if kind in UNPINNED_SECTIONS})
+    if unpinned:
+        raise UnsafeConfig(f"a `{unpinned[0]}` section listens where the guard cannot pin it")
     out: list[str] = []
     timeouts_written = False
     for line, (kind, name) in zip(lines, sections, strict=True):

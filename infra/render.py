@@ -14,8 +14,10 @@ These are never edited by hand, so they cannot drift from their source:
 The KubeRay blocks are replaced in place, so the hand-written rest of each manifest keeps its
 comments.
 
-    python -m infra.render            # rewrite the generated blocks
+    python -m infra.render            # rewrite the generated blocks (refused while the base
+                                      # image's digest is the placeholder)
     python -m infra.render --check    # exit 1 when a committed manifest is stale (CI, tests)
+    python -m infra.render --allow-unpinned-image   # the repository's templates, placeholder kept
     python -m infra.render --serve serve/hmss-gpu.yaml --out /tmp/rayservice-gpu.yaml
 """
 
@@ -185,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only report stale files; exit 1")
     parser.add_argument("--serve", type=Path, default=SERVE_CONFIG, help="Serve config source")
     parser.add_argument("--out", type=Path, default=None, help="write the RayService here")
+    parser.add_argument(
+        "--allow-unpinned-image",
+        action="store_true",
+        help="write files although base_image_digest is the placeholder (the repository's "
+        "templates; such files build no image)",
+    )
     args = parser.parse_args(argv)
 
     expected = rendered(args.serve, args.out)
@@ -193,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         for path in outdated:
             print(f"{_show(path)} is stale: run `python -m infra.render`", file=sys.stderr)
         return 1 if outdated else 0
+    unpinned = site.unpinned_image(site.load_values())
+    if unpinned and not args.allow_unpinned_image:
+        print(f"error: {unpinned}", file=sys.stderr)
+        return 2
     for path in outdated:
         path.write_text(expected[path])
         print(f"wrote {_show(path)}")

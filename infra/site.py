@@ -43,6 +43,24 @@ def load_values(path: Path = VALUES) -> dict[str, str]:
     return values
 
 
+# values.yaml's stand-in until a site fills in the real digest (no registry is reachable here)
+PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+
+
+def unpinned_image(v: dict[str, str]) -> str | None:
+    """Why the values cannot build a deployable image (the base image's digest is still the
+    placeholder), with the command that prints the real one; None when it is pinned."""
+    if v["base_image_digest"] != PLACEHOLDER_DIGEST:
+        return None
+    base = v["base_image"]
+    return (
+        f"infra/values.yaml: base_image_digest is the zero placeholder; put in the digest that "
+        f"`docker buildx imagetools inspect {base} --format '{{{{json .Manifest.Digest}}}}'` "
+        f"(or `crane digest {base}`) prints, or pass --allow-unpinned-image to render the "
+        f"repository's templates"
+    )
+
+
 def image(v: dict[str, str]) -> str:
     return f"{ecr_host(v)}/{v['image_repository']}:{v['image_tag']}"
 

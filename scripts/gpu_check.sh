@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make gpu-check`: on a bare machine with an NVIDIA GPU and Python 3.10+, set up .venv
-# (pip install -e '.[dev]'), run the tests marked `gpu` and bench/gpu_check.py on one GPU, print
+# (make venv: the hashed lock), run the tests marked `gpu` and bench/gpu_check.py on one GPU, print
 # their results and leave them under $GPU_CHECK_OUT (default outputs/gpu_check). About 8 minutes:
 # the install takes most of it on a fresh machine. Without an NVIDIA GPU it says so, installs
 # nothing and exits 0. A GPU that the installed torch cannot use is a failure (exit 1).
@@ -17,7 +17,7 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
     exit 0
 fi
 nvidia-smi -L
-say "setting up .venv with $PYTHON (make venv: pip install -e '.[dev]')"
+say "setting up .venv with $PYTHON (make venv: requirements/dev.lock.txt)"
 if ! make --no-print-directory venv PYTHON="$PYTHON"; then
     say "failed: make venv"
     exit 1

@@ -16,6 +16,7 @@ a whole demo epoch, and it is paid again by every new worker of every trial.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.polynomial import legendre
@@ -32,7 +33,7 @@ GAMMA_RANGE = (0.7, 1.5)
 class Augmentation:
     """Random paired transforms of one (C, H, W) sample, drawn from one seeded generator."""
 
-    def __init__(self, cfg: AugmentConfig, seed: int | None = None) -> None:
+    def __init__(self, cfg: AugmentConfig, seed: int | Sequence[int] | None = None) -> None:
         self.cfg = cfg
         self.rng = np.random.default_rng(seed)
 
@@ -99,7 +100,7 @@ def adjust_contrast(image: np.ndarray, gamma: float) -> np.ndarray:
     return ((image - low) / (span + 1e-7)) ** gamma * span + low
 
 
-def build_augmentation(cfg: AugmentConfig, seed: int | None = None) -> Augmentation:
+def build_augmentation(cfg: AugmentConfig, seed: int | Sequence[int] | None = None) -> Augmentation:
     """The paired transforms of ``cfg`` over dicts of (C, H, W) arrays with keys mr, ct, mask."""
     return Augmentation(cfg, seed)
 
@@ -136,7 +137,7 @@ def augment_batch(batch: dict[str, np.ndarray], transform: Augmentation) -> dict
 class BatchAugmenter:
     """Callable for ``Dataset.map_batches`` (a class so each Ray actor/task builds it once)."""
 
-    def __init__(self, cfg: AugmentConfig, seed: int | None = None) -> None:
+    def __init__(self, cfg: AugmentConfig, seed: int | Sequence[int] | None = None) -> None:
         self.transform = build_augmentation(cfg, seed)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

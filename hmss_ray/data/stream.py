@@ -36,11 +36,32 @@ def _check_channels(data_uri: str, channels: int) -> None:
         )
 
 
-def _augment(batch: dict[str, np.ndarray], augment: AugmentConfig) -> dict[str, np.ndarray]:
+def _augment(
+    batch: dict[str, np.ndarray], augment: AugmentConfig, seed: int
+) -> dict[str, np.ndarray]:
     # imported here: only augmenting tasks need it (it imports neither torch nor MONAI)
     from hmss_ray.data.augment import BatchAugmenter
 
-    return BatchAugmenter(augment)(batch)
+    return BatchAugmenter(augment, batch_seed(seed))(batch)
+
+
+def batch_seed(seed: int) -> list[int]:
+    """The augmentation seed of the batch this Ray Data task is about to augment.
+
+    ``train.seed``, the task's index in its operator and the batch's number within the task:
+    Ray Data numbers a map operator's tasks in the order their inputs arrive, and with the order
+    kept (``ingest_options``) that is the stream's order, so one seed draws the same transforms
+    for the same rows in every run, and each epoch's pass (later tasks) draws new ones. Outside a
+    Ray Data task (a plain call) the task index is -1.
+    """
+    from ray.data._internal.execution.interfaces.task_context import TaskContext
+
+    context = TaskContext.get_current()
+    if context is None:
+        return [seed, 0, 0]
+    count = context.kwargs.get("hmss_batches", 0)
+    context.kwargs["hmss_batches"] = count + 1
+    return [seed, context.task_idx + 1, count]
 
 
 def _read_parquet_listed(paths: list[str], fs: Any) -> ray.data.Dataset:
@@ -102,10 +123,14 @@ def build_datasets(
     epochs = sum(cfg.train.stage_epochs) if epochs is None else epochs
     train = read_split(data_uri, "train", cfg.in_channels, max(epochs, 1), cfg.train.seed)
     if cfg.augment.enabled:
-        # a plain function (not an actor pool): building the MONAI Compose is cheap, and actors
-        # would hold CPUs that the Train workers need on small machines
+        # a plain function (not an actor pool): building the transforms is cheap, and actors
+        # would hold CPUs that the Train workers need on small machines; seeded per batch
+        # (batch_seed), so the same train.seed augments the same rows the same way
         train = train.map_batches(
-            _augment, fn_kwargs={"augment": cfg.augment}, batch_format="numpy", batch_size=32
+            _augment,
+            fn_kwargs={"augment": cfg.augment, "seed": cfg.train.seed},
+            batch_format="numpy",
+            batch_size=32,
         )
     train.context.execution_options = ingest_options()
     return {"train": train}

@@ -70,7 +70,7 @@ def command(args: argparse.Namespace) -> int:
         organs = {n: read_mask(p, ct, f"--oar {n}") for n, p in oars.items()}
     body = read_mask(args.body, ct, "body") if args.body else body_from_ct(ct.array)
     structures = Structures(body=body, target=target & body, oars=organs)
-    check = check_case(ct.array, sct.array, structures, ct.spacing, modalities, args.grid_mm)
+    check = check_case(ct.array, sct.array, structures, ct.affine, modalities, args.grid_mm)
     print(summary_table(check))
     if args.json:
         Path(args.json).write_text(json.dumps({m: r for m, r in check.rows.items()}, indent=2))

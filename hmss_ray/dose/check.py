@@ -10,16 +10,27 @@ import numpy as np
 
 from hmss_ray.config import UserError
 from hmss_ray.dose.engine import Modality, PlanResult, Structures, plan_and_recompute
-from hmss_ray.dose.grid import DEFAULT_SPACING_MM, DoseGrid, dose_grid, resample_hu, resample_mask
+from hmss_ray.dose.grid import (
+    DEFAULT_SPACING_MM,
+    DoseGrid,
+    PatientFrame,
+    dose_grid,
+    resample_hu,
+    resample_mask,
+)
 from hmss_ray.dose.metrics import compare, dvh
 
 
 @dataclass
 class DoseCheck:
-    """A case's check: per modality, the plan result and its difference row (``compare``)."""
+    """A case's check: per modality, the plan result and its difference row (``compare``).
+
+    Doses and structures are on the dose grid, in the patient frame (LPS axes; ``frame.inverse``
+    puts an array back in the input's storage order)."""
 
     grid: DoseGrid
     structures: Structures  # on the dose grid
+    frame: PatientFrame
     plans: dict[Modality, PlanResult] = field(default_factory=dict)
     rows: dict[Modality, dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
@@ -52,25 +63,35 @@ def check_case(
     ct_hu: np.ndarray,
     sct_hu: np.ndarray,
     structures: Structures,
-    spacing: Sequence[float],
+    affine: np.ndarray,
     modalities: Sequence[Modality] = (Modality.PHOTON, Modality.PROTON),
     grid_mm: float = DEFAULT_SPACING_MM,
 ) -> DoseCheck:
-    """Plan every modality on ``ct_hu`` and recompute on ``sct_hu`` (both on the CT's grid,
-    voxel size ``spacing`` mm), on a dose grid of about ``grid_mm``."""
+    """Plan every modality on ``ct_hu`` and recompute on ``sct_hu``, on a dose grid of about
+    ``grid_mm``. CT, sCT and structures are arrays on one grid in any storage order, ``affine``
+    its voxel -> RAS+ mm matrix: the beams are placed in the patient frame (:mod:`.grid`)."""
     if np.shape(ct_hu) != np.shape(sct_hu):
         raise UserError(f"sCT {np.shape(sct_hu)} and CT {np.shape(ct_hu)} are not on one grid")
+    if np.shape(affine) != (4, 4):
+        raise UserError(f"the CT's affine must be 4x4 (voxel -> RAS mm), got {np.shape(affine)}")
     started = time.perf_counter()
-    grid = dose_grid(np.shape(ct_hu), tuple(spacing), grid_mm)
-    body = resample_mask(structures.body, grid)
+    frame = PatientFrame.of(affine)
+    grid = dose_grid(frame.forward(ct_hu).shape, frame.spacing, grid_mm)
+
+    def mask(array: np.ndarray) -> np.ndarray:
+        return resample_mask(frame.forward(array), grid)
+
+    body = mask(structures.body)
     coarse = Structures(
         body=body,
-        target=resample_mask(structures.target, grid) & body,
-        oars={n: resample_mask(m, grid) & body for n, m in structures.oars.items()},
+        target=mask(structures.target) & body,
+        oars={n: mask(m) & body for n, m in structures.oars.items()},
     )
     # outside the body both are air: the couch and what the MR cannot see do not count
-    ct, sct = (np.where(body, resample_hu(v, grid), -1000.0) for v in (ct_hu, sct_hu))
-    check = DoseCheck(grid, coarse)
+    ct, sct = (
+        np.where(body, resample_hu(frame.forward(v), grid), -1000.0) for v in (ct_hu, sct_hu)
+    )
+    check = DoseCheck(grid, coarse, frame)
     for modality in modalities:
         plan = plan_and_recompute(ct, sct, coarse, grid, modality)
         check.plans[modality] = plan

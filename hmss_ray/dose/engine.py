@@ -28,8 +28,10 @@ INSTALL_HINT = (
     "&& pip install --no-deps pyradplan==0.5.0 (docs/decisions/dose-engine.md)"
 )
 PRESCRIPTION_GY = 2.0  # one fraction; every reported dose is relative to it
+# gantry angles (IEC 61217, patient supine head first: 0 from anterior, 90 from the patient's
+# left) on arrays in the patient (LPS) frame, which hmss_ray.dose.grid.PatientFrame provides
 PHOTON_ANGLES = (0.0, 72.0, 144.0, 216.0, 288.0)  # five equispaced coplanar beams
-PROTON_ANGLES = (90.0, 270.0, 0.0)  # two opposed lateral fields and one more: 3 fields
+PROTON_ANGLES = (90.0, 270.0, 0.0)  # left and right lateral, anterior: 3 fields
 BIXEL_MM = 5.0
 MAX_ITERATIONS = 100  # L-BFGS-B; the objective is flat well before (docs/dose.md)
 
@@ -66,6 +68,7 @@ class PlanResult:
     dose_sct: np.ndarray
     angles: tuple[float, ...]
     range_shift_mm: list[float] | None = None  # per proton field: median WEPL change at target
+    range_shift_abs_mm: list[float] | None = None  # per proton field: mean |WEPL change| there
     seconds: float = 0.0
 
 
@@ -94,7 +97,8 @@ def _quiet() -> Iterator[None]:
 
 
 def _image(array: np.ndarray, grid: DoseGrid) -> Any:
-    """(X, Y, Z) array -> SimpleITK image of the dose grid (origin 0)."""
+    """(X, Y, Z) array in the LPS frame -> SimpleITK image of the dose grid (origin 0, identity
+    direction: SimpleITK's world is LPS, so the engine's gantry angles are IEC 61217 ones)."""
     import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(array, (2, 1, 0))))
@@ -158,9 +162,12 @@ def _plan(modality: Modality, ct: Any, angles: Sequence[float]) -> Any:
     return IonPlan(radiation_mode="protons", machine="Generic", **props)
 
 
-def range_shifts(ct: Any, sct: Any, stf: Any, target: np.ndarray) -> list[float]:
+def range_shifts(
+    ct: Any, sct: Any, stf: Any, target: np.ndarray
+) -> tuple[list[float], list[float]]:
     """Per field: the median over target voxels of the water-equivalent path length from the
-    source, sCT minus CT (mm, through the engine's own HU -> stopping-power table). Positive: the
+    source, sCT minus CT (mm, through the engine's own HU -> stopping-power table), and the mean
+    of its magnitude (no cancelling between voxels whose errors differ in sign). Positive: the
     sCT holds more stopping power upstream, so the CT's spots stop short of where they were
     planned to."""
     import SimpleITK as sitk
@@ -171,12 +178,13 @@ def range_shifts(ct: Any, sct: Any, stf: Any, target: np.ndarray) -> list[float]
     tracer = RayTracerSiddon([ct.compute_wet(hlut), sct.compute_wet(hlut)])
     tracer.lateral_cut_off = 50.0
     inside = np.transpose(target, (2, 1, 0))  # SimpleITK's (Z, Y, X)
-    shifts = []
+    medians, magnitudes = [], []
     for beam in stf.beams:
         depth_ct, depth_sct = (sitk.GetArrayFromImage(c) for c in tracer.trace_cubes(beam))
         delta = (depth_sct - depth_ct)[inside & np.isfinite(depth_ct) & np.isfinite(depth_sct)]
-        shifts.append(float(np.median(delta)) if delta.size else float("nan"))
-    return shifts
+        medians.append(float(np.median(delta)) if delta.size else float("nan"))
+        magnitudes.append(float(np.mean(np.abs(delta))) if delta.size else float("nan"))
+    return medians, magnitudes
 
 
 def plan_and_recompute(
@@ -209,8 +217,10 @@ def plan_and_recompute(
         # than the engine's forward calculation here, and the same numbers
         dij_sct = calc_dose_influence(sct, sct_cst, stf, pln)
         dose_sct = _array(dij_sct.compute_result_ct_grid(weights * scale)["physical_dose"])
-        shifts = (
-            range_shifts(ct, sct, stf, structures.target) if modality is Modality.PROTON else None
+        shifts, spread = (
+            range_shifts(ct, sct, stf, structures.target)
+            if modality is Modality.PROTON
+            else (None, None)
         )
-    return PlanResult(modality, dose_ct * scale, dose_sct, angles, shifts,
+    return PlanResult(modality, dose_ct * scale, dose_sct, angles, shifts, spread,
                       time.perf_counter() - started)  # fmt: skip

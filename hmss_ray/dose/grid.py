@@ -3,17 +3,61 @@
 A 256x256x180 CT at 1 mm has 11.8 M voxels; a pencil-beam dose influence matrix on it would take
 minutes and gigabytes. Planning and recomputation both run on the same coarse grid (box-averaged
 HU, structure fractions >= 0.5), so a CT/sCT difference is never hidden by resampling one but not
-the other. Arrays stay in the storage order of the input (X, Y, Z); beam angles are in that frame.
+the other.
+
+Before that, every array is reordered to the patient frame the engine's gantry angles are defined
+in (:class:`PatientFrame`): axes permuted and flipped to the closest LPS (DICOM patient axes:
+x to the patient's left, y posterior, z superior), so that gantry 0 is a beam from anterior and
+gantry 90 one from the patient's left (IEC 61217, patient supine head first), whatever the
+input's storage order. An oblique input keeps its obliquity (the closest axes are used): the
+beams are then off by that angle, a few degrees at most for scanner data.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
 DEFAULT_SPACING_MM = 4.0
+PATIENT_AXES = ("L", "P", "S")  # the engine's world frame: SimpleITK's (DICOM's) LPS
+
+
+@dataclass(frozen=True)
+class PatientFrame:
+    """The way from an input's storage order to the patient (LPS) frame, and back.
+
+    ``forward`` and ``inverse`` permute and flip axes only: nothing is interpolated.
+    """
+
+    to_patient: np.ndarray  # nibabel orientation transform, storage -> LPS
+    to_storage: np.ndarray  # LPS -> storage
+    spacing: tuple[float, float, float]  # mm along the LPS axes
+
+    @classmethod
+    def of(cls, affine: np.ndarray) -> PatientFrame:
+        """The frame of arrays whose voxel -> RAS+ mm matrix is ``affine``."""
+        storage = nib.orientations.io_orientation(np.asarray(affine, dtype=np.float64))
+        patient = nib.orientations.axcodes2ornt(PATIENT_AXES)
+        zooms = np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))
+        spacing = np.empty(3)
+        spacing[storage[:, 0].astype(int)] = zooms  # RAS and LPS share the axis order
+        x, y, z = (float(v) for v in spacing)
+        return cls(
+            nib.orientations.ornt_transform(storage, patient),
+            nib.orientations.ornt_transform(patient, storage),
+            (x, y, z),
+        )
+
+    def forward(self, array: np.ndarray) -> np.ndarray:
+        """A storage-order array in the patient frame (a view where possible)."""
+        return nib.orientations.apply_orientation(np.asarray(array), self.to_patient)
+
+    def inverse(self, array: np.ndarray) -> np.ndarray:
+        """A patient-frame array back in the input's storage order."""
+        return nib.orientations.apply_orientation(np.asarray(array), self.to_storage)
 
 
 @dataclass(frozen=True)

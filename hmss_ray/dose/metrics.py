@@ -70,6 +70,8 @@ def compare(result: PlanResult, structures: Structures, grid: DoseGrid) -> dict[
         row["range_shift_mm"] = float(np.nanmean(np.abs(shifts))) if shifts.size else float("nan")
         for n, shift in enumerate(shifts):
             row[f"range_shift_field{n + 1}_mm"] = float(shift)
+    if result.range_shift_abs_mm:
+        row["range_shift_abs_mm"] = float(np.nanmean(result.range_shift_abs_mm))
     row["seconds"] = result.seconds
     return row
 

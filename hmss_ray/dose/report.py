@@ -21,7 +21,8 @@ METRICS = (
 )
 DEFINITIONS = """\
 Dose: a plan optimised on the CT (photons: 5 coplanar beams; protons: 3 pencil-beam scanning
-fields; pyRadPlan), recomputed unchanged on the sCT, on a 4 mm dose grid. Δ = sCT − CT in % of the
+fields, left, right and anterior; pyRadPlan; gantry angles in patient coordinates, IEC 61217),
+recomputed unchanged on the sCT, on a 4 mm dose grid. Δ = sCT − CT in % of the
 prescription (the CT plan's target median); mean |ΔD| over body voxels above 10 % of the
 prescription; global gamma (pymedphys) with a 10 % low-dose cutoff; range shift: median over the
 target of the water-equivalent path length change, mean |·| over the proton fields. A research

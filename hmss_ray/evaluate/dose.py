@@ -66,8 +66,9 @@ def dose_row(
 ) -> tuple[dict[str, float], list[tuple[str, str]]]:
     """The patient's dose columns (``<modality>_<metric>``) and its figures (name, caption)."""
     structures = case_structures(ref, case)
-    spacing = Volume(sct, case.affine).spacing
-    check = check_case(np.asarray(case.ct), sct, structures, spacing, job.modalities, job.grid_mm)
+    check = check_case(
+        np.asarray(case.ct), sct, structures, case.affine, job.modalities, job.grid_mm
+    )
     from hmss_ray.evaluate.figures import save
 
     written = []

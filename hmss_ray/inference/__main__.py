@@ -29,7 +29,11 @@ qa.png, qa.json, qa.html), summary.json, qa_report.pdf and index.html (open it i
 the QA page, no server needed); a failing study is reported and skipped (--ray: on Ray Data):
   hmss-ray predict --model outputs/demo/registry/demo -i cohort/ -o results/
 Of several DICOM series, the only MR volume is taken, or the one --series-uid or
---series-description (a regular expression) names.
+--series-description (a regular expression) names. --ct puts a CT and the sCT - CT difference
+into the QA (and its MAE inside the body into qa.json): for a folder of studies, a folder with
+each study's CT by the study's name (ct/anna.nii.gz, ct/carl/ ...); for one study, its CT, and
+-o is then a result folder as for a batch of one:
+  hmss-ray predict --model outputs/demo/registry/demo -i cohort/ --ct cohort_ct/ -o results/
 
 exit status: 0 written, 1 some studies of a batch failed (the others are written), 2 bad
 arguments or an input that cannot be read or synthesised
@@ -69,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=["nifti", "mha", "nrrd", "dicom"],
                         default="nifti", help="a batch's sCT format (default nifti)")  # fmt: skip
     parser.add_argument("--no-qa", action="store_true", help="a batch without QA figures")
+    parser.add_argument(
+        "--ct",
+        help="a CT for the QA (CT, difference, MAE): one study's CT, or for a folder of "
+        "studies a folder of CTs named as the studies",
+    )
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (off anyway off a terminal)")  # fmt: skip
     parser.add_argument("--ray", action="store_true",
                         help="a batch on Ray Data: an actor pool sized to the GPUs or CPUs "
                         "(RAY_ADDRESS: a cluster's; else a local Ray)")  # fmt: skip
@@ -85,6 +96,13 @@ def command(args: argparse.Namespace) -> int:
     from hmss_ray.inference.batch import is_batch
 
     if storage.is_remote(args.input) or is_batch(Path(args.input)):
+        return batch_command(args)
+    if args.ct:  # one study with its CT: a result folder, as a batch of one
+        from hmss_ray.config import UserError
+        from hmss_ray.io.formats import SUFFIXES
+
+        if args.output.lower().endswith(tuple(SUFFIXES)):
+            raise UserError(f"with --ct, -o is a folder for the study's results, not {args.output}")
         return batch_command(args)
     return volume_command(args)
 
@@ -105,13 +123,14 @@ def batch_command(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace, source, output) -> int:
-    from tqdm import tqdm
+    from pathlib import Path
 
     from hmss_ray.inference import batch
+    from hmss_ray.inference.progress import Bars
     from hmss_ray.inference.synthesizer import Synthesizer
     from hmss_ray.io import Format
 
-    studies = batch.find_studies(source)
+    studies = batch.find_studies(source, Path(args.ct) if args.ct else None)
     options = batch.BatchOptions(
         format=Format(args.format), region=args.region, series=_series_rule(args),
         qa=not args.no_qa, overwrite=args.overwrite,
@@ -126,8 +145,8 @@ def _batch(args: argparse.Namespace, source, output) -> int:
               f"({int(stats['actors'])} actor(s), {stats['seconds']:.1f} s)")  # fmt: skip
     else:
         synth = Synthesizer.from_uri(args.model, device=args.device, tta=args.tta)
-        with tqdm(total=len(studies), unit="study", file=sys.stderr) as progress:
-            results = batch.predict_batch(synth, studies, output, options, progress)
+        with Bars(len(studies), enabled=False if args.no_progress else None) as bars:
+            results = batch.predict_batch(synth, studies, output, options, bars)
     print(batch.summary_table(results))
     return 0 if all(r.status == "ok" for r in results) else 1
 

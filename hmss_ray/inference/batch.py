@@ -7,8 +7,10 @@ volume file (NIfTI, MetaImage, NRRD), a DICOM ``.zip`` or ``.dcm`` (e.g. an Enha
 DICOM folder (its series anywhere below it). Hidden entries are ignored.
 
 Each study gets ``<output>/<study>/`` with ``sct.<ext>`` (or ``sct/``, a DICOM series), with
-TTA or an ensemble ``spread.nii.gz`` (the passes' standard deviation in HU), ``qa.png``,
-``qa.json`` and ``qa.html`` (the browser QA page, :mod:`hmss_ray.qa.web`); the batch gets
+TTA or an ensemble ``spread.<ext>`` (the passes' standard deviation in HU; ``spread.dcm``, a
+Parametric Map, beside a DICOM series), ``qa.png``, ``qa.json`` and ``qa.html`` (the browser QA
+page, :mod:`hmss_ray.qa.web`), with the CT and the difference when a CT is given
+(:func:`find_studies`' ``ct``; :mod:`.study_files`); the batch gets
 ``summary.json``, ``qa_report.pdf``, ``index.html`` and ``qa-viewer/`` (the page's NiiVue).
 A study folder is written under a temporary name and renamed when complete, so a planning
 system's import never sees half a study; a study that fails is reported, leaves nothing
@@ -25,24 +27,39 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hmss_ray import storage
 from hmss_ray.config import UserError
+from hmss_ray.inference.study_files import read_ct, write_qa, write_volumes
 from hmss_ray.inference.synthesizer import Synthesizer, synthesize_with_spread
-from hmss_ray.io import Format, Volume, format_to_read, read_volume, write_volume
+from hmss_ray.io import Format, format_to_read, read_volume
 from hmss_ray.io.dicom_select import SeriesRule
 from hmss_ray.io.dicom_write import SeriesInfo
-from hmss_ray.qa import figure, flags, web
+from hmss_ray.io.formats import find_volume
+from hmss_ray.qa import figure, web
 
 DICOM_SUFFIXES = (".dcm", ".ima")
-SUFFIX = {Format.NIFTI: "sct.nii.gz", Format.MHA: "sct.mha", Format.NRRD: "sct.nrrd"}
 
 
 @dataclass(frozen=True)
 class Study:
     name: str  # the output folder's name
     path: Path
+    ct: Path | None = None  # a CT of the same patient and frame of reference, for QA
+
+
+class Progress(Protocol):
+    """What a batch tells its caller as it goes (the command draws bars; the library is quiet)."""
+
+    def study(self, name: str) -> None:
+        """A study starts."""
+
+    def slices(self, done: int, total: int) -> None:
+        """Slices of the current study through the model so far (monotone, ends at total)."""
+
+    def finished(self) -> None:
+        """The current study is written or has failed."""
 
 
 @dataclass
@@ -54,6 +71,7 @@ class StudyResult:
     error: str = ""
     outputs: list[str] = field(default_factory=list)
     qa: dict[str, Any] = field(default_factory=dict)
+    ct: str = ""  # the CT the QA compared with (--ct), if any
 
 
 @dataclass(frozen=True)
@@ -74,13 +92,30 @@ class BatchOptions:
                       "series": SeriesRule(**series) if series else None})  # fmt: skip
 
 
-def find_studies(root: Path) -> list[Study]:
-    """The studies under ``root`` (see the module docstring), sorted by name."""
+def find_studies(root: Path, ct: Path | None = None) -> list[Study]:
+    """The studies under ``root`` (see the module docstring), sorted by name.
+
+    Args:
+        root: one study, or a folder of studies.
+        ct: for one study, its CT (a volume file or DICOM folder/zip); for a folder of studies,
+            a folder holding each study's CT under the study's name (``<ct>/<study>.nii.gz``,
+            any readable suffix, or a DICOM folder ``<ct>/<study>/``); a study without one
+            there has no CT.
+    """
     if not root.exists():
         raise UserError(f"{root}: no such file or folder")
+    if ct is not None and not ct.exists():
+        raise UserError(f"{ct}: no such file or folder (--ct)")
     if not is_batch(root):
-        return [Study(_stem(root), root)]
-    studies = [Study(_stem(p), p) for p in sorted(root.iterdir()) if not p.name.startswith(".")]
+        return [Study(_stem(root), root, ct)]
+    if ct is not None and not ct.is_dir():
+        raise UserError(f"--ct {ct}: for a folder of studies, give a folder of CTs by study name")
+    cts = None if ct is None else ct.resolve()  # a CT folder inside the input is no study
+    studies = [
+        Study(_stem(p), p, None if ct is None else find_volume(ct, _stem(p)))
+        for p in sorted(root.iterdir())
+        if not p.name.startswith(".") and p.resolve() != cts
+    ]
     if not studies:
         raise UserError(f"{root} holds no study")
     return studies
@@ -133,17 +168,21 @@ def local_folders(input_uri: str, output_uri: str) -> Iterator[tuple[Path, Path]
 
 
 def predict_batch(
-    synth: Synthesizer, studies: list[Study], output: Path, options: BatchOptions, progress=None
+    synth: Synthesizer,
+    studies: list[Study],
+    output: Path,
+    options: BatchOptions,
+    progress: Progress | None = None,
 ) -> list[StudyResult]:
     """Every study through ``synth``; a failing one is recorded and skipped."""
     output.mkdir(parents=True, exist_ok=True)
     results = []
     for study in studies:
         if progress is not None:
-            progress.set_postfix_str(study.name)
-        results.append(predict_study(synth, study, output, options))
+            progress.study(study.name)
+        results.append(predict_study(synth, study, output, options, progress))
         if progress is not None:
-            progress.update(1)
+            progress.finished()
     finish_batch(results, output, options, synth.info.to_dict())
     return results
 
@@ -163,7 +202,11 @@ def finish_batch(
 
 
 def predict_study(
-    synth: Synthesizer, study: Study, output: Path, options: BatchOptions
+    synth: Synthesizer,
+    study: Study,
+    output: Path,
+    options: BatchOptions,
+    progress: Progress | None = None,
 ) -> StudyResult:
     target = output / study.name
     start = time.perf_counter()
@@ -171,7 +214,7 @@ def predict_study(
         return StudyResult(study.name, "failed", 0.0, error=f"{target} exists (--overwrite)")
     staging = Path(tempfile.mkdtemp(prefix=f".{study.name}.partial-", dir=output))
     try:
-        result = _predict_into(synth, study, staging, options)
+        result = _predict_into(synth, study, staging, options, progress)
         if target.exists():  # --overwrite: the old result goes only once the new one is whole
             shutil.rmtree(target)
         staging.rename(target)
@@ -187,49 +230,26 @@ def predict_study(
 
 
 def _predict_into(
-    synth: Synthesizer, study: Study, folder: Path, options: BatchOptions
+    synth: Synthesizer, study: Study, folder: Path, options: BatchOptions, progress
 ) -> StudyResult:
     mr = read_volume(study.path, synth.cfg.io, options.series)
-    sct, spread, body = synthesize_with_spread(synth, mr, region=options.region)
+    ct = read_ct(study.ct, mr, synth.cfg.io)  # before the model runs: a bad CT fails fast
+    slices = None if progress is None else progress.slices
+    sct, spread, body = synthesize_with_spread(synth, mr, region=options.region, progress=slices)
     series = mr.meta.get("series_choice") or str(format_to_read(study.path))
     info = SeriesInfo(
-        model=synth.info.name, version=synth.info.version, source=mr.meta.get("dicom")
+        model=synth.info.name, version=synth.info.version, source=mr.meta.get("dicom"),
+        uid_root=synth.cfg.io.uid_root,
+    )  # fmt: skip
+    outputs = write_volumes(sct, spread, mr, folder, options.format, info)
+    arrays = {"sct": sct.array, "body": body, "spread": None if spread is None else spread.array,
+              "ct": ct}  # fmt: skip
+    low, high = synth.cfg.data.hu_range
+    qa, written = write_qa(
+        folder, study.name, arrays, mr, (low, high), _caption(synth), series, options.qa
     )
-    name = "sct" if options.format is Format.DICOM else SUFFIX[options.format]
-    write_volume(sct, folder / name, series=info)
-    outputs = [name]
-    if spread is not None:
-        write_volume(spread, folder / "spread.nii.gz")
-        outputs.append("spread.nii.gz")
-    result = StudyResult(study.name, "ok", 0.0, series=series, outputs=outputs)
-    hu_range = tuple(synth.cfg.data.hu_range)
-    sct_ras, body_ras, spread_ras = _canonical(sct, body, spread, mr)
-    qa = flags.check(sct_ras, body_ras, hu_range, spread_ras)  # type: ignore[arg-type]
-    result.qa = qa.to_dict()
-    (folder / "qa.json").write_text(json.dumps({"series": series, **result.qa}, indent=2))
-    if options.qa:
-        images = figure.StudyImages(
-            study.name, mr.affine, mr.array, sct.array, body,
-            None if spread is None else spread.array, qa=qa, caption=_caption(synth),
-        )  # fmt: skip
-        figure.write_png(images, folder / "qa.png")
-        page = web.StudyPage(
-            study.name, mr.affine, mr.array, sct.array, images.spread, qa=result.qa,
-            caption=images.caption,
-        )  # fmt: skip
-        web.write_study_page(folder, page)
-        outputs += ["qa.png", "qa.html", "qa-data.js"]
-    return result
-
-
-def _canonical(sct: Volume, body, spread: Volume | None, mr: Volume):
-    """The QA checks run on RAS+ axes: their per-slice outline is axial whatever the storage."""
-    affine = mr.affine
-    return (
-        figure.canonical(sct.array, affine),
-        figure.canonical(body, affine),
-        None if spread is None else figure.canonical(spread.array, affine),
-    )
+    return StudyResult(study.name, "ok", 0.0, series=series, outputs=outputs + written, qa=qa,
+                       ct=str(study.ct or ""))  # fmt: skip
 
 
 def _caption(synth: Synthesizer) -> str:

@@ -52,9 +52,11 @@ class _Predictor:
 
     def __call__(self, rows: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, list] = {"row": []}
-        for name, path, output in zip(rows["name"], rows["path"], rows["output"], strict=True):
-            result = predict_study(self.synth, Study(name, Path(path)), Path(output), self.options)
-            out["row"].append(asdict(result))
+        for name, path, ct, output in zip(
+            rows["name"], rows["path"], rows["ct"], rows["output"], strict=True
+        ):
+            study = Study(name, Path(path), Path(ct) if ct else None)
+            out["row"].append(asdict(predict_study(self.synth, study, Path(output), self.options)))
         return out
 
 
@@ -74,7 +76,10 @@ def predict_batch_ray(
     init_ray()
     output.mkdir(parents=True, exist_ok=True)
     size = pool_size(ray.cluster_resources(), len(studies))
-    items = [{"name": s.name, "path": str(s.path), "output": str(output)} for s in studies]
+    items = [
+        {"name": s.name, "path": str(s.path), "ct": str(s.ct or ""), "output": str(output)}
+        for s in studies
+    ]
     start = time.perf_counter()
     rows = (
         ray.data.from_items(items, override_num_blocks=len(items))

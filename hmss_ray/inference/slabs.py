@@ -33,6 +33,8 @@ SLAB_VOXELS = 1 << 22  # voxels of float32 per slab when gathering (16 MiB)
 # (B, 2k+1, S, S) float32 stacks -> (B, S, S) float32 generator output in [-1, 1]; with a
 # spread canvas, also (B, S, S) float32: the spread of the TTA/ensemble passes in HU
 Predict = Callable[[np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray]"]
+# (slices done, slices in all): called once before the first batch and after every batch
+Progress = Callable[[int, int], None]
 
 
 def canvas_part(mr: np.ndarray, place: preprocess.Placement, z0: int, z1: int) -> np.ndarray:
@@ -66,19 +68,22 @@ def generate(
     predict: Predict,
     batch_slices: int,
     spread: np.ndarray | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """int16 HU on the canvas (S, S, Z): ``predict`` on every axial slice with body in it.
 
     Each batch of slices is sampled from ``mr`` with its ``cfg.context_slices`` neighbours,
     normalised (:func:`mr_norm`) and masked as in training; empty slices stay air. ``spread``
     (float32, the canvas's shape, zeros): filled with the passes' spread in HU, which ``predict``
-    then returns beside its output.
+    then returns beside its output. ``progress``: told the body slices done after each batch.
     """
     norm, k = mr_norm(mr, place, cfg), cfg.context_slices
     depth = place.mask.shape[2]
     sct = np.full(place.mask.shape, AIR_HU, np.int16)
     fraction, _ = preprocess.kept_slices(place.mask, cfg.min_mask_fraction)
     body_slices = np.flatnonzero(fraction > 0)
+    if progress is not None:
+        progress(0, len(body_slices))
     for start in range(0, len(body_slices), batch_slices):
         idx = body_slices[start : start + batch_slices]
         lo, hi = max(int(idx[0]) - k, 0), min(int(idx[-1]) + k + 1, depth)
@@ -93,6 +98,8 @@ def generate(
         hu = unit_to_ct(out, cfg.hu_range)  # (B, S, S)
         np.clip(np.rint(hu, out=hu), -32768, 32767, out=hu)
         sct[:, :, idx] = np.moveaxis(hu, 0, 2)
+        if progress is not None:
+            progress(start + len(idx), len(body_slices))
     return sct
 
 

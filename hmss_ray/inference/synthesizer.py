@@ -310,9 +310,11 @@ class Synthesizer:
         affine: np.ndarray | None = None,
         region: str | None = None,
         spread: bool = False,
+        progress: slabs.Progress | None = None,
     ) -> Synthesis:
         """As :meth:`__call__`, with the body mask used and, with ``spread`` and more than one
-        pass (TTA flips or ensemble members), the passes' voxel-wise standard deviation in HU."""
+        pass (TTA flips or ensemble members), the passes' voxel-wise standard deviation in HU.
+        ``progress(done, total)`` is called with the slices through the generator so far."""
         mr = np.asarray(mr)
         check_volume(mr, mask, self.cfg.serve.min_size)
         contract = self.contract(region)
@@ -334,7 +336,7 @@ class Synthesizer:
         spread_canvas = np.zeros(place.mask.shape, np.float32) if with_spread else None
         predict = self._predict_spread if with_spread else self._predict
         sct_canvas = slabs.generate(
-            mr, place, self.cfg.data, predict, self.batch_slices, spread=spread_canvas
+            mr, place, self.cfg.data, predict, self.batch_slices, spread_canvas, progress
         )
         # the sCT in the MR's memory order: a NIfTI-read MR is Fortran-ordered, and so its sCT
         # is written out without a reordered copy
@@ -411,11 +413,17 @@ def synthesize_volume(
 
 
 def synthesize_with_spread(
-    synth: Synthesizer, mr: Volume, mask: Volume | None = None, region: str | None = None
+    synth: Synthesizer,
+    mr: Volume,
+    mask: Volume | None = None,
+    region: str | None = None,
+    progress: slabs.Progress | None = None,
 ) -> tuple[Volume, Volume | None, np.ndarray]:
     """As :func:`synthesize_volume`, plus the passes' spread (float32 HU std on the MR grid,
-    None with a single pass) and the body mask used."""
+    None with a single pass) and the body mask used; ``progress(done, total)`` counts slices."""
     mask_array = None if mask is None else mask.array
-    result = synth.synthesize(np.asarray(mr.array), mask_array, mr.affine, region, spread=True)
+    result = synth.synthesize(
+        np.asarray(mr.array), mask_array, mr.affine, region, spread=True, progress=progress
+    )
     spread = None if result.spread is None else mr.like(result.spread)
     return mr.like(result.sct), spread, result.body

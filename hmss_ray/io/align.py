@@ -1,4 +1,5 @@
-"""Put a volume on a reference grid that differs only in storage order (exact: no resampling).
+"""Put a volume on a reference grid: exactly when it differs only in storage order
+(:func:`align_to`, no resampling), else interpolated (:func:`onto_grid`).
 
 A DICOM series has no storage order of its own: readers sort slices along the normal, so a NIfTI
 written as DICOM and read back may come with its slice (or another) axis reversed, on the same
@@ -38,3 +39,22 @@ def align_to(
         raise UserError(f"affine differs from the reference's by up to {shift:g} mm")
     aligned = np.asarray(affine, dtype=np.float64).copy()
     return Volume(np.ascontiguousarray(array), aligned, dict(volume.meta))
+
+
+def onto_grid(volume: Volume, affine: np.ndarray, shape: tuple[int, ...]) -> Volume:
+    """``volume`` on the grid (``affine``, ``shape``): reordered exactly when the grids differ by
+    a reordering, else resampled trilinearly (float32; NaN outside ``volume``'s field of view).
+
+    Raises:
+        UserError: the volume does not overlap the grid at all.
+    """
+    try:
+        return align_to(volume, affine, shape)
+    except UserError:
+        pass
+    from hmss_ray.io.geometry import resample_onto
+
+    array = resample_onto(np.asarray(volume.array), volume.affine, affine, shape)
+    if not np.isfinite(array).any():
+        raise UserError("it does not overlap the reference grid (another frame of reference?)")
+    return Volume(array, np.asarray(affine, dtype=np.float64).copy(), dict(volume.meta))

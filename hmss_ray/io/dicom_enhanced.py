@@ -18,6 +18,9 @@ import numpy as np
 from hmss_ray.io.dicom_series import FRAME_TAGS, PATIENT_TAGS, STUDY_TAGS, SliceHeader
 
 MAX_FRAMES = 4096  # frames of one file (as io.max_files bounds the files of a series)
+# its stored values become real ones by the Real World Value Mapping (its Pixel Value
+# Transformation is the identity): e.g. the spread map hmss-ray writes, in tenths of a HU
+PARAMETRIC_MAP_STORAGE = "1.2.840.10008.5.1.4.1.1.30"
 
 
 def is_enhanced(ds: Any) -> bool:
@@ -39,9 +42,10 @@ def frame_headers(ds: Any, member: Any) -> list[SliceHeader] | str:
     shared = ds.get("SharedFunctionalGroupsSequence")
     shared_item = shared[0] if shared else None
     headers = []
+    mapped = str(ds.get("SOPClassUID", "")) == PARAMETRIC_MAP_STORAGE
     for k, item in enumerate(per_frame):
         try:
-            geometry = _frame_geometry(item, shared_item)
+            geometry = _frame_geometry(item, shared_item, mapped)
         except (AttributeError, IndexError, KeyError, TypeError, ValueError):
             return f"multi-frame image with malformed functional groups ({modality})"
         if geometry is None:
@@ -84,7 +88,7 @@ def _group(item: Any, shared: Any, sequence: str) -> Any | None:
     return None
 
 
-def _frame_geometry(item: Any, shared: Any):
+def _frame_geometry(item: Any, shared: Any, mapped: bool = False):
     position = _group(item, shared, "PlanePositionSequence")
     orientation = _group(item, shared, "PlaneOrientationSequence")
     measures = _group(item, shared, "PixelMeasuresSequence")
@@ -101,4 +105,9 @@ def _frame_geometry(item: Any, shared: Any):
     transform = _group(item, shared, "PixelValueTransformationSequence")
     slope = float(transform.get("RescaleSlope", 1) or 1) if transform else 1.0
     intercept = float(transform.get("RescaleIntercept", 0) or 0) if transform else 0.0
+    mapping = _group(item, shared, "RealWorldValueMappingSequence") if mapped else None
+    if mapping is not None and "RealWorldValueSlope" in mapping:
+        rwv_slope = float(mapping.RealWorldValueSlope)
+        rwv_intercept = float(mapping.get("RealWorldValueIntercept", 0) or 0)
+        slope, intercept = rwv_slope * slope, rwv_slope * intercept + rwv_intercept
     return ipp, iop, (spacing[0], spacing[1]), thickness, slope, intercept

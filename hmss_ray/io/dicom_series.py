@@ -156,6 +156,7 @@ class DicomSource:
     tags: dict[str, str]  # PATIENT_TAGS, STUDY_TAGS, FRAME_TAGS present in the source
     sop_class_uid: str
     sop_instance_uids: tuple[str, ...]  # one per slice, in the volume's slice order
+    frames: tuple[int | None, ...] = ()  # per slice: its frame of a multi-frame file (0-based)
 
     @classmethod
     def from_slices(cls, slices: list[SliceHeader]) -> DicomSource:
@@ -166,6 +167,7 @@ class DicomSource:
             tags=dict(first.tags),
             sop_class_uid=first.sop_class_uid,
             sop_instance_uids=tuple(s.sop_instance_uid for s in slices),
+            frames=tuple(s.frame for s in slices),
         )
 
 

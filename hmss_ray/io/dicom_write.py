@@ -5,9 +5,10 @@ SOPInstanceUID in one new SeriesInstanceUID; Modality CT, ImageType DERIVED\\SEC
 ImagePositionPatient / ImageOrientationPatient / PixelSpacing / SliceThickness of the volume's grid
 (LPS); int16 pixels with RescaleSlope/RescaleIntercept (HU = stored x slope + intercept); "synthetic
 CT" in SeriesDescription, ImageComments and DerivationDescription. From a DICOM MR: its patient,
-study and FrameOfReferenceUID are kept (the sCT registers with the MR) and each slice references
-its MR slice (SourceImageSequence). Otherwise: a new study and frame of reference, and the patient
-fields given in :class:`PatientFields`.
+study and FrameOfReferenceUID are kept (the sCT registers with the MR), each slice references
+its MR slice (SourceImageSequence; its frame for an Enhanced MR) and the series lists the MR
+series' instances (ReferencedSeriesSequence, the Common Instance Reference). Otherwise: a new
+study and frame of reference, and the patient fields given in :class:`PatientFields`.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ def series_files(volume: Volume, info: SeriesInfo | None = None) -> Iterator[tup
         raise UserError(
             "patient fields are taken from the DICOM MR; give them only for NIfTI/MetaImage input"
         )
-    grid = _grid(volume)
+    grid = lps_grid(volume)
     stored, slope, intercept = to_int16(np.asarray(volume.array))
     shared = _shared_dataset(info, source, grid, slope, intercept)
     for k in range(stored.shape[2]):
@@ -191,7 +192,7 @@ class _Grid:
     normal: np.ndarray
 
 
-def _grid(volume: Volume) -> _Grid:
+def lps_grid(volume: Volume) -> _Grid:
     lps = LPS_TO_RAS @ np.asarray(volume.affine, dtype=np.float64)  # the flip is its own inverse
     axes = lps[:3, :3]
     spacing = np.sqrt((axes**2).sum(axis=0))
@@ -209,7 +210,7 @@ def _grid(volume: Volume) -> _Grid:
 def _shared_dataset(info: SeriesInfo, source: DicomSource | None, grid: _Grid, slope, intercept):
     from pydicom.dataset import Dataset
 
-    generate_uid = _uid_maker(info.uid_root)
+    generate_uid = uid_maker(info.uid_root)
     now = dt.datetime.now()
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds = Dataset()
@@ -237,6 +238,8 @@ def _shared_dataset(info: SeriesInfo, source: DicomSource | None, grid: _Grid, s
     if source is not None:
         for keyword, value in source.tags.items():
             setattr(ds, keyword, value)
+        if source.sop_class_uid:  # Common Instance Reference: the series SourceImage points in
+            ds.ReferencedSeriesSequence = [series_reference(source)]
     else:
         patient = info.patient
         ds.PatientName, ds.PatientID = patient.name, patient.id
@@ -267,7 +270,23 @@ def _pixel_module(ds, grid: _Grid, slope: float, intercept: float) -> None:
     ds.AcquisitionNumber = ""
 
 
-def _uid_maker(root: str):
+def series_reference(source: DicomSource):
+    """A Referenced Series item naming every instance of ``source`` once (an Enhanced MR: one
+    instance, many frames)."""
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.SeriesInstanceUID = source.series_uid
+    refs = []
+    for uid in dict.fromkeys(source.sop_instance_uids):
+        ref = Dataset()
+        ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = source.sop_class_uid, uid
+        refs.append(ref)
+    item.ReferencedInstanceSequence = refs
+    return item
+
+
+def uid_maker(root: str):
     """``generate_uid`` under ``root`` (io.uid_root), or under pydicom's root when empty."""
     from pydicom.uid import PYDICOM_ROOT_UID, generate_uid
 
@@ -281,7 +300,7 @@ def _slice_bytes(shared, grid: _Grid, plane: np.ndarray, k: int, source, uid_roo
 
     ds = Dataset()
     ds.update(shared)
-    ds.SOPInstanceUID = _uid_maker(uid_root)()
+    ds.SOPInstanceUID = uid_maker(uid_root)()
     ds.InstanceNumber = k + 1
     position = grid.origin + k * grid.step
     ds.ImagePositionPatient = [as_ds(float(v)) for v in position]
@@ -291,6 +310,9 @@ def _slice_bytes(shared, grid: _Grid, plane: np.ndarray, k: int, source, uid_roo
         ref = Dataset()
         ref.ReferencedSOPClassUID = source.sop_class_uid
         ref.ReferencedSOPInstanceUID = source.sop_instance_uids[k]
+        frame = source.frames[k] if len(source.frames) > k else None
+        if frame is not None:  # a frame of an Enhanced MR
+            ref.ReferencedFrameNumber = frame + 1
         ds.SourceImageSequence = [ref]
     ds.PixelData = np.ascontiguousarray(plane.T).astype("<i2").tobytes()  # rows are y
     meta = FileMetaDataset()

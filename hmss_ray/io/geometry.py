@@ -10,8 +10,9 @@ back (the forward and the inverse side by side, MONAI ``Invertd`` style):
   ``io_orientation``): exact, nothing is interpolated;
 - only when the spacing then differs, or the affine is oblique, is the input resampled (linear for
   MR/CT, after a Gaussian anti-aliasing prefilter where the contract is coarser; nearest for
-  masks, ties broken along the contract axes: :mod:`hmss_ray.io.antialias`) onto a world-aligned
-  grid at the contract spacing that covers the input's whole field of view, centred on it;
+  masks, ties broken along the contract axes: :mod:`hmss_ray.io.antialias`) onto the contract
+  grid that covers the input's whole field of view, its voxel centres on a world lattice (so a
+  crop of an input is sampled at the same points where the two overlap);
 - :meth:`GridMap.inverse` puts a contract-grid array back on exactly the input grid.
 
 Both directions produce any box of their output grid (a z-range of axial slices, the canvas
@@ -37,6 +38,9 @@ EXACT_DRIFT_VOXELS = 0.01
 # a sample this close (in voxels) outside the outermost voxel centres still belongs to the input
 _EDGE_EPS = 1e-3
 _SLAB_VOXELS = 1 << 21  # voxels per slab when an oblique map checks its field of view
+# the covering grid ends at the first lattice point beyond the input's outermost voxel centres,
+# or at one this close (in contract voxels) inside them
+_LATTICE_TOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -124,19 +128,49 @@ def contract_linear(contract: Contract) -> np.ndarray:
     return linear
 
 
-def _covering_grid(source: Grid, contract: Contract) -> Grid:
-    """The world-aligned contract grid that covers ``source``'s field of view, centred on it."""
+def _covering_grid(
+    source: Grid, contract: Contract, reoriented: np.ndarray, shape: list[int]
+) -> Grid:
+    """The contract grid on a fixed lattice that covers ``source``'s field of view.
+
+    Along an axis the input already samples at the contract spacing, straight (``reoriented``
+    and ``shape``: the input's affine and shape, its axes in the contract's order), the grid
+    keeps the input's own voxel centres: nothing is interpolated along it, and a crop moves them
+    by whole voxels.
+    Along every other axis its voxel centres are the world points ``contract_linear(contract)
+    @ k`` for integer ``k`` (a lattice through the world origin). Either way two inputs of one
+    patient that overlap (a crop, a larger field of view) are sampled at the same points where
+    they overlap, and the network sees the same canvas there. The grid reaches the first lattice
+    point at or beyond the input's outermost voxel centres (within ``_LATTICE_TOL``), so every
+    input voxel lies between grid points and the way back interpolates it as it would in any
+    larger input; those outermost grid points may lie up to a contract voxel outside the input's
+    voxel centres, where the forward map extends the edge voxels (``_rim_margin``).
+    """
     linear = contract_linear(contract)
-    edges = np.array(np.meshgrid(*[(-0.5, n - 0.5) for n in source.shape], indexing="ij"))
-    corners = source.affine[:3, :3] @ edges.reshape(3, -1) + source.affine[:3, 3:4]
-    along = np.linalg.inv(linear) @ corners  # corners in contract voxel units
-    extent = along.max(axis=1) - along.min(axis=1)
-    shape = np.maximum(np.ceil(extent - 1e-3), 1).astype(int)
-    centre = source.affine[:3, :3] @ ((np.asarray(source.shape) - 1) / 2) + source.affine[:3, 3]
+    to_lattice = np.linalg.inv(linear)
+    centres = np.array(np.meshgrid(*[(0, n - 1) for n in source.shape], indexing="ij"))
+    corners = source.affine[:3, :3] @ centres.reshape(3, -1) + source.affine[:3, 3:4]
+    along = to_lattice @ corners  # the outermost voxel centres in lattice indices
+    # contract voxels per input step, the input's axes in the contract's order: a row of the
+    # identity is an axis sampled at the contract spacing, straight
+    steps = to_lattice @ reoriented[:3, :3]
+    drift = np.abs(steps - np.eye(3)) @ (np.asarray(shape) - 1)  # worst drift over the input
+    own = to_lattice @ reoriented[:3, 3]
+    phase = np.where(drift <= EXACT_DRIFT_VOXELS, own - np.round(own), 0.0)
+    first = np.floor(along.min(axis=1) - phase + _LATTICE_TOL)
+    last = np.ceil(along.max(axis=1) - phase - _LATTICE_TOL)
+    size = np.maximum(last - first + 1, 1).astype(int)
     affine = np.eye(4)
     affine[:3, :3] = linear
-    affine[:3, 3] = centre - linear @ ((shape - 1) / 2)
-    return Grid((int(shape[0]), int(shape[1]), int(shape[2])), affine)
+    affine[:3, 3] = linear @ (first + phase)
+    return Grid((int(size[0]), int(size[1]), int(size[2])), affine)
+
+
+def _rim_margin(to_source: np.ndarray) -> np.ndarray:
+    """Per source axis, in source voxels: a contract voxel, how far the covering grid's outermost
+    points may lie beyond the input's outermost voxel centres (they take the edge voxels'
+    values there)."""
+    return np.abs(to_source[:3, :3]).max(axis=1)
 
 
 @dataclass(frozen=True)
@@ -169,7 +203,7 @@ class GridMap:
         drift = np.linalg.norm(affine[:3, :3] - contract_linear(contract), axis=0)
         if float(drift @ (np.asarray(shape) - 1)) <= EXACT_DRIFT_VOXELS * min(contract.spacing):
             return cls(source, Grid((shape[0], shape[1], shape[2]), affine), ornt, True)
-        return cls(source, _covering_grid(source, contract), ornt, False)
+        return cls(source, _covering_grid(source, contract, affine, shape), ornt, False)
 
     def forward(
         self,
@@ -198,16 +232,18 @@ class GridMap:
         to_source = _snap(np.linalg.inv(self.source.affine) @ self.target.affine) @ box.shift()
         out = np.empty(box.shape, dtype)
         source = np.asarray(array)
+        rim = _rim_margin(to_source)
         if order == 0:  # nearest: ties broken along the contract axes, not the storage order
-            _resample(source, antialias.untie(to_source), out, order, cval)
+            _resample(source, antialias.untie(to_source), out, order, cval, margin=rim)
             return out
         sigma = antialias.antialias_sigma(to_source[:3, :3])
         if not antialias.needs_filter(sigma):
-            _resample(source, to_source, out, order, cval)
+            _resample(source, to_source, out, order, cval, margin=rim)
             return out
         # coarser than the input: Gaussian prefilter sized by the ratio (io/antialias.py)
         part, to_part, lo = antialias.prefiltered(source, to_source, out.shape, sigma)
-        _resample(part, to_part, out, order, cval, edges=(-lo, np.array(source.shape) - lo))
+        edges = (-lo, np.array(source.shape) - lo)
+        _resample(part, to_part, out, order, cval, edges=edges, margin=rim)
         return out
 
     def inverse(
@@ -298,12 +334,15 @@ def _resample(
     order: int,
     cval: float,
     edges: tuple[np.ndarray, np.ndarray] | None = None,
+    margin: np.ndarray | None = None,
 ):
     """Fill ``out`` with ``src`` sampled at ``to_src @ index``: edge voxels are extended by half a
-    voxel, anything further outside ``src`` is ``cval``. ``edges``: the (first, end) indices of
-    the whole input in ``src``'s indices when ``src`` is a part of it."""
+    voxel (or ``margin`` source voxels per axis beyond the outermost centres, if more), anything
+    further outside ``src`` is ``cval``. ``edges``: the (first, end) indices of the whole input
+    in ``src``'s indices when ``src`` is a part of it."""
     linear, offset = to_src[:3, :3], to_src[:3, 3]
     first, end = edges if edges is not None else (np.zeros(3), np.array(src.shape))
+    reach = np.maximum(0.5, np.zeros(3) if margin is None else np.asarray(margin)) + _EDGE_EPS
     monomial = (np.abs(linear) > 1e-12).sum(axis=1) == 1  # each source axis follows one out axis
     diagonal = bool(np.all(np.abs(linear - np.diag(np.diag(linear))) <= 1e-12))
     if monomial.all():
@@ -312,9 +351,7 @@ def _resample(
         for axis in range(3):
             by = int(np.argmax(np.abs(linear[axis])))
             coord = linear[axis, by] * np.arange(out.shape[by]) + offset[axis]
-            outside = (coord < first[axis] - 0.5 - _EDGE_EPS) | (
-                coord > end[axis] - 0.5 + _EDGE_EPS
-            )
+            outside = (coord < first[axis] - reach[axis]) | (coord > end[axis] - 1 + reach[axis])
             index: list[Any] = [slice(None)] * 3
             index[by] = outside
             out[tuple(index)] = cval
@@ -330,7 +367,22 @@ def _resample(
         outside = np.zeros(slab.shape, bool)
         for axis in range(3):
             coord = linear[axis, 0] * i + linear[axis, 1] * j + linear[axis, 2] * k + start[axis]
-            outside |= (coord < first[axis] - 0.5 - _EDGE_EPS) | (
-                coord > end[axis] - 0.5 + _EDGE_EPS
-            )
+            outside |= (coord < first[axis] - reach[axis]) | (coord > end[axis] - 1 + reach[axis])
         slab[outside] = cval
+
+
+def resample_onto(
+    array: np.ndarray,
+    affine: np.ndarray,
+    target_affine: np.ndarray,
+    shape: tuple[int, ...],
+    order: int = 1,
+    cval: float = float("nan"),
+) -> np.ndarray:
+    """float32 ``array`` (voxel -> RAS+ ``affine``) sampled on the grid (``target_affine``,
+    ``shape``) at ``order`` (1: trilinear); ``cval`` outside its field of view (edge voxels
+    extended by half a voxel, as everywhere here)."""
+    to_src = _snap(np.linalg.inv(np.asarray(affine, np.float64)) @ np.asarray(target_affine))
+    out = np.empty(tuple(int(n) for n in shape), np.float32)
+    _resample(np.asarray(array, np.float32), to_src, out, order, cval)
+    return out

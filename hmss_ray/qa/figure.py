@@ -109,8 +109,8 @@ def _panel(ax, name: str, plane: str, ras: dict, centre: Sequence[int]) -> None:
 def _histogram(ax, sct: np.ndarray, ct: np.ndarray | None) -> None:
     bins = np.linspace(-1100, 2000, 125)
     ax.hist(sct, bins=bins, histtype="step", label="sCT", density=True)
-    if ct is not None:
-        ax.hist(ct, bins=bins, histtype="step", label="CT", density=True)
+    if ct is not None:  # NaN outside the CT's field of view
+        ax.hist(ct[np.isfinite(ct)], bins=bins, histtype="step", label="CT", density=True)
     ax.set_yscale("log")
     ax.set_xlabel("HU inside the body", fontsize=8)
     ax.legend(fontsize=7)

@@ -11,6 +11,8 @@ not only a verdict:
 - ``outline_dice``: Dice of the sCT's own body outline (above -500 HU, holes filled) with the MR's.
 - ``spread_*``: the TTA/ensemble spread inside the body: mean, and the fraction above
   ``spread_hu``.
+- ``ct_*`` (when a CT is given): the mean absolute sCT - CT difference inside the body where the
+  CT covers it, and the fraction of the body it covers. Reported, not flagged.
 """
 
 from __future__ import annotations
@@ -51,8 +53,10 @@ def check(
     hu_range: tuple[float, float],
     spread: np.ndarray | None = None,
     limits: Limits | None = None,
+    ct: np.ndarray | None = None,
 ) -> QAResult:
-    """The flags of one sCT (int16 HU) and its MR body mask, on the same grid."""
+    """The flags of one sCT (int16 HU) and its MR body mask, on the same grid; ``ct``: a CT on
+    that grid (float HU, NaN outside its field of view) to measure the sCT against."""
     limits = limits or Limits()
     body = np.asarray(body) > 0
     if not body.any():
@@ -67,7 +71,20 @@ def check(
     }
     if spread is not None:
         values.update(spread_summary(spread, body, limits.spread_hu))
+    if ct is not None:
+        values.update(ct_summary(sct, ct, body))
     return QAResult(values, _verdicts(values, limits))
+
+
+def ct_summary(sct: np.ndarray, ct: np.ndarray, body: np.ndarray) -> dict[str, float]:
+    """MAE (HU) of the sCT against the CT inside the body where the CT has values, and the
+    fraction of body voxels it has values for."""
+    body = np.asarray(body) > 0
+    covered = body & np.isfinite(ct)
+    if not covered.any():
+        return {"ct_mae_hu": float("nan"), "ct_coverage": 0.0}
+    error = np.abs(sct[covered].astype(np.float64) - ct[covered])
+    return {"ct_mae_hu": float(error.mean()), "ct_coverage": _fraction(covered[body])}
 
 
 def spread_summary(

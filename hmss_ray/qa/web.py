@@ -74,8 +74,11 @@ def encode(array: np.ndarray, affine: np.ndarray, max_voxels: int = MAX_VOXELS) 
 def write_study_page(folder: Path, study: StudyPage, viewer: str = f"../{VIEWER}") -> Path:
     """``folder/qa.html`` and ``folder/qa-data.js``; the page loads NiiVue from ``viewer``."""
     volumes = {"mr": study.mr, "sct": study.sct, "spread": study.spread, "ct": study.ct}
-    if study.ct is not None:
-        volumes["diff"] = study.sct.astype(np.int32) - study.ct.astype(np.int32)
+    if study.ct is not None:  # a float CT is NaN outside its field of view: air, no difference
+        seen = np.isfinite(study.ct)
+        ct = np.where(seen, study.ct, -1000.0)
+        volumes["ct"] = np.rint(ct).astype(np.int16)
+        volumes["diff"] = np.where(seen, study.sct.astype(np.int32) - volumes["ct"], 0)
     data = {
         "title": study.title,
         "caption": study.caption,

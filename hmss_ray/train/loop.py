@@ -72,14 +72,23 @@ class EpochBatches:
     """
 
     def __init__(
-        self, shard, cfg: ExperimentConfig, device: torch.device, steps: int, shuffle_buffer: int
+        self,
+        shard,
+        cfg: ExperimentConfig,
+        device: torch.device,
+        steps: int,
+        shuffle_buffer: int,
+        rank: int = 0,
     ) -> None:
         self._shard, self._cfg, self._device = shard, cfg, device
         self.steps, self.shuffle_buffer = steps, shuffle_buffer
+        self._shuffle_seed = cfg.train.seed + rank  # the local shuffle, as the weights: seeded
         self._batches: Iterator[dict] | None = None
 
     @classmethod
-    def for_run(cls, shard, cfg: ExperimentConfig, device, data_uri: str, world_size: int):
+    def for_run(
+        cls, shard, cfg: ExperimentConfig, device, data_uri: str, world_size: int, rank: int = 0
+    ):
         per_worker = (
             read_manifest(data_uri).slices_in("train") // world_size
         )  # streaming_split(equal=True)
@@ -93,7 +102,7 @@ class EpochBatches:
             steps = min(steps, cfg.train.steps_per_epoch)
         # at most one epoch: a larger buffer only delays the first batch
         buffer = min(cfg.train.shuffle_buffer, per_worker)
-        return cls(shard, cfg, device, steps, buffer)
+        return cls(shard, cfg, device, steps, buffer, rank)
 
     def epoch(self) -> Iterator[dict]:
         """The next ``steps`` batches of the run's stream (fewer only if the stream ends)."""
@@ -104,6 +113,7 @@ class EpochBatches:
                     device=self._device,
                     dtypes=torch.float32,
                     local_shuffle_buffer_size=self.shuffle_buffer or None,
+                    local_shuffle_seed=self._shuffle_seed if self.shuffle_buffer else None,
                     drop_last=True,
                 )
             )
@@ -150,7 +160,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     nets = _networks(cfg, device)
     parallel = StageParallel(nets.generator, nets.discriminator, cfg, device)
     data = EpochBatches.for_run(
-        ray.train.get_dataset_shard("train"), cfg, device, run.data_uri, world_size
+        ray.train.get_dataset_shard("train"), cfg, device, run.data_uri, world_size, rank
     )
     cache = tempfile.mkdtemp(prefix="hmss-val-")
     try:

@@ -66,23 +66,20 @@ def test_the_study_page_renders_offline_from_the_output_folder(page, predicted: 
 
 
 def test_with_a_ct_the_page_shows_the_ct_and_the_difference(
-    page, predicted: Path, tmp_path: Path
+    page, tiny_entry: str, head_mr: Path, tmp_path: Path
 ) -> None:
+    """``hmss-ray predict -i anna.nii.gz --ct anna_ct.nii.gz -o out/``: one study with its CT."""
     from hmss_ray.data.phantom import make_case
-    from hmss_ray.io import read_volume
-    from hmss_ray.qa import web
+    from hmss_ray.inference import __main__ as inference_cli
+    from hmss_ray.io import Volume, write_volume
 
     case = make_case("1BA001", seed=0, spacing=(8.0, 8.0, 8.0))  # head_mr's case, with its CT
-    sct = read_volume(predicted / "anna" / "sct.nii.gz")
-    study = tmp_path / "anna"
-    study.mkdir()
-    spread = read_volume(predicted / "anna" / "spread.nii.gz").array
-    report = json.loads((predicted / "anna" / "qa.json").read_text())
-    shown = web.StudyPage("anna", sct.affine, case.mr, sct.array, spread, case.ct, report)
-    web.write_study_page(study, shown, viewer="assets")
-    (study / "assets").mkdir()
-    for name in web.ASSETS:
-        (study / "assets" / name).write_bytes((web.STATIC / name).read_bytes())
+    write_volume(Volume(case.ct, case.affine), tmp_path / "anna_ct.nii.gz")
+    argv = ["--model", tiny_entry, "-i", str(head_mr), "--ct", str(tmp_path / "anna_ct.nii.gz"),
+            "-o", str(tmp_path / "out"), "--device", "cpu"]  # fmt: skip
+    assert inference_cli.main(argv) == 0
+    study = tmp_path / "out" / "anna"
+    assert "ct_mae_hu" in json.loads((study / "qa.json").read_text())["values"]
     page.goto((study / "qa.html").as_uri())
     wait_ready(page)
     assert page.locator(".panel h2").all_inner_texts() == ["MR", "sCT", "CT", "sCT - CT (HU)"]

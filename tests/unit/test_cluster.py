@@ -73,11 +73,12 @@ def check(wrapper, config):
         ("127.0.0.1", "127.0.0.1:8000", "127.0.0.1"),
         ("0.0.0.0", "*:8000", "127.0.0.1"),  # a pod's endpoint: the rest stays on loopback
         ("::1", "::1:8000", "[::1]"),  # as Ray renders it
+        ("10.1.2.3", "10.1.2.3:8000", "127.0.0.1"),  # a network address: the rest stays home
     ],
 )
 def test_guard_pins_rays_real_config(tmp_path, real_haproxy, host, endpoint, others):
     # Ray binds stats (8404) and Prometheus (9101) on every interface; through the guard they
-    # follow a specific endpoint host, and go to loopback when the endpoint listens everywhere
+    # are on loopback, whether the endpoint listens on loopback, everywhere or a network address
     wrapper = haproxy.install(tmp_path / "bin", real_haproxy)
     config = ray_rendered(tmp_path, host)
     assert {"*:8404", ":9101"} <= set(binds(config.read_text()))  # Ray's own rendering
@@ -114,7 +115,11 @@ def test_every_wildcard_spelling_is_pinned(tmp_path, real_haproxy, spelling):
     config.write_text(config.read_text().replace("bind *:8404", f"bind {spelling}"))
     done = check(wrapper, config)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert sorted(binds(config.read_text())) == ["10.1.2.3:8000", "10.1.2.3:8404", "10.1.2.3:9101"]
+    assert sorted(binds(config.read_text())) == [
+        "10.1.2.3:8000",
+        "127.0.0.1:8404",
+        "127.0.0.1:9101",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -127,8 +132,20 @@ def test_every_wildcard_spelling_is_pinned(tmp_path, real_haproxy, spelling):
         lambda t: t.replace("bind *:8404", "bind *:stats"),
         lambda t: t.replace("stats socket ", "stats socket ipv4@0.0.0.0:9999 #"),
         lambda t: t.replace("defaults", "# defaults gone"),
+        lambda t: t + "peers mesh\n    peer node1 0.0.0.0:10000\n",
+        lambda t: t + "log-forward syslog\n    dgram-bind :1514\n    log global\n",
     ],
-    ids=["no-endpoint", "fd", "unix", "empty", "named-port", "tcp-admin", "no-defaults"],
+    ids=[
+        "no-endpoint",
+        "fd",
+        "unix",
+        "empty",
+        "named-port",
+        "tcp-admin",
+        "no-defaults",
+        "peers",
+        "log-forward",
+    ],
 )
 def test_guard_fails_closed_when_it_cannot_prove_the_listeners(tmp_path, real_haproxy, breaks):
     wrapper = haproxy.install(tmp_path / "bin", real_haproxy)

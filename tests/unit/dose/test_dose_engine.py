@@ -79,6 +79,8 @@ def test_denser_slab_upstream_shortens_the_proton_range_as_its_stopping_power_pr
     predicted = (SLAB.stop - SLAB.start) * SPACING * (RSP_200 - 1.0)  # 20 mm x 0.137 = 2.7 mm
     assert result.range_shift_mm is not None
     assert abs(result.range_shift_mm[0] - predicted) <= RANGE_TOLERANCE_MM
+    assert result.range_shift_abs_mm is not None  # a uniform slab: every voxel shifts alike
+    assert abs(result.range_shift_abs_mm[0] - predicted) <= RANGE_TOLERANCE_MM
     # the dose: the distal 80 % fall-off on the central axis moves upstream by about as much
     shift = distal_r80(result.dose_ct) - distal_r80(result.dose_sct)
     assert abs(shift - predicted) <= SPACING / 2, (shift, predicted)

@@ -43,7 +43,7 @@ def _mr() -> np.ndarray:
 @pytest.mark.parametrize(
     ("spacing", "words"),
     [
-        ((100.0, 100.0, 100.0), r"model's grid .* 64,000,000 voxels"),  # 400^3 at 8 mm
+        ((100.0, 100.0, 100.0), r"model's grid .* 58,863,869 voxels"),  # 389^3 at 8 mm
         ((1.0, 1.0, 2000.0), r"model's canvas"),  # 4 x 4 x 8000: a 32 px canvas, 8M voxels
     ],
 )

@@ -15,7 +15,7 @@ from hmss_ray.io import Volume, read_volume, write_volume
 from hmss_ray.io.align import align_to
 from hmss_ray.io.dicom_write import CT_IMAGE_STORAGE, PatientFields, SeriesInfo, to_int16
 from hmss_ray.io.itk import affine_from_itk
-from tests.dicom_helpers import write_series
+from tests.dicom_helpers import write_enhanced, write_series
 
 # an oblique grid, 0.9 x 0.8 x 2.5 mm, x and z stored reversed (left-handed, as many NIfTIs)
 ANGLE = np.deg2rad(12)
@@ -83,6 +83,10 @@ def test_series_from_a_dicom_mr_keeps_its_patient_study_and_frame(tmp_path: Path
         assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == mr_slice.SOPInstanceUID
         position = [float(v) for v in mr_slice.ImagePositionPatient]
         assert [float(v) for v in ds.ImagePositionPatient] == pytest.approx(position, abs=1e-4)
+        (series,) = ds.ReferencedSeriesSequence  # the Common Instance Reference: the MR series
+        assert series.SeriesInstanceUID == source.SeriesInstanceUID
+        listed = {r.ReferencedSOPInstanceUID for r in series.ReferencedInstanceSequence}
+        assert listed == {w.SOPInstanceUID for w in written}
     with pytest.raises(UserError, match="taken from the DICOM MR"):
         write_volume(sct, tmp_path / "again", series=INFO)
 
@@ -112,3 +116,19 @@ def test_bad_targets_and_patient_fields_are_refused(tmp_path: Path) -> None:
     sheared.affine[0, 2] += 0.5
     with pytest.raises(UserError, match="sheared"):
         write_volume(sheared, tmp_path / "sheared")
+
+
+def test_a_series_from_an_enhanced_mr_references_each_slice_s_frame(tmp_path: Path) -> None:
+    pixels = np.arange(64 * 64 * 4, dtype=np.int16).reshape(64, 64, 4)
+    enhanced = write_enhanced(tmp_path / "mr.dcm", [0.0, 2.0, 4.0, 6.0], pixels)
+    mr = read_volume(tmp_path / "mr.dcm")
+    write_volume(mr.like(np.zeros(mr.shape, np.int16)), tmp_path / "sct", series=SeriesInfo())
+    datasets = sorted(_datasets(tmp_path / "sct"), key=lambda d: d.InstanceNumber)
+    frames = []
+    for ds in datasets:
+        (ref,) = ds.SourceImageSequence
+        assert ref.ReferencedSOPInstanceUID == enhanced.SOPInstanceUID
+        frames.append(int(ref.ReferencedFrameNumber))
+        (series,) = ds.ReferencedSeriesSequence
+        assert len(series.ReferencedInstanceSequence) == 1  # one file, listed once
+    assert sorted(frames) == [1, 2, 3, 4] and frames != [1, 2, 3, 4]  # written in reverse order

@@ -84,11 +84,18 @@ def test_resampling_puts_every_value_at_its_world_position(linear: np.ndarray) -
     )
     assert inner.sum() > 1000
     np.testing.assert_allclose(out[inner], _linear_field(gmap.target)[inner], atol=2e-3)
-    # outside the field of view (beyond half a voxel): the fill value
-    outside = np.any(
-        [(w < -0.51) | (w > n - 0.49) for w, n in zip(where, source.shape, strict=True)], axis=0
-    )
-    assert (out[outside] == -1e4).all()
+    # outside the field of view (beyond half a voxel, or the covering grid's rim of up to a
+    # contract voxel past the outermost centres, where the edge voxels extend): the fill value
+    rim = np.abs(inverse_affine[:3, :3] @ gmap.target.affine[:3, :3]).max(axis=1)
+    reach = np.maximum(rim, 0.5)
+
+    def beyond(by: float) -> np.ndarray:
+        return np.any(
+            [(w < -r - by) | (w > n - 1 + r + by)
+             for w, n, r in zip(where, source.shape, reach, strict=True)], axis=0,
+        )  # fmt: skip
+
+    assert (out[beyond(0.01)] == -1e4).all() and (out[~beyond(-0.01)] != -1e4).all()
     # and back on exactly the source grid: the same linear field away from the edges
     back = gmap.inverse(out, order=1, cval=-1e4)
     assert back.shape == source.shape and back.dtype == np.float32
@@ -96,12 +103,21 @@ def test_resampling_puts_every_value_at_its_world_position(linear: np.ndarray) -
     np.testing.assert_allclose(back[core], field[core], atol=5e-3)
 
 
-def test_the_contract_grid_covers_the_input_and_is_centred_on_it() -> None:
+def test_the_contract_grid_covers_the_input_on_the_world_lattice() -> None:
     source = Grid((64, 64, 24), _affine(np.diag([0.9, 0.9, 3.0])))
     target = GridMap.plan(source, BRAIN).target
-    assert target.shape == (58, 58, 72)  # ceil(57.6), ceil(57.6), 72
-    centre = lambda g: g.affine[:3, :3] @ ((np.asarray(g.shape) - 1) / 2) + g.affine[:3, 3]  # noqa: E731
-    np.testing.assert_allclose(centre(target), centre(source), atol=1e-9)
+    spacing = np.asarray(BRAIN.spacing)
+    # voxel centres on the lattice through the world origin
+    lattice = target.affine[:3, 3] / spacing
+    np.testing.assert_allclose(lattice, np.round(lattice), atol=1e-9)
+    # from the last lattice point at or before the input's first voxel centre to the first at
+    # or after its last: every input voxel lies between grid points
+    low = source.affine[:3, 3]
+    high = low + np.array([63 * 0.9, 63 * 0.9, 23 * 3.0])
+    first = target.affine[:3, 3]
+    last = first + spacing * (np.asarray(target.shape) - 1)
+    assert (first <= low).all() and (first + spacing > low).all()
+    assert (last >= high).all() and (last - spacing < high).all()
 
 
 def test_nearest_keeps_mask_labels_and_dtype() -> None:
