@@ -78,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="a CT for the QA (CT, difference, MAE): one study's CT, or for a folder of "
         "studies a folder of CTs named as the studies",
     )
+    parser.add_argument(
+        "--dose",
+        default="",
+        help="with --ct and --target: photon, proton or photon,proton, a plan optimised on the "
+        "CT recomputed on the sCT, in the QA (needs the dose extra; docs/dose.md)",
+    )
+    parser.add_argument(
+        "--target",
+        help="the dose check's target mask: one study's, or for a folder of studies a folder "
+        "of masks named as the studies",
+    )
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars (off anyway off a terminal)")  # fmt: skip
     parser.add_argument("--ray", action="store_true",
@@ -97,7 +108,7 @@ def command(args: argparse.Namespace) -> int:
 
     if storage.is_remote(args.input) or is_batch(Path(args.input)):
         return batch_command(args)
-    if args.ct:  # one study with its CT: a result folder, as a batch of one
+    if args.ct or args.dose or args.target:  # one study with its CT: a result folder
         from hmss_ray.config import UserError
         from hmss_ray.io.formats import SUFFIXES
 
@@ -115,6 +126,24 @@ def _series_rule(args: argparse.Namespace):
     return SeriesRule(series_uid=args.series_uid, description=args.series_description)
 
 
+def _dose(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--dose``'s modalities, checked before any study is read (the engine installed too)."""
+    from hmss_ray.config import UserError
+
+    if not args.dose:
+        if args.target:
+            raise UserError("--target is the dose check's: give --dose photon[,proton] too")
+        return ()
+    from hmss_ray.dose import parse_modalities
+    from hmss_ray.dose.engine import require_engine
+
+    if not (args.ct and args.target):
+        raise UserError("--dose plans on the CT: give --ct and --target too")
+    modalities = tuple(str(m) for m in parse_modalities(args.dose))
+    require_engine()
+    return modalities
+
+
 def batch_command(args: argparse.Namespace) -> int:
     from hmss_ray.inference import batch
 
@@ -130,10 +159,13 @@ def _batch(args: argparse.Namespace, source, output) -> int:
     from hmss_ray.inference.synthesizer import Synthesizer
     from hmss_ray.io import Format
 
-    studies = batch.find_studies(source, Path(args.ct) if args.ct else None)
+    dose = _dose(args)
+    studies = batch.find_studies(
+        source, Path(args.ct) if args.ct else None, Path(args.target) if args.target else None
+    )
     options = batch.BatchOptions(
         format=Format(args.format), region=args.region, series=_series_rule(args),
-        qa=not args.no_qa, overwrite=args.overwrite,
+        qa=not args.no_qa, overwrite=args.overwrite, dose=dose,
     )  # fmt: skip
     if args.ray:
         from hmss_ray.inference.ray_batch import predict_batch_ray

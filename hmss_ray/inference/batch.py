@@ -1,10 +1,6 @@
 """Batch prediction: a folder of studies in, one folder of planning-ready results per study out.
 
-What is a study (:func:`find_studies`): the input itself when it is a file; a folder with DICOM
-only, its slices at the top level (its other series may sit in subfolders); a folder of DICOM
-subfolders all of one StudyInstanceUID. Otherwise every entry of the input folder is a study: a
-volume file (NIfTI, MetaImage, NRRD), a DICOM ``.zip`` or ``.dcm`` (e.g. an Enhanced MR), or a
-DICOM folder (its series anywhere below it). Hidden entries are ignored.
+What a study is: :mod:`hmss_ray.inference.studies` (:func:`find_studies`).
 
 Each study gets ``<output>/<study>/`` with ``sct.<ext>`` (or ``sct/``, a DICOM series), with
 TTA or an ensemble ``spread.<ext>`` (the passes' standard deviation in HU; ``spread.dcm``, a
@@ -31,22 +27,15 @@ from typing import Any, Protocol
 
 from hmss_ray import storage
 from hmss_ray.config import UserError
-from hmss_ray.inference.study_files import read_ct, write_qa, write_volumes
+from hmss_ray.inference.studies import Study, find_studies, is_batch
+from hmss_ray.inference.study_files import read_ct, write_dose, write_qa, write_volumes
 from hmss_ray.inference.synthesizer import Synthesizer, synthesize_with_spread
 from hmss_ray.io import Format, format_to_read, read_volume
 from hmss_ray.io.dicom_select import SeriesRule
 from hmss_ray.io.dicom_write import SeriesInfo
-from hmss_ray.io.formats import find_volume
 from hmss_ray.qa import figure, web
 
-DICOM_SUFFIXES = (".dcm", ".ima")
-
-
-@dataclass(frozen=True)
-class Study:
-    name: str  # the output folder's name
-    path: Path
-    ct: Path | None = None  # a CT of the same patient and frame of reference, for QA
+__all__ = ["BatchOptions", "Study", "StudyResult", "find_studies", "is_batch", "predict_batch"]
 
 
 class Progress(Protocol):
@@ -81,6 +70,7 @@ class BatchOptions:
     series: SeriesRule | None = None
     qa: bool = True
     overwrite: bool = False
+    dose: tuple[str, ...] = ()  # "photon", "proton": a dose check where a CT and target are given
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "format": str(self.format)}
@@ -88,50 +78,8 @@ class BatchOptions:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchOptions:
         series = data.get("series")
-        return cls(**{**data, "format": Format(data["format"]),
+        return cls(**{**data, "format": Format(data["format"]), "dose": tuple(data.get("dose", ())),
                       "series": SeriesRule(**series) if series else None})  # fmt: skip
-
-
-def find_studies(root: Path, ct: Path | None = None) -> list[Study]:
-    """The studies under ``root`` (see the module docstring), sorted by name.
-
-    Args:
-        root: one study, or a folder of studies.
-        ct: for one study, its CT (a volume file or DICOM folder/zip); for a folder of studies,
-            a folder holding each study's CT under the study's name (``<ct>/<study>.nii.gz``,
-            any readable suffix, or a DICOM folder ``<ct>/<study>/``); a study without one
-            there has no CT.
-    """
-    if not root.exists():
-        raise UserError(f"{root}: no such file or folder")
-    if ct is not None and not ct.exists():
-        raise UserError(f"{ct}: no such file or folder (--ct)")
-    if not is_batch(root):
-        return [Study(_stem(root), root, ct)]
-    if ct is not None and not ct.is_dir():
-        raise UserError(f"--ct {ct}: for a folder of studies, give a folder of CTs by study name")
-    cts = None if ct is None else ct.resolve()  # a CT folder inside the input is no study
-    studies = [
-        Study(_stem(p), p, None if ct is None else find_volume(ct, _stem(p)))
-        for p in sorted(root.iterdir())
-        if not p.name.startswith(".") and p.resolve() != cts
-    ]
-    if not studies:
-        raise UserError(f"{root} holds no study")
-    return studies
-
-
-def is_batch(root: Path) -> bool:
-    """Whether ``root`` is a folder of studies (not one volume file or one DICOM study)."""
-    if not root.is_dir():
-        return False
-    entries = _visible(root)
-    uids = {entry: _study_uid(entry) for entry in entries}
-    if any(uid is None for uid in uids.values()):  # a NIfTI, MetaImage, NRRD or zip
-        return True
-    if any(entry.is_file() for entry in entries):  # DICOM slices at the top: one study
-        return False
-    return len(set(uids.values())) > 1  # DICOM folders: one study, or one each
 
 
 @contextmanager
@@ -192,7 +140,9 @@ def finish_batch(
 ) -> None:
     """The batch's own files: the QA PDF (a page per study written), ``summary.json``, and
     the QA page's ``index.html`` and ``qa-viewer/``."""
-    pngs = [output / r.study / "qa.png" for r in results if r.status == "ok" and options.qa]
+    pages = ("qa.png", "dose.png")  # a study's dose page follows its QA page
+    pngs = [output / r.study / name for r in results if r.status == "ok" and options.qa
+            for name in pages if (output / r.study / name).is_file()]  # fmt: skip
     if pngs:
         figure.write_pdf(pngs, output / "qa_report.pdf")
     summary = {"model": model, "studies": [asdict(r) for r in results]}
@@ -248,6 +198,9 @@ def _predict_into(
     qa, written = write_qa(
         folder, study.name, arrays, mr, (low, high), _caption(synth), series, options.qa
     )
+    if options.dose and ct is not None and study.target is not None:
+        qa["dose"], drawn = write_dose(folder, study.name, ct, sct, study.target, options.dose)
+        written += drawn
     return StudyResult(study.name, "ok", 0.0, series=series, outputs=outputs + written, qa=qa,
                        ct=str(study.ct or ""))  # fmt: skip
 
@@ -268,42 +221,3 @@ def summary_table(results: list[StudyResult]) -> str:
     done = sum(r.status == "ok" for r in results)
     lines.append(f"{done} of {len(results)} studies written")
     return "\n".join(lines)
-
-
-def _visible(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-
-
-def _study_uid(entry: Path) -> str | None:
-    """The StudyInstanceUID of a DICOM file, or of the first DICOM file in a folder (searched
-    in name order, a few hundred files at most); None for anything else."""
-    files = [entry] if entry.is_file() else sorted(p for p in entry.rglob("*") if p.is_file())
-    for path in files[:256]:
-        if path.name.startswith(".") or not _is_dicom_file(path):
-            continue
-        import pydicom
-
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
-        except Exception:  # not readable: the study's own read says why
-            return f"unreadable:{path}"
-        return str(ds.get("StudyInstanceUID", f"none:{path}"))
-    return None
-
-
-def _is_dicom_file(path: Path) -> bool:
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    try:
-        with path.open("rb") as handle:
-            return handle.read(132)[128:132] == b"DICM"
-    except OSError:
-        return False
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".zip", ".dcm"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)] or name
-    return name

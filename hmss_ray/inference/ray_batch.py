@@ -52,10 +52,11 @@ class _Predictor:
 
     def __call__(self, rows: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, list] = {"row": []}
-        for name, path, ct, output in zip(
-            rows["name"], rows["path"], rows["ct"], rows["output"], strict=True
+        for name, path, ct, target, output in zip(
+            rows["name"], rows["path"], rows["ct"], rows["target"], rows["output"], strict=True
         ):
-            study = Study(name, Path(path), Path(ct) if ct else None)
+            study = Study(name, Path(path), Path(ct) if ct else None,
+                          Path(target) if target else None)  # fmt: skip
             out["row"].append(asdict(predict_study(self.synth, study, Path(output), self.options)))
         return out
 
@@ -77,7 +78,13 @@ def predict_batch_ray(
     output.mkdir(parents=True, exist_ok=True)
     size = pool_size(ray.cluster_resources(), len(studies))
     items = [
-        {"name": s.name, "path": str(s.path), "ct": str(s.ct or ""), "output": str(output)}
+        {
+            "name": s.name,
+            "path": str(s.path),
+            "ct": str(s.ct or ""),
+            "target": str(s.target or ""),
+            "output": str(output),
+        }
         for s in studies
     ]
     start = time.perf_counter()

@@ -6,7 +6,10 @@ DICOM sCT series, ``spread.dcm``, a Parametric Map on the series' grid that refe
 the MR (:mod:`hmss_ray.io.dicom_spread`), and ``spread.nii.gz`` for tools that read no
 Parametric Map. A CT (``--ct``) is read, put on the MR's grid
 (exactly when it differs only in storage order, else trilinear; :func:`~hmss_ray.io.align.
-onto_grid`) and compared with the sCT inside the body where the CT covers it.
+onto_grid`) and compared with the sCT inside the body where the CT covers it. With a target
+too and ``--dose``, a plan optimised on that CT is recomputed on the sCT
+(:func:`hmss_ray.dose.panel.dose_panel`): ``dose.png`` (a page of the batch's PDF) and
+``dose.json``, and its numbers in ``qa.json``'s ``dose``.
 """
 
 from __future__ import annotations
@@ -89,3 +92,34 @@ def write_qa(
     page = web.StudyPage(title, mr.affine, mr.array, sct, spread, ct, qa.to_dict(), caption)
     web.write_study_page(folder, page)
     return qa.to_dict(), ["qa.json", "qa.png", "qa.html", "qa-data.js"]
+
+
+def write_dose(
+    folder: Path, title: str, ct: np.ndarray, sct: Volume, target: Path, modalities: tuple[str, ...]
+) -> tuple[dict[str, Any], list[str]]:
+    """The dose check of one study, both CTs on the MR's grid, added to its ``qa.json``: (its
+    numbers, the names written).
+
+    ``ct``: float32 HU, NaN outside the CT's field of view (air there). ``target``: a mask file
+    or DICOM folder on any grid of the same frame of reference, put on the MR's grid. A check
+    that cannot run (no target voxel, no dose extra) is the study's ``{"error": ...}``, not a
+    failed study: its sCT and QA stand.
+    """
+    from hmss_ray.dose import parse_modalities
+    from hmss_ray.dose.panel import dose_panel
+    from hmss_ray.io.align import onto_grid
+
+    try:
+        mask = onto_grid(read_volume(target), sct.affine, sct.shape).array
+        inside = np.nan_to_num(np.asarray(mask, np.float32), nan=0.0) > 0.5
+        if not inside.any():
+            raise UserError(f"the target {target.name} has no voxel inside the MR's field of view")
+        planning = Volume(np.where(np.isfinite(ct), ct, -1000.0).astype(np.float32), sct.affine)
+        panel = dose_panel(planning, sct, inside, modalities=parse_modalities(modalities),
+                           title=title)  # fmt: skip
+        result, names = panel.to_dict(), [path.name for path in panel.save(folder)]
+    except UserError as exc:
+        result, names = {"error": f"dose check: {exc}"}, []
+    record = folder / "qa.json"  # written by write_qa: the dose joins the flags there
+    record.write_text(json.dumps({**json.loads(record.read_text()), "dose": result}, indent=2))
+    return result, names

@@ -41,3 +41,23 @@ def test_dose_with_a_target_on_another_grid(tmp_path: Path, capsys) -> None:
     write_volume(Volume(np.ones((8, 8, 5), np.uint8), np.eye(4)), target)
     assert dose_main(["--ct", str(ct), "--sct", str(ct), "--target", str(target)]) == 2
     assert "target target.nii.gz: shape" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--dose", "photon"], "--dose plans on the CT: give --ct and --target too"),
+        (["--target", "t.nii.gz"], "--target is the dose check's: give --dose photon[,proton]"),
+        (["--dose", "electron", "--ct", "c", "--target", "t"], "unknown dose modality"),
+    ],
+)
+def test_predict_dose_flags_without_what_they_need(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], words: str
+) -> None:
+    from hmss_ray.inference.__main__ import main as predict_main
+
+    mr = tmp_path / "mr.nii.gz"
+    write_volume(Volume(np.zeros((8, 8, 4), np.float32), np.eye(4)), mr)
+    argv = ["--model", str(tmp_path / "none"), "-i", str(mr), "-o", str(tmp_path / "out"), *extra]
+    assert predict_main(argv) == 2
+    assert words in _one_line_error(capsys)
