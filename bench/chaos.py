@@ -8,9 +8,12 @@
   complete version whose every digest verifies.
 - ``s3_outage_checkpoints_lost``: a Ray Train run writes its checkpoints to S3 while the S3 server
   is stopped for 30 s and restarted on the same port; every checkpoint must be there and load.
-- ``promotion_failed_requests`` / ``mixed_version_answers``: a live Serve deployment pinned to
-  ``@production``, a client sending throughout, a promotion then a rollback: no request may fail,
-  and the answers' versions must go old -> new -> old with no interleaving.
+- ``promotion_failed_requests`` / ``mixed_version_answers``: a live Serve deployment of 2
+  replicas pinned to ``@production``, 2 clients sending throughout, a promotion then a rollback,
+  each taking effect 3 s after it is written (``effective_at``): no request may fail, and no
+  answer may come from another version than the one the pin named for the whole request. The
+  same run with changes that take effect at once (each replica switches when its poll sees the
+  change, as before activation times) is measured beside it: ``details.promotion_at_once``.
 """
 
 from __future__ import annotations
@@ -215,8 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"S3 down 30 s during checkpoint uploads: {lost}")
     finally:
         s3.stop()
-    serve = None if args.skip_serve else chaos_live.promotion_under_serve()
-    print(f"promotion and rollback under Serve: {serve}")
+    serve = at_once = None
+    if not args.skip_serve:
+        serve = chaos_live.promotion_under_serve()
+        print(f"promotion and rollback under Serve: {serve}")
+        at_once = chaos_live.promotion_under_serve(activate_in_s=0.0)
+        print(f"the same, each change at once: {at_once}")
     payload = {
         "registration_kills": local["kills"] + remote["kills"],
         "broken_aliases": local["broken_aliases"] + remote["broken_aliases"],
@@ -224,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         "promotion_failed_requests": None if serve is None else serve["failed"],
         "mixed_version_answers": None if serve is None else serve["mixed"],
         "details": {"local": local, "s3": remote, "registration_outage": outage,
-                    "checkpoint_outage": lost, "promotion": serve},
+                    "checkpoint_outage": lost, "promotion": serve,
+                    "promotion_at_once": at_once},
         "command": command_line(), "date": facts["date"], "machine": facts,
     }  # fmt: skip
     print(f"\nwrote {write_json(args.json, payload)}")

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 POLL_S = 0.5  # how often the replicas re-read their alias in these runs
+ACTIVATE_S = 3.0  # a change takes effect this long after it is written: > 2 x POLL_S + a load
+REPLICA_CONFIG = {"min_replicas": 2, "max_replicas": 2, "num_cpus": 0.5}  # 2 on a 2-CPU Ray
 TINY_SERVE = {"data.spacing.brain": [8.0, 8.0, 8.0]}  # a 16-voxel MR fits the 32 px canvas
 
 
@@ -48,12 +50,13 @@ def mr_bytes() -> bytes:
 
 
 class Client(threading.Thread):
-    """Sends the same MR over and over; records (HTTP status or error, X-Model-Version)."""
+    """Sends the same MR over and over; records (sent, received, HTTP status or error,
+    X-Model-Version), times as seconds since the epoch."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
         self.url, self.body = url, mr_bytes()
-        self.answers: list[tuple[Any, str | None]] = []
+        self.answers: list[tuple[float, float, Any, str | None]] = []
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -61,66 +64,107 @@ class Client(threading.Thread):
 
         with httpx.Client(timeout=60) as http:
             while not self.stopped.is_set():
+                sent = time.time()
                 try:
                     r = http.post(f"{self.url}/v1/synthesize", content=self.body,
                                   headers={"Content-Type": "application/gzip"})  # fmt: skip
-                    self.answers.append((r.status_code, r.headers.get("x-model-version")))
+                    answer = (r.status_code, r.headers.get("x-model-version"))
                 except Exception as exc:  # a failed request, counted
-                    self.answers.append((type(exc).__name__, None))
+                    answer = (type(exc).__name__, None)
+                self.answers.append((sent, time.time(), *answer))
 
-    def wait_for(self, version: str, then: int = 3, timeout: float = 120.0) -> float:
-        """Seconds until ``version`` answered (from now on), then ``then`` more answers."""
-        t0, start = time.monotonic(), len(self.answers)
-        while not any(v == version for _, v in self.answers[start:]):
-            if time.monotonic() - t0 > timeout:
+    def wait_for(self, version: str, after: float = 0.0, then: int = 3,
+                 timeout: float = 120.0) -> float:  # fmt: skip
+        """Seconds from ``after`` (default: now) until ``version`` answered a request sent
+        then or later; then ``then`` more answers."""
+        after = after or time.time()
+        while not any(v == version and sent >= after for sent, _, _, v in self.answers):
+            if time.time() - after > timeout:
                 raise TimeoutError(f"version {version} never answered")
             time.sleep(0.05)
-        seen = time.monotonic() - t0
+        seen = min(got for sent, got, _, v in self.answers if v == version and sent >= after)
         mark = len(self.answers)
         while len(self.answers) < mark + then:
             time.sleep(0.05)
-        return seen
+        return seen - after
 
 
-def promotion_under_serve(workdir: Path | None = None) -> dict[str, Any]:
-    """Promote then roll back ``production`` under a live deployment with a client sending."""
+def pinned_at(changes: list[tuple[float, str]], when: float) -> str:
+    """The version the pin names at ``when``: the last change due by then."""
+    return [version for due, version in changes if due <= when][-1]
+
+
+def wrong_answers(answers: list[tuple[float, float, Any, str | None]],
+                  changes: list[tuple[float, str]]) -> int:  # fmt: skip
+    """Answers made by another version than the one the pin named for the whole request (a
+    request sent before and answered after a switch may be either)."""
+    wrong = 0
+    for sent, got, _, version in answers:
+        before, after = pinned_at(changes, sent), pinned_at(changes, got)
+        wrong += before == after and version is not None and version != before
+    return wrong
+
+
+def promotion_under_serve(
+    workdir: Path | None = None, activate_in_s: float = ACTIVATE_S, clients: int = 2
+) -> dict[str, Any]:
+    """Promote then roll back ``production`` under a live deployment of ``REPLICAS`` replicas
+    with ``clients`` clients sending throughout; each change takes effect ``activate_in_s``
+    after it is written (0: each replica switches when it has loaded the version)."""
 
     from hmss_ray.cluster import free_port, init_ray
-    from hmss_ray.registry import ops
+    from hmss_ray.registry import ops, store
     from hmss_ray.serving.app import deploy, shutdown
 
     registry = Path(workdir or tempfile.mkdtemp(prefix="hmss-chaos-serve-")) / "registry"
     old, new = two_versions(registry)
     init_ray()
     url = deploy(f"{registry}/tiny", port=free_port(), name="chaos", route_prefix="/chaos",
-                 env={"HMSS_REGISTRY_POLL_S": str(POLL_S)}, device="cpu")  # fmt: skip
+                 env={"HMSS_REGISTRY_POLL_S": str(POLL_S)}, device="cpu",
+                 serve_config=REPLICA_CONFIG)  # fmt: skip
     import httpx
 
     shown = httpx.get(f"{url}/v1/model", timeout=30).json()  # the version and its model card
-    client = Client(url)
-    client.start()
+    senders = [Client(url) for _ in range(clients)]
+    changes = [(0.0, old)]
+
+    def change(version: str) -> float:
+        pointer = store.read_alias(str(registry), "tiny", "production")
+        due = pointer.effective_at or time.time()  # no activation time: as soon as written
+        changes.append((due, version))
+        return due
+
+    for each in senders:
+        each.start()
     try:
-        client.wait_for(old)
-        ops.promote(str(registry), "tiny", new, "production", note="chaos promotion")
-        promote_s = client.wait_for(new)
-        ops.rollback(str(registry), "tiny", "production", note="chaos rollback")
-        rollback_s = client.wait_for(old)
+        senders[0].wait_for(old)
+        ops.promote(str(registry), "tiny", new, "production", note="chaos promotion",
+                    activate_in_s=activate_in_s)  # fmt: skip
+        promote_s = senders[0].wait_for(new, after=change(new))
+        ops.rollback(str(registry), "tiny", "production", note="chaos rollback",
+                     activate_in_s=activate_in_s)  # fmt: skip
+        rollback_s = senders[0].wait_for(old, after=change(old))
     finally:
-        client.stopped.set()
-        client.join(timeout=120)
+        for each in senders:
+            each.stopped.set()
+            each.join(timeout=120)
         # Serve keeps the port it first started on: shut it down, so that the next deploy()
         # (a test module, a bench) starts Serve on the port it asks for
         shutdown()
-    versions = [v for _, v in client.answers]
-    switches = sum(1 for a, b in itertools.pairwise(versions) if a != b)
+    answers = sorted(a for each in senders for a in each.answers)
+    versions = [v for _, _, _, v in answers]
     return {
-        "answers": len(client.answers),
+        "replicas": REPLICA_CONFIG["min_replicas"], "clients": clients,
+        "activate_in_s": activate_in_s, "poll_s": POLL_S, "answers": len(answers),
         "model_info": {"version": shown.get("version"), "registry": shown.get("registry"),
                        "card_shown": "not a medical device" in (shown.get("card") or "")},
-        "failed": sum(1 for status, _ in client.answers if status != 200),
-        "mixed": max(0, switches - 2),  # old -> new -> old is two switches
+        "failed": sum(1 for _, _, status, _ in answers if status != 200),
+        "mixed": wrong_answers(answers, changes),
+        # in the order the requests were sent: version changes beyond old -> new -> old
+        "interleaved": max(0, sum(a != b for a, b in itertools.pairwise(versions)) - 2),
         "order": _runs(versions),
         "old": old, "new": new,
+        # after its activation time: when the first request sent from then on was answered
         "promotion_seen_s": round(promote_s, 2), "rollback_seen_s": round(rollback_s, 2),
     }  # fmt: skip
 

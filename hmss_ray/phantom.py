@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hmss_ray import cli
+from hmss_ray import cli, storage
 from hmss_ray.data.phantom import (
     COARSE_SHAPE,
     EDITIONS,
@@ -82,21 +82,23 @@ def command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise cli.UserError(str(exc)) from None
     check_out(Path(args.output))
-    summary = write_dataset(
-        args.output,
-        cases=args.cases,
-        regions=regions,
-        seed=args.seed,
-        corrupt=args.corrupt,
-        mr_only=args.mr_only,
-        shape=COARSE_SHAPE if args.coarse else args.shape,
-        spacing=args.spacing,
-        progress=not args.quiet,
-        edition=args.edition,
-        labels=not args.no_labels,
-    )
-    _remember(Path(args.output))
-    print(f"wrote {summary.root}")
+    # written aside, renamed into place when complete (storage.output_dir)
+    with storage.output_dir(args.output) as out:
+        summary = write_dataset(
+            str(out),
+            cases=args.cases,
+            regions=regions,
+            seed=args.seed,
+            corrupt=args.corrupt,
+            mr_only=args.mr_only,
+            shape=COARSE_SHAPE if args.coarse else args.shape,
+            spacing=args.spacing,
+            progress=not args.quiet,
+            edition=args.edition,
+            labels=not args.no_labels,
+        )
+        _remember(out)
+    print(f"wrote {Path(args.output) / summary.root.name}")
     print(summary_table(summary))
     return 0
 

@@ -14,13 +14,16 @@ most 8 s, about 16 s in all; a missing object is an answer, not a failure, and i
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -76,25 +79,31 @@ def retried(fn: Callable) -> Callable:
         remote = [str(uri), *map(str, args[:1])]
         if not any(is_remote(u) for u in remote):
             return fn(uri, *args, **kwargs)
-        attempts = max(1, int(os.environ.get(ATTEMPTS_ENV, "6")))
-        wait = float(os.environ.get(BACKOFF_ENV, "0.5"))
-        for attempt in range(1, attempts + 1):
-            try:
-                return fn(uri, *args, **kwargs)
-            except FileNotFoundError:
-                raise
-            except OSError as exc:
-                if attempt == attempts:
-                    raise OSError(
-                        f"{fn.__name__} {uri}: S3 failed {attempts} times: {exc}"
-                    ) from exc
-                log.warning("%s %s failed (%s); retry %d in %.1f s", fn.__name__, uri, exc,
-                            attempt, wait)  # fmt: skip
-                time.sleep(wait)
-                wait = min(wait * 2, MAX_WAIT_S)
-        raise AssertionError("unreachable")
+        return with_retries(functools.partial(fn, uri, *args, **kwargs), f"{fn.__name__} {uri}")
 
     return call
+
+
+def with_retries(call: Callable[[], Any], what: str, patience_s: float | None = None) -> Any:
+    """``call()``, retried on an S3 error (any OSError but a missing object) with backoff:
+    ``HMSS_S3_ATTEMPTS`` tries, or for ``patience_s`` seconds when given."""
+    attempts = max(1, int(os.environ.get(ATTEMPTS_ENV, "6")))
+    wait = float(os.environ.get(BACKOFF_ENV, "0.5"))
+    deadline = None if patience_s is None else time.monotonic() + patience_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return call()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            out = attempt >= attempts if deadline is None else time.monotonic() > deadline
+            if out:
+                raise OSError(f"{what}: S3 failed {attempt} times: {exc}") from exc
+            log.warning("%s failed (%s); retry %d in %.1f s", what, exc, attempt, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, MAX_WAIT_S)
 
 
 def join(uri: str, *parts: str) -> str:
@@ -188,3 +197,49 @@ def copy_dir(src: str, dst: str) -> None:
 def open_input(uri: str) -> io.BufferedIOBase:
     fs, path = resolve(uri)
     return fs.open_input_file(path)
+
+
+@contextlib.contextmanager
+def output_dir(uri: str, last: str | None = None) -> Iterator[Path]:
+    """A local folder to write a command's whole output into; it becomes ``uri`` on success.
+
+    Local ``uri``: the folder is ``.<name>.partial-*`` beside it and is renamed to ``uri`` when
+    the block ends; a previous output there is renamed aside first and removed after. A failure
+    in the block removes the partial folder: no half output ever carries the final name, and the
+    previous one is untouched. ``s3://`` (no rename there): the folder is a local temporary one,
+    uploaded only once complete, ``last`` (the file readers look for: a report, a manifest)
+    after every other file; a failure in the block leaves S3 untouched, one during the upload
+    leaves the previous ``last`` in place.
+    """
+    if is_remote(uri):
+        with tempfile.TemporaryDirectory(prefix="hmss-out-") as tmp:
+            yield Path(tmp)
+            held = Path(tmp) / last if last else None
+            data = held.read_bytes() if held and held.is_file() else None
+            if data is not None:
+                held.unlink()  # type: ignore[union-attr]
+            copy_dir(tmp, uri)
+            if data is not None:
+                write_bytes(join(uri, last), data)  # type: ignore[arg-type]
+        return
+    target = Path(resolve(uri)[1])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    partial.chmod(0o777 & ~umask)  # as a folder made by mkdir (mkdtemp makes it 0700)
+    try:
+        yield partial
+        old = target.with_name(f".{target.name}.old-{os.getpid()}") if target.exists() else None
+        if old is not None:
+            os.rename(target, old)
+        try:
+            os.rename(partial, target)
+        except OSError:
+            if old is not None:
+                os.rename(old, target)  # the previous output back under its name
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)

@@ -228,6 +228,10 @@ class TuneConfig(Section):
     # where the winner is written: <registry>/<entry>/ (path or s3:// you can write)
     registry: str = "outputs/registry"
     name: str = "hmss"  # search name (its state is <storage>/<name>)
+    # the first version of a new registry entry also becomes its `production` alias, so that a
+    # fresh entry serves at once (the demo); false: every version waits for a promotion
+    # (python -m hmss_ray.registry promote), as a clinic should run it (docs/registry.md)
+    registry_auto_promote: bool = True
     # MLflow tracking (off when null): a run per trial, the winner as a model version. A
     # tracking server URI (http://...) on a cluster; sqlite:///abs/path.db or file:///abs/path
     # on one machine (the Tune driver writes it)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -66,7 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def command(args: argparse.Namespace) -> int:
     from hmss_ray import storage
-    from hmss_ray.evaluate.run import EvaluationJob, NothingEvaluated, evaluate, evaluation_config
+    from hmss_ray.evaluate.run import (
+        EvaluationJob,
+        NothingEvaluated,
+        check_output,
+        evaluate,
+        evaluation_config,
+    )
     from hmss_ray.resources import config_path
 
     if not args.model and not args.predictions:
@@ -77,22 +82,19 @@ def command(args: argparse.Namespace) -> int:
     config = config_path(args.config)
     cfg = evaluation_config(args.model, str(config) if config else None, args.set)
     remote = storage.is_remote(args.output)
-    with tempfile.TemporaryDirectory(prefix="hmss-eval-") as tmp:
-        # s3:// reports are staged locally (matplotlib and pandas write files), then copied
-        out = Path(tmp) if remote else Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
-        job = EvaluationJob(
-            data=args.data, out=out, split=args.split, model=args.model, shards=args.shards,
-            predictions=args.predictions, device=args.device, segmentation=args.segmentation,
-            dose=dose,
-        )  # fmt: skip
-        try:
+    check_output(args.output, args.predictions)
+    # the whole report is written aside and takes its name when complete (storage.output_dir)
+    try:
+        with storage.output_dir(args.output, last="report.md") as out:
+            job = EvaluationJob(
+                data=args.data, out=out, split=args.split, model=args.model, shards=args.shards,
+                predictions=args.predictions, device=args.device,
+                segmentation=args.segmentation, dose=dose, final=str(args.output),
+            )  # fmt: skip
             evaluate(job, cfg)
-        except NothingEvaluated as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_NOTHING
-        if remote:
-            storage.copy_dir(str(out), args.output)
+    except NothingEvaluated as exc:  # raised inside: the previous report stays as it was
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NOTHING
     where = args.output if remote else Path(args.output).resolve()
     print(f"[hmss] report: {storage.join(str(where), 'report.md')}")
     return EXIT_OK

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hmss_ray import metrics
-from hmss_ray.config import Edition, ExperimentConfig, load_config, parse_overrides
+from hmss_ray import metrics, storage
+from hmss_ray.config import Edition, ExperimentConfig, UserError, load_config, parse_overrides
 from hmss_ray.data import synthrad
 from hmss_ray.dose import parse_modalities
 from hmss_ray.dose.engine import require_engine
@@ -64,6 +64,7 @@ class EvaluationJob:
     device: str = "auto"
     segmentation: str = "auto"  # SynthRAD2025 Dice/HD95: auto, totalsegmentator or thresholds
     dose: tuple[str, ...] = ()  # photon and/or proton: the CT plan recomputed on the sCT
+    final: str | None = None  # where the report ends up, when ``out`` is its staging folder
 
 
 class NothingEvaluated(RuntimeError):
@@ -143,7 +144,9 @@ def write_outputs(
     written = [*figures.write_figures(per_patient, load_pair, out), *dose_figures]
     context = {
         "model": job.model or "(none: predictions only)",
-        "sCT": f"read from {job.predictions}" if job.predictions else f"synthesised -> {out}/sct",
+        "sCT": f"read from {job.predictions}"
+        if job.predictions
+        else f"synthesised -> {job.final or out}/sct",
         "data": job.data,
         "split": f"{job.split} (from {job.shards})" if job.shards else "all paired cases",
         "slice metrics": f"HU mapped from data.hu_range {list(cfg.data.hu_range)} to [-1, 1]",
@@ -158,6 +161,25 @@ def write_outputs(
         definitions=challenge.definitions(editions),
     )  # fmt: skip
     (out / "report.md").write_text(text)
+
+
+def check_output(output: str, predictions: str | None) -> None:
+    """Refuse a report folder that holds what evaluate did not write (it is replaced whole),
+    or that holds the predictions being scored."""
+    if storage.is_remote(output) or not Path(output).is_dir():
+        return
+    out = Path(output).resolve()
+    inside = predictions and not storage.is_remote(predictions)
+    if inside and Path(predictions).resolve().is_relative_to(out):  # type: ignore[arg-type]
+        raise UserError(
+            f"--predictions {predictions} lies inside the report folder {output}, which a new "
+            "report replaces: choose another -o"
+        )
+    if any(out.iterdir()) and not (out / "report.md").is_file():
+        raise UserError(
+            f"-o {output} holds files evaluate did not write (no report.md): choose an empty "
+            "or new folder"
+        )
 
 
 def evaluate(job: EvaluationJob, cfg: ExperimentConfig) -> pd.DataFrame:

@@ -207,6 +207,7 @@ class Synthesizer:
         batch_slices: int | None = None,
         overrides: dict[str, Any] | None = None,
         tta: str | None = None,
+        at: float | None = None,
     ) -> Synthesizer:
         """Load a registry version or a checkpoint.
 
@@ -218,8 +219,10 @@ class Synthesizer:
             overrides: dotted keys of the model's config to replace before the engine is built
                 (``serve.precision``, ``serve.compile``, ``io.*``).
             tta: overrides the entry's ``inference.tta``.
+            at: for an alias, the version it names at this time (seconds since the epoch;
+                default now): a replica pre-loads a scheduled promotion (registry/live.py).
         """
-        opened = load.open_model(uri)  # a registry version: digests checked before loading
+        opened = load.open_model(uri, at)  # a registry version: digests checked before loading
         directory = opened[0] if opened else ckpt.localize(uri)
         dev = resolve_device(device)
         generator, meta = ckpt.load_generator(directory, dev)

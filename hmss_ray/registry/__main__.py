@@ -16,7 +16,7 @@ from typing import Any
 
 from hmss_ray import cli
 from hmss_ray.registry import load, ops, store
-from hmss_ray.registry.names import DEFAULT_ALIAS, RegistryError, split_uri
+from hmss_ray.registry.names import DEFAULT_ALIAS, ModelRef, RegistryError, split_uri
 
 EXAMPLES = """examples:
   python -m hmss_ray.registry list outputs/registry
@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("log", help="the change log of an entry").add_argument("uri")
     for each in (promote, rollback, imp, register):
         each.add_argument("--note", default="", help="why (kept in the change log)")
+    for each in (promote, rollback):
+        each.add_argument(
+            "--activate-in",
+            type=float,
+            metavar="SECONDS",
+            help=f"the alias moves this many seconds from now, on every replica at once "
+            f"(default ${ops.ACTIVATE_ENV} or {ops.ACTIVATE_S:g}; 0: now)",
+        )
     return parser
 
 
@@ -125,16 +133,26 @@ def _promote(args: argparse.Namespace) -> int:
         raise RegistryError("name the version to promote: <registry>/<name>@<version|alias>")
     rules = [ops.Threshold.parse(t) for t in args.require]
     old, new = ops.promote(ref.registry, ref.name, ref.ref, args.alias, note=args.note,
-                           report=args.require_report, thresholds=rules)  # fmt: skip
-    print(f"{ref.name}@{args.alias}: {old or '(none)'} -> {new}")
+                           report=args.require_report, thresholds=rules,
+                           activate_in_s=args.activate_in)  # fmt: skip
+    print(f"{ref.name}@{args.alias}: {old or '(none)'} -> {new}{_from(ref, args.alias)}")
     return 0
 
 
 def _rollback(args: argparse.Namespace) -> int:
     ref = split_uri(args.uri)
-    old, new = ops.rollback(ref.registry, ref.name, args.alias, to=args.to, note=args.note)
-    print(f"{ref.name}@{args.alias}: {old} -> {new} (rolled back)")
+    old, new = ops.rollback(ref.registry, ref.name, args.alias, to=args.to, note=args.note,
+                            activate_in_s=args.activate_in)  # fmt: skip
+    print(f"{ref.name}@{args.alias}: {old} -> {new} (rolled back){_from(ref, args.alias)}")
     return 0
+
+
+def _from(ref: ModelRef, alias: str) -> str:
+    """When a scheduled move takes effect, for the command's line."""
+    pointer = store.read_alias(ref.registry, ref.name, alias)
+    if pointer is None or not pointer.scheduled():
+        return ""
+    return f", from {store.now(pointer.effective_at)} ({pointer.previous} until then)"
 
 
 def _verify(args: argparse.Namespace) -> int:

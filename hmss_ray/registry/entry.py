@@ -3,8 +3,9 @@
 The version is assembled in a local temporary folder (the generator, its ``checkpoint.json``,
 ``config.yaml``, ``metrics.json``, ``winner.json``, ``MODEL_CARD.md`` and, through ``extra``, the
 ensemble members), written as one immutable version (:func:`store.register`), and only then do
-the aliases move: ``latest`` always, ``production`` only for an entry's first version (so a new
-entry serves at once; later winners wait for a promotion).
+the aliases move: ``latest`` always, ``production`` only for an entry's first version and only
+with ``auto_promote`` (``tune.registry_auto_promote``: a new entry serves at once; later
+winners wait for a promotion).
 """
 
 from __future__ import annotations
@@ -61,17 +62,18 @@ def publish(
     extra: Callable[[Path], Any] | None = None,
     aliases: tuple[str, ...] | None = None,
     note: str = "",
+    auto_promote: bool = True,
 ) -> store.Version:
     """Register ``checkpoint_dir``'s generator as a new version of ``<registry>/<name>``.
 
     Args:
         extra: called with the staged folder before it is registered (ensemble members).
         aliases: moved to the new version; default ``latest`` (and ``production`` when the
-            entry has none yet).
+            entry has none yet and ``auto_promote``).
     """
     entry_name(name)
     if aliases is None:
-        first = store.get_alias(registry, name, DEFAULT_ALIAS) is None
+        first = auto_promote and store.get_alias(registry, name, DEFAULT_ALIAS) is None
         aliases = (LATEST, DEFAULT_ALIAS) if first else (LATEST,)
     with tempfile.TemporaryDirectory(prefix="hmss-register-") as tmp:
         staged = stage_entry(checkpoint_dir, Path(tmp) / "version", name, metrics=metrics,

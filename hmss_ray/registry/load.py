@@ -48,8 +48,9 @@ def is_versioned(entry: str) -> bool:
     )
 
 
-def resolve(uri: str) -> Resolved | None:
-    """The version ``uri`` names, or None when ``uri`` is not a versioned registry entry."""
+def resolve(uri: str, at: float | None = None) -> Resolved | None:
+    """The version ``uri`` names at time ``at`` (default: now; an alias may be scheduled to move,
+    :class:`store.AliasPointer`), or None when ``uri`` is not a versioned registry entry."""
     text = str(uri).rstrip("/")
     last = text.rsplit("/", 1)[-1]
     parent = text.rsplit("/", 2)
@@ -65,14 +66,14 @@ def resolve(uri: str) -> Resolved | None:
         raise RegistryError(f"no registry entry at {ref.entry}")
     if is_version(wanted):
         return _version(ref.registry, ref.name, wanted, None)
-    target = store.get_alias(ref.registry, ref.name, wanted)
-    if target is None:
+    pointer = store.read_alias(ref.registry, ref.name, wanted)
+    if pointer is None:
         known = ", ".join(sorted(store.aliases(ref.registry, ref.name))) or "none"
         raise RegistryError(
             f"{ref.entry} has no alias {wanted!r} (aliases: {known}); promote a version to it "
             f"(python -m hmss_ray.registry promote) or name one: {ref.entry}@<alias|version>"
         )
-    return _version(ref.registry, ref.name, target, wanted)
+    return _version(ref.registry, ref.name, pointer.at(at), wanted)
 
 
 def _version(registry: str, name: str, version: str, alias: str | None) -> Resolved:
@@ -127,9 +128,10 @@ def fetch(resolved: Resolved) -> Path:
     return target
 
 
-def open_model(uri: str) -> tuple[Path, Resolved] | None:
-    """``(verified local folder, version)`` for a versioned URI; None for anything else."""
-    resolved = resolve(uri)
+def open_model(uri: str, at: float | None = None) -> tuple[Path, Resolved] | None:
+    """``(verified local folder, version)`` for a versioned URI (the version it names at ``at``,
+    default now); None for anything else."""
+    resolved = resolve(uri, at)
     if resolved is None:
         return None
     return fetch(resolved), resolved

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import tarfile
 import tempfile
@@ -22,6 +23,8 @@ from hmss_ray.registry import store
 from hmss_ray.registry.names import RegistryError, alias_name, entry_name, is_version
 
 EXPORT_INFO = "hmss-export.json"
+ACTIVATE_ENV = "HMSS_REGISTRY_ACTIVATE_S"  # default delay before a promotion takes effect
+ACTIVATE_S = 30.0  # > 2 x the replicas' poll interval (5 s) + a model's fetch and load
 OVERALL = "all"  # the evaluation summary's row over every patient
 THRESHOLD_RE = re.compile(r"^([a-z_0-9]+)\s*(<=|>=)\s*([-+0-9.eE]+)$")
 
@@ -90,22 +93,43 @@ def promote(
     note: str = "",
     report: str | None = None,
     thresholds: list[Threshold] | None = None,
+    activate_in_s: float | None = None,
 ) -> tuple[str | None, str]:
-    """Point ``alias`` at the version ``ref`` names (verified first); returns (old, new)."""
+    """Point ``alias`` at the version ``ref`` names (verified first); returns (old, new).
+
+    The alias names the new version ``activate_in_s`` seconds from now (default
+    :func:`activation_delay`), so that every Serve replica following it switches at once.
+    """
     version = resolve_ref(registry, name, ref)
     store.verify(store.version_uri(registry, name, version))
     if report is not None:
         check_report(report, version, thresholds or [])
     elif thresholds:
         raise RegistryError("thresholds need --require-report: the report they are checked on")
-    old = store.set_alias(registry, name, alias_name(alias), version, note=note)
+    old = store.set_alias(registry, name, alias_name(alias), version, note=note,
+                          activate_in_s=activation_delay(activate_in_s))  # fmt: skip
     return old, version
 
 
+def activation_delay(seconds: float | None = None) -> float:
+    """``seconds``, else ``$HMSS_REGISTRY_ACTIVATE_S``, else 30 s (docs/registry.md)."""
+    value = seconds if seconds is not None else float(os.environ.get(ACTIVATE_ENV) or ACTIVATE_S)
+    if value < 0:
+        raise RegistryError(f"an activation delay is >= 0 seconds, not {value:g}")
+    return value
+
+
 def rollback(
-    registry: str, name: str, alias: str, *, to: str | None = None, note: str = ""
+    registry: str,
+    name: str,
+    alias: str,
+    *,
+    to: str | None = None,
+    note: str = "",
+    activate_in_s: float | None = None,
 ) -> tuple[str, str]:
-    """Point ``alias`` back at the version it named before its last change (or at ``to``)."""
+    """Point ``alias`` back at the version it named before its last change (or at ``to``),
+    ``activate_in_s`` from now as :func:`promote` does."""
     current = store.get_alias(registry, name, alias_name(alias))
     if current is None:
         raise RegistryError(f"{name} has no alias {alias!r} to roll back")
@@ -118,7 +142,8 @@ def rollback(
             raise RegistryError(f"{name}@{alias} has no earlier version in the change log")
         target = earlier[-1]
     store.verify(store.version_uri(registry, name, target))
-    store.set_alias(registry, name, alias, target, note=note or f"rollback from {current}")
+    store.set_alias(registry, name, alias, target, note=note or f"rollback from {current}",
+                    activate_in_s=activation_delay(activate_in_s))  # fmt: skip
     return current, target
 
 

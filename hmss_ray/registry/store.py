@@ -5,7 +5,8 @@
     generator.safetensors checkpoint.json config.yaml metrics.json winner.json MODEL_CARD.md
     members/<i>/...  ensemble.json    (when the search gathered ensemble members)
     manifest.json                     every other file's sha256 and size; written last
-<registry>/<name>/aliases/<alias>     {"version": <id>, ...}: replaced by one atomic write
+<registry>/<name>/aliases/<alias>     {"version": <id>, "previous": <id>, "effective_at": <time>,
+                                      ...}: replaced by one atomic write
 <registry>/<name>/log/<time>-<rand>.json   one object per change (who, when, from, to), never
                                       rewritten: the append-only change log
 ```
@@ -16,6 +17,11 @@ files: the same bytes give the same id, other bytes another. A version is comple
 renamed into place; on S3 the manifest is the last object written. Nothing points at a version
 before it is complete, so a kill, a full disk or an S3 outage at any moment leaves every alias on
 a complete version.
+
+An alias may move at a set time: ``effective_at`` (UTC) in its pointer says from when it names
+``version``; until then it names ``previous``. Serve replicas pre-load the new version as soon as
+they see the pointer and all switch at that instant (:mod:`hmss_ray.registry.live`). A pointer
+without ``effective_at`` (older registries, ``activate_in_s=0``) moves at once.
 """
 
 from __future__ import annotations
@@ -31,12 +37,12 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from hmss_ray import storage
 from hmss_ray.registry.names import RegistryError, alias_name, entry_name, is_version
+from hmss_ray.registry.pointer import AliasPointer, now
 
 MANIFEST = "manifest.json"
 VERSIONS, ALIASES, LOG = "versions", "aliases", "log"
@@ -89,10 +95,6 @@ def who() -> str:
     except (KeyError, OSError):  # no passwd entry (a container): the uid
         user = str(os.getuid())
     return f"{user}@{socket.gethostname()}"
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def entry_uri(registry: str, name: str) -> str:
@@ -241,7 +243,7 @@ def versions(registry: str, name: str) -> list[str]:
 
 
 def aliases(registry: str, name: str) -> dict[str, str]:
-    """``{alias: version id}`` of an entry."""
+    """``{alias: version id}`` of an entry (the version each names, or will name once due)."""
     root = storage.join(entry_uri(registry, name), ALIASES)
     out = {}
     for alias in storage.listdir(root):
@@ -250,17 +252,44 @@ def aliases(registry: str, name: str) -> dict[str, str]:
     return out
 
 
-def get_alias(registry: str, name: str, alias: str) -> str | None:
+def read_alias(registry: str, name: str, alias: str) -> AliasPointer | None:
+    """The pointer file of ``alias``, or None when the entry has no such alias."""
     uri = storage.join(entry_uri(registry, name), ALIASES, alias_name(alias))
-    return storage.read_json(uri)["version"] if storage.exists(uri) else None
+    return AliasPointer.parse(storage.read_json(uri)) if storage.exists(uri) else None
 
 
-def set_alias(registry: str, name: str, alias: str, version: str, note: str = "") -> str | None:
-    """Point ``alias`` at the complete ``version`` (one atomic write); returns the old target."""
+def get_alias(registry: str, name: str, alias: str) -> str | None:
+    """The version ``alias`` names (or will name, once its activation time comes)."""
+    pointer = read_alias(registry, name, alias)
+    return pointer.version if pointer else None
+
+
+def set_alias(
+    registry: str,
+    name: str,
+    alias: str,
+    version: str,
+    note: str = "",
+    *,
+    activate_in_s: float = 0.0,
+) -> str | None:
+    """Point ``alias`` at the complete ``version`` (one atomic write); returns the old target.
+
+    With ``activate_in_s`` > 0 the alias keeps naming the version it names now for that many
+    seconds (``previous`` until ``effective_at`` in the pointer): every Serve replica that
+    follows it loads the new version meanwhile and switches at the same instant.
+    """
     read_manifest(version_uri(registry, name, version))  # only complete versions are named
-    old = get_alias(registry, name, alias)
-    append_log(registry, name, "alias", alias=alias, note=note, **{"from": old, "to": version})
-    record = {"version": version, "set_at": now(), "set_by": who()}
+    pointer = read_alias(registry, name, alias)
+    old = pointer.version if pointer else None
+    t = time.time()
+    record: dict[str, Any] = {"version": version, "set_at": now(t), "set_by": who()}
+    serving = pointer.at(t) if pointer else None
+    if activate_in_s > 0 and serving not in (None, version):
+        record.update(previous=serving, effective_at=now(t + activate_in_s))
+    extra = {"effective_at": record["effective_at"]} if "effective_at" in record else {}
+    append_log(registry, name, "alias", alias=alias, note=note, **{"from": old, "to": version},
+               **extra)  # fmt: skip
     storage.write_json(storage.join(entry_uri(registry, name), ALIASES, alias), record)
     return old
 

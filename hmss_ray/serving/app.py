@@ -35,7 +35,7 @@ from hmss_ray.inference.synthesizer import Synthesizer
 from hmss_ray.io import Format
 from hmss_ray.io.formats import MEDIA_TYPES
 from hmss_ray.qa.web import add_routes as add_qa_page
-from hmss_ray.registry.live import follow
+from hmss_ray.registry.live import NotReady, follow
 from hmss_ray.serving import audit, guard
 from hmss_ray.serving.flow import client_gone, http_host, model_info, work
 from hmss_ray.serving.metrics import ServeMetrics
@@ -119,10 +119,13 @@ class SCTSynthesizer:
         # every io key is the deployment's; engine: serve.precision / compile / channels_last
         overrides = {f"io.{k}": v for k, v in to_plain(limits).items()}
         overrides.update({f"serve.{k}": v for k, v in (engine or {}).items()})
-        # registry: the pinned alias is followed; a promotion swaps the model in (live.py)
+        # registry: the pinned alias is followed; a promotion switches every replica at its
+        # activation time (live.py)
         self.live = follow(
             model,
-            lambda uri: Synthesizer.from_uri(uri, device=device, overrides=overrides, tta=tta),
+            lambda uri, at: Synthesizer.from_uri(
+                uri, device=device, overrides=overrides, tta=tta, at=at
+            ),
             lambda new: setattr(self, "synth", new),
         )
         self.synth = self.live.current
@@ -171,7 +174,8 @@ class SCTSynthesizer:
     @app.get("/v1/model")
     def model(self, request: Request) -> dict[str, Any]:
         self._admit(request)
-        return model_info(self.synth, self.cfg.max_upload_mb)
+        synth = self.live.model_now() or self.synth  # the version the pin names now
+        return model_info(synth, self.cfg.max_upload_mb)
 
     @app.post(
         "/v1/synthesize",
@@ -187,9 +191,11 @@ class SCTSynthesizer:
     ) -> Response:
         t0, rid = time.perf_counter(), guard.new_request_id()
         status, fmt = 500, "none"
-        synth = self.synth  # the model this request uses, whatever a promotion swaps in
+        synth = self.synth
         try:
             self._admit(request)
+            # the version the pin names at this request's arrival, whatever a promotion swaps in
+            synth = await self.live.model_at_arrival()
             fmt = choose_format(format, request.headers.get("accept", ""))
             response = await asyncio.wait_for(
                 self._handle(request, fmt, region, rid, t0, synth), self.cfg.request_timeout_s
@@ -199,6 +205,8 @@ class SCTSynthesizer:
                                         "retry later", rid)  # fmt: skip
         except HTTPException as exc:
             response = self._error(exc.status_code, str(exc.detail), rid, exc.headers)
+        except NotReady as exc:  # a promoted version due, still loading here (live.py)
+            response = self._error(503, str(exc), rid)
         except Exception as exc:  # a server fault: its id, never its text, goes to the client
             guard.log_unexpected(rid, exc)
             response = self._error(500, f"internal error; quote request id {rid}", rid)

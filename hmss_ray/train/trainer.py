@@ -11,6 +11,8 @@ from ray.train.torch import TorchTrainer
 from hmss_ray import storage
 from hmss_ray.config import ExperimentConfig
 from hmss_ray.data.stream import build_datasets, ingest_options
+from hmss_ray.patient_fs import patient
+from hmss_ray.train import upload
 from hmss_ray.train.loop import LoopConfig, train_loop_per_worker
 
 
@@ -26,7 +28,8 @@ def run_config(
     return ray.train.RunConfig(
         name=name,
         storage_path=path,
-        storage_filesystem=fs,
+        # Ray Train writes its run state there after each checkpoint, without retrying: retried
+        storage_filesystem=patient(fs, upload.patience_s()),
         checkpoint_config=ray.train.CheckpointConfig(
             num_to_keep=cfg.train.keep_checkpoints,
             checkpoint_score_attribute="score",

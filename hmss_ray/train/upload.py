@@ -56,7 +56,7 @@ def patient_upload(checkpoint: Any, dir_name: str) -> Any:
     from ray.train.v2._internal.execution.context import get_train_context
 
     storage = get_train_context().get_storage()
-    patience = float(os.environ.get(PATIENCE_ENV, "900"))
+    patience = patience_s()
     deadline, wait = time.monotonic() + patience, 1.0
     while True:
         try:
@@ -73,3 +73,8 @@ def patient_upload(checkpoint: Any, dir_name: str) -> Any:
                         wait)  # fmt: skip
             time.sleep(wait)
             wait = min(wait * 2, MAX_WAIT_S)
+
+
+def patience_s() -> float:
+    """How long S3 writes of a training run are retried (``HMSS_CHECKPOINT_UPLOAD_PATIENCE_S``)."""
+    return float(os.environ.get(PATIENCE_ENV, "900"))

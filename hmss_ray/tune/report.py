@@ -159,9 +159,11 @@ def plot_pareto(rows: list[TrialRow]) -> bytes:
 
 
 def write_report(rows: list[TrialRow], out_uri: str, cfg: ExperimentConfig) -> str:
-    """results.csv, results.md (with the objective) and pareto.png under ``out_uri``."""
-    storage.write_text(storage.join(out_uri, "results.csv"), to_frame(rows).to_csv(index=False))
-    text = f"# Search results\n\nObjective: `{objective_text(cfg)}`\n\n{markdown_rows(rows)}\n"
-    storage.write_text(storage.join(out_uri, "results.md"), text)
-    storage.write_bytes(storage.join(out_uri, "pareto.png"), plot_pareto(rows))
+    """results.csv, results.md (with the objective) and pareto.png under ``out_uri``, which
+    takes its name (or its ``results.md``, on S3) only when complete (``storage.output_dir``)."""
+    with storage.output_dir(out_uri, last="results.md") as out:
+        (out / "results.csv").write_text(to_frame(rows).to_csv(index=False))
+        text = f"# Search results\n\nObjective: `{objective_text(cfg)}`\n\n{markdown_rows(rows)}\n"
+        (out / "results.md").write_text(text)
+        (out / "pareto.png").write_bytes(plot_pareto(rows))
     return out_uri

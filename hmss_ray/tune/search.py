@@ -206,6 +206,7 @@ def run_search(
         # checkpoints) go into the version, so that Serve and the CLI need nothing outside it
         extra=lambda staged: ensemble.write_members(str(staged), cfg, ranked),
         note=f"search {name} winner {winner.trial_id}",
+        auto_promote=cfg.tune.registry_auto_promote,  # the first version serves at once
     )
     entry = f"{storage.join(registry_uri, entry_name)}@{version.id}"
     tags = {"data_manifest_hash": manifest.data_hash, "score": f"{winner.score:.6g}",

@@ -64,8 +64,13 @@ def test_s3_down_during_registration_keeps_the_previous_version_served(tmp_path,
         s3.stop()
 
 
-def test_promotion_and_rollback_under_live_serve_lose_no_request(ray_session, tmp_path, cache):
+def test_promotion_and_rollback_switch_every_replica_at_once_and_lose_no_request(
+    ray_session, tmp_path, cache
+):
+    """2 replicas, 2 clients over HTTP: every answer before a change's activation time is the
+    old version, every answer after it the new one, none failed."""
     result = chaos_live.promotion_under_serve(tmp_path)
+    assert result["replicas"] == 2 and result["answers"] > 20, result
     assert result["failed"] == 0, result
     assert result["mixed"] == 0, result
     info = result["model_info"]  # GET /v1/model: the pinned alias's version, its card
@@ -88,3 +93,42 @@ def test_s3_down_30_s_during_checkpoint_uploads_loses_no_checkpoint(tmp_path):
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     lost = json.loads(out.read_text())["details"]["checkpoint_outage"]
     assert lost["lost"] == 0 and lost["present"] == lost["expected"] > 2, lost
+
+
+def test_a_replica_started_during_an_s3_outage_serves_once_s3_is_back(ray_session, tmp_path,
+                                                                      monkeypatch):  # fmt: skip
+    """The replica's first load meets S3 stopped; S3 starts again 4 s later on the same port:
+    the load's retries carry it through and the endpoint answers with the registry's version."""
+    import threading
+    import time
+
+    import httpx
+
+    from hmss_ray.cluster import free_port
+    from hmss_ray.serving.app import deploy, shutdown
+
+    s3 = chaos.Moto()
+    try:
+        env = {**chaos.s3_env(s3.port), "HMSS_S3_ATTEMPTS": "8", "HMSS_S3_BACKOFF_S": "0.5",
+               "HMSS_RAY_CACHE": str(tmp_path / "replica-cache")}  # fmt: skip
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        old, _ = chaos_live.two_versions(tmp_path / "local" / "registry")
+        registry = chaos.make_bucket(s3.port) + "/registry"
+        storage.copy_dir(str(tmp_path / "local" / "registry"), registry)
+        back = threading.Thread(target=lambda: (time.sleep(4.0), s3.start()), daemon=True)
+        s3.stop()
+        back.start()
+        t0 = time.monotonic()
+        url = deploy(f"{registry}/tiny", port=free_port(), name="outage", env=env,
+                     route_prefix="/outage", device="cpu")  # fmt: skip
+        started_s = time.monotonic() - t0
+        back.join()
+        answer = httpx.post(f"{url}/v1/synthesize", content=chaos_live.mr_bytes(), timeout=60,
+                            headers={"Content-Type": "application/gzip"})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-model-version"] == old
+        assert started_s >= 4.0  # it did wait for S3
+    finally:
+        shutdown()
+        s3.stop()

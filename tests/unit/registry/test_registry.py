@@ -3,8 +3,10 @@ command, old flat entries; tampering is refused with one line."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from hmss_ray.models import checkpoint as ckpt
 from hmss_ray.models.factory import build_generator
 from hmss_ray.registry import __main__ as registry_cli
 from hmss_ray.registry import load, ops, store
+from hmss_ray.registry.live import NotReady
 from hmss_ray.registry.names import RegistryError, split_uri
 from tests.small import TINY_MODEL
 
@@ -210,9 +213,8 @@ def test_a_replica_follows_its_alias_and_keeps_serving_when_the_new_version_is_b
     first = split_uri(publish(checkpoints[0], registry)).ref
     second = split_uri(publish(checkpoints[1], registry)).ref
     swapped = []
-    live = LiveModel(f"{registry}/brain", lambda uri: Synthesizer.from_uri(uri, device="cpu"),
-                     swapped.append, poll_s=3600)  # fmt: skip
-    pinned = LiveModel(f"{registry}/brain@{first}", lambda uri: Synthesizer.from_uri(uri), None)
+    live = LiveModel(f"{registry}/brain", loader, swapped.append, poll_s=3600)
+    pinned = LiveModel(f"{registry}/brain@{first}", loader, None)
     assert live.follows and not pinned.follows and live.current.info.version == first
     assert live.check() is False  # nothing moved
     store.set_alias(str(registry), "brain", "production", second)
@@ -226,10 +228,66 @@ def test_a_replica_follows_its_alias_and_keeps_serving_when_the_new_version_is_b
     live.stop()
 
 
+def loader(uri: str, at: float | None) -> Synthesizer:
+    return Synthesizer.from_uri(uri, device="cpu", at=at)
+
+
+def test_a_scheduled_promotion_names_the_old_version_until_its_time_then_the_new(
+    checkpoints, tmp_path
+):
+    from hmss_ray.registry.live import LiveModel
+
+    registry = tmp_path / "registry"
+    first = split_uri(publish(checkpoints[0], registry)).ref
+    second = split_uri(publish(checkpoints[1], registry)).ref
+    storage_down = []
+
+    def flaky(uri: str, at: float | None) -> Synthesizer:
+        if storage_down:
+            raise OSError("S3 unreachable")
+        return loader(uri, at)
+
+    live = LiveModel(f"{registry}/brain", flaky, poll_s=3600, wait_s=0.2)
+    ops.promote(str(registry), "brain", second, "production", activate_in_s=4.0)
+    due = store.read_alias(str(registry), "brain", "production").effective_at
+    assert store.get_alias(str(registry), "brain", "production") == second
+    # every reader names the old version until the activation time, the new one from then on
+    assert load.resolve(f"{registry}/brain").version == first
+    assert load.resolve(f"{registry}/brain", at=due).version == second
+    late = LiveModel(f"{registry}/brain", loader, poll_s=3600)  # a replica started meanwhile
+    assert late.current.info.version == first
+    assert live.model_now().info.version == first
+    assert live.check() is True  # pre-loaded, not yet serving
+    assert live.model_now().info.version == first and live.version == first
+    while time.time() < due:
+        time.sleep(0.05)
+    assert live.model_now().info.version == second
+    while late.model_now() is None or late.version != second:  # its watcher loaded it at start
+        assert time.time() < due + 10
+        time.sleep(0.05)
+    assert load.resolve(f"{registry}/brain").version == second
+    # a due version that this replica could not load: requests wait, then a clear refusal
+    storage_down.append(True)
+    ops.rollback(str(registry), "brain", "production", activate_in_s=1.0)
+    assert live.check() is False and live.model_now().info.version == second  # not yet due
+    time.sleep(1.1)
+    assert live.model_now() is None
+    with pytest.raises(NotReady, match=f"{first} is still loading"):
+        asyncio.run(live.model_at_arrival())
+    storage_down.clear()
+    assert live.check() is True and live.model_now().info.version == first
+    # a pointer without an activation time (an older registry) moves at once
+    store.set_alias(str(registry), "brain", "production", second)
+    assert "effective_at" not in json.loads(
+        (registry / "brain" / "aliases" / "production").read_text()
+    )
+    assert load.resolve(f"{registry}/brain").version == second
+    for each in (live, late):
+        each.stop()
+
+
 @pytest.mark.integration
 def test_s3_errors_are_retried_a_missing_object_is_not(tmp_path, monkeypatch):
-    import time
-
     from bench.chaos import Moto, make_bucket, s3_env
     from hmss_ray import storage
 
@@ -253,3 +311,26 @@ def test_s3_errors_are_retried_a_missing_object_is_not(tmp_path, monkeypatch):
             storage.read_text(f"{bucket}/x")
     finally:
         s3.stop()
+
+
+def test_without_auto_promotion_the_first_version_waits_for_a_promotion(checkpoints, tmp_path):
+    registry = tmp_path / "registry"
+    first = split_uri(publish(checkpoints[0], registry, auto_promote=False)).ref
+    assert store.aliases(str(registry), "brain") == {"latest": first}
+    with pytest.raises(RegistryError, match="no alias 'production'"):
+        Synthesizer.from_uri(str(registry / "brain"), device="cpu")
+    assert cli("promote", f"{registry}/brain@latest", "--activate-in", "0") == 0
+    assert Synthesizer.from_uri(str(registry / "brain"), device="cpu").info.version == first
+
+
+def test_a_rollback_before_the_activation_time_cancels_the_promotion(checkpoints, tmp_path):
+    registry = tmp_path / "registry"
+    first = split_uri(publish(checkpoints[0], registry)).ref
+    second = split_uri(publish(checkpoints[1], registry)).ref
+    assert cli("promote", f"{registry}/brain@{second}", "--activate-in", "60") == 0
+    pointer = store.read_alias(str(registry), "brain", "production")
+    assert pointer.scheduled() and (pointer.previous, pointer.version) == (first, second)
+    assert cli("rollback", f"{registry}/brain") == 0
+    pointer = store.read_alias(str(registry), "brain", "production")
+    assert not pointer.scheduled() and pointer.version == first and pointer.effective_at is None
+    assert load.resolve(f"{registry}/brain", at=time.time() + 3600).version == first
