@@ -13,7 +13,6 @@ series it was made from, every instance listed.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import os
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from hmss_ray.config import UserError
 from hmss_ray.io.dicom_series import FRAME_TAGS, PATIENT_TAGS, STUDY_TAGS, DicomSource
-from hmss_ray.io.dicom_write import lps_grid, series_reference, uid_maker
+from hmss_ray.io.dicom_write import dataset_bytes, lps_grid, series_reference, uid_maker
 from hmss_ray.io.volume import Volume
 
 PARAMETRIC_MAP_STORAGE = "1.2.840.10008.5.1.4.1.1.30"
@@ -61,8 +60,7 @@ def write_spread_map(
 
 
 def _dataset_bytes(spread: Volume, values, sct: DicomSource, mr: DicomSource | None, root):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian
+    from pydicom.dataset import Dataset
 
     new_uid = uid_maker(root)
     ds = Dataset()
@@ -81,14 +79,7 @@ def _dataset_bytes(spread: Volume, values, sct: DicomSource, mr: DicomSource | N
     ds.DimensionOrganizationType = "3D"  # the frames are one regular volume
     stored = np.clip(np.rint(values / HU_PER_UNIT), 0, 65535).astype("<u2")
     ds.PixelData = np.ascontiguousarray(stored.transpose(2, 1, 0)).tobytes()  # frames, rows=y
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = PARAMETRIC_MAP_STORAGE
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = meta
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return dataset_bytes(ds, PARAMETRIC_MAP_STORAGE)
 
 
 def _header(ds, sct: DicomSource, new_uid) -> None:

@@ -23,6 +23,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -294,8 +295,7 @@ def uid_maker(root: str):
 
 
 def _slice_bytes(shared, grid: _Grid, plane: np.ndarray, k: int, source, uid_root="") -> bytes:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian
+    from pydicom.dataset import Dataset
     from pydicom.valuerep import format_number_as_ds as as_ds
 
     ds = Dataset()
@@ -315,8 +315,17 @@ def _slice_bytes(shared, grid: _Grid, plane: np.ndarray, k: int, source, uid_roo
             ref.ReferencedFrameNumber = frame + 1
         ds.SourceImageSequence = [ref]
     ds.PixelData = np.ascontiguousarray(plane.T).astype("<i2").tobytes()  # rows are y
+    return dataset_bytes(ds, CT_IMAGE_STORAGE)
+
+
+def dataset_bytes(ds: Any, sop_class: str) -> bytes:
+    """``ds`` (a pydicom Dataset) as the bytes of a DICOM file (Part 10 file meta, explicit VR
+    little endian)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+    meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
