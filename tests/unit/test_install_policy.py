@@ -97,8 +97,11 @@ def test_make_venv_installs_the_dev_lock_with_hashes():
     # every make target that runs tools depends on the venv, so CI (.ci/run -> make) is locked
     for target in ("test", "lint", "docs"):
         assert "$(STAMP)" in _recipe(makefile, target).splitlines()[0], target
-    assert re.findall(r"(?m)^make (\w+)", (ROOT / ".ci" / "run").read_text()) == [
-        "lint", "docs", "test"
+    # and the dose venv is built over the locked one (its own extra on top)
+    assert "$(STAMP)" in _recipe(makefile, "$(DOSE_STAMP)").splitlines()[0]
+    assert "$(DOSE_STAMP)" in _recipe(makefile, "test-dose").splitlines()[0]
+    assert re.findall(r"(?m)^make ([\w-]+)", (ROOT / ".ci" / "run").read_text()) == [
+        "lint", "docs", "test", "test-dose"
     ]  # fmt: skip
 
 
