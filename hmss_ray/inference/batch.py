@@ -199,7 +199,9 @@ def _predict_into(
         folder, study.name, arrays, mr, (low, high), _caption(synth), series, options.qa
     )
     if options.dose and ct is not None and study.target is not None:
-        qa["dose"], drawn = write_dose(folder, study.name, ct, sct, study.target, options.dose)
+        qa["dose"], drawn = write_dose(
+            folder, study.name, ct, sct, study.target, options.dose, synth.cfg.io
+        )
         written += drawn
     return StudyResult(study.name, "ok", 0.0, series=series, outputs=outputs + written, qa=qa,
                        ct=str(study.ct or ""))  # fmt: skip

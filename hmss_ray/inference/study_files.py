@@ -95,13 +95,20 @@ def write_qa(
 
 
 def write_dose(
-    folder: Path, title: str, ct: np.ndarray, sct: Volume, target: Path, modalities: tuple[str, ...]
+    folder: Path,
+    title: str,
+    ct: np.ndarray,
+    sct: Volume,
+    target: Path,
+    modalities: tuple[str, ...],
+    limits: IOConfig | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The dose check of one study, both CTs on the MR's grid, added to its ``qa.json``: (its
     numbers, the names written).
 
     ``ct``: float32 HU, NaN outside the CT's field of view (air there). ``target``: a mask file
-    or DICOM folder on any grid of the same frame of reference, put on the MR's grid. A check
+    or DICOM folder on any grid of the same frame of reference, put on the MR's grid, read
+    within ``limits`` (the model's ``io`` section, as the MR and the CT). A check
     that cannot run (no target voxel, no dose extra) is the study's ``{"error": ...}``, not a
     failed study: its sCT and QA stand.
     """
@@ -110,7 +117,7 @@ def write_dose(
     from hmss_ray.io.align import onto_grid
 
     try:
-        mask = onto_grid(read_volume(target), sct.affine, sct.shape).array
+        mask = onto_grid(read_volume(target, limits), sct.affine, sct.shape).array
         inside = np.nan_to_num(np.asarray(mask, np.float32), nan=0.0) > 0.5
         if not inside.any():
             raise UserError(f"the target {target.name} has no voxel inside the MR's field of view")
